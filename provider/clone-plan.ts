@@ -1,0 +1,215 @@
+/**
+ * Pure logic of LxcSnapshotClone: parsing its inspection, what lxc-copy leaves undone (mount entries and
+ * log file under the old container dir, /etc/hosts, MAC uniqueness), drift and diff.
+ */
+import { type SubvolumeInfo, parseSubvolumeFields } from "./inspect";
+import { checkRootfsConfig, findHwaddrs, getConfigValue } from "./lxc-config";
+
+export interface SideInfo {
+  dir: "present" | "missing";
+  fstype?: string;
+  state?: string;
+  isSubvolume: boolean;
+  subvolume?: SubvolumeInfo;
+}
+
+export interface CloneInspection {
+  hasLxcCopy: boolean;
+  hasLxcClone: boolean;
+  source: SideInfo;
+  clone: SideInfo;
+  /** [container, mac] for every hwaddr line under lxcPath. */
+  hwaddrs: [string, string][];
+  sourceConfig: string;
+  cloneConfig: string;
+  cloneHostname: string;
+  cloneHosts: string;
+  /** Nested subvolumes of the source rootfs, relative paths. */
+  nested: string[];
+}
+
+const SECTIONS = [
+  "@@hwaddrs",
+  "@@source_config",
+  "@@clone_config",
+  "@@clone_hostname",
+  "@@clone_hosts",
+  "@@nested",
+];
+
+export function parseCloneInspection(out: string): CloneInspection {
+  const first = out.indexOf("@@hwaddrs\0");
+  if (first < 0) throw new Error("unrecognised clone inspection output");
+  const kv = new Map<string, string>();
+  const sub = { source: new Map<string, string>(), clone: new Map<string, string>() };
+  for (const line of out.slice(0, first).split("\n")) {
+    if (!line) continue;
+    const m = /^(source|clone) ([A-Za-z ]+)=(.*)$/.exec(line);
+    if (m) {
+      sub[m[1] as "source" | "clone"].set(m[2], m[3].trim());
+      continue;
+    }
+    const eq = line.indexOf("=");
+    if (eq <= 0) throw new Error(`unrecognised clone inspection line ${JSON.stringify(line.slice(0, 100))}`);
+    kv.set(line.slice(0, eq), line.slice(eq + 1));
+  }
+  const side = (s: "source" | "clone"): SideInfo => {
+    const info: SideInfo = {
+      dir: kv.get(`${s}_dir`) === "present" ? "present" : "missing",
+      isSubvolume: kv.get(`${s}_subvol`) === "1",
+    };
+    if (info.dir === "present") {
+      info.fstype = kv.get(`${s}_fstype`);
+      info.state = kv.get(`${s}_state`);
+      if (info.isSubvolume) info.subvolume = parseSubvolumeFields(sub[s]);
+    }
+    return info;
+  };
+  const items = out.slice(first).split("\0");
+  const sections = new Map<string, string[]>();
+  let cur = "";
+  for (const item of items) {
+    if (SECTIONS.includes(item) && !sections.has(item)) {
+      cur = item;
+      sections.set(cur, []);
+    } else if (cur) sections.get(cur)?.push(item);
+  }
+  const text = (k: string) =>
+    (sections.get(k) ?? []).filter((x, i, a) => x !== "" || i < a.length - 1).join("\0");
+  return {
+    hasLxcCopy: kv.get("has_lxc_copy") === "1",
+    hasLxcClone: kv.get("has_lxc_clone") === "1",
+    source: side("source"),
+    clone: side("clone"),
+    hwaddrs: (sections.get("@@hwaddrs") ?? []).filter(Boolean).map((x) => {
+      const sp = x.indexOf(" ");
+      return [x.slice(0, sp), x.slice(sp + 1).toLowerCase()] as [string, string];
+    }),
+    sourceConfig: text("@@source_config"),
+    cloneConfig: text("@@clone_config"),
+    cloneHostname: text("@@clone_hostname").trim(),
+    cloneHosts: text("@@clone_hosts"),
+    nested: (sections.get("@@nested") ?? []).filter(Boolean),
+  };
+}
+
+/** Why the source cannot be snapshot-cloned, or undefined when it can. */
+export function sourceProblem(insp: CloneInspection, lxcPath: string, source: string): string | undefined {
+  if (insp.source.dir === "missing") return `source container ${source} does not exist in ${lxcPath}`;
+  if (insp.source.fstype !== "btrfs") return `source ${source} is on ${insp.source.fstype}, not btrfs`;
+  const cfg = checkRootfsConfig(insp.sourceConfig, `${lxcPath}/${source}/rootfs`);
+  if (!insp.source.isSubvolume || !cfg.ok || cfg.store !== "btrfs") {
+    return (
+      `source ${source}'s rootfs is not a btrfs subvolume with a btrfs: config, so it cannot be snapshot-cloned; ` +
+      `declare an LxcSubvolumeRootfs for ${source} and pass it in this clone's dependsOn`
+    );
+  }
+  return undefined;
+}
+
+/**
+ * The clone's config after lxc-copy, finished: lxc.mount.entry sources and lxc.log.file that still point
+ * under the source's directory are moved to the clone's, lxc.uts.name is the hostname, and MACs listed in
+ * `macs` are replaced. Every other byte stays.
+ */
+export function finishCloneConfig(
+  text: string,
+  o: { lxcPath: string; source: string; name: string; hostname: string; macs: Map<string, string> },
+): string {
+  const oldDir = `${o.lxcPath}/${o.source}/`;
+  const newDir = `${o.lxcPath}/${o.name}/`;
+  return text
+    .split("\n")
+    .map((line) => {
+      const m = /^(\s*)([a-z0-9._]+)(\s*=\s*)(.*)$/.exec(line);
+      if (!m) return line;
+      const [, indent, key, eq, value] = m;
+      if (key === "lxc.mount.entry" || key === "lxc.log.file" || key === "lxc.mount.fstab") {
+        return value.startsWith(oldDir) ? `${indent}${key}${eq}${newDir}${value.slice(oldDir.length)}` : line;
+      }
+      if (key === "lxc.uts.name") return `${indent}${key}${eq}${o.hostname}`;
+      if (/^lxc\.net\.\d+\.hwaddr$/.test(key)) {
+        const repl = o.macs.get(value.trim().toLowerCase());
+        return repl ? `${indent}${key}${eq}${repl}` : line;
+      }
+      return line;
+    })
+    .join("\n");
+}
+
+/** /etc/hosts with every whole-word occurrence of `from` (outside comments) replaced by `to`. */
+export function rewriteHosts(text: string, from: string, to: string): string {
+  if (!from || from === to) return text;
+  return text
+    .split("\n")
+    .map((line) => {
+      const hash = line.indexOf("#");
+      const body = hash < 0 ? line : line.slice(0, hash);
+      const rest = hash < 0 ? "" : line.slice(hash);
+      return (
+        body.replace(/[^\s]+/g, (tok) =>
+          tok === from ? to : tok.startsWith(`${from}.`) ? to + tok.slice(from.length) : tok,
+        ) + rest
+      );
+    })
+    .join("\n");
+}
+
+/** LXC's own prefix for generated MACs (00:16:3e, locally chosen bits after it). */
+export function randomMac(rand: () => number): string {
+  const b = [0x00, 0x16, 0x3e, Math.floor(rand() * 0x80), Math.floor(rand() * 256), Math.floor(rand() * 256)];
+  return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+/** Replacements for the clone's MACs that collide with any other container's (or each other). */
+export function uniqueMacs(cloneMacs: string[], others: string[], rand: () => number): Map<string, string> {
+  const taken = new Set(others.map((m) => m.toLowerCase()));
+  const out = new Map<string, string>();
+  const seen = new Set<string>();
+  for (const mac of cloneMacs.map((m) => m.toLowerCase())) {
+    if (!taken.has(mac) && !seen.has(mac)) {
+      seen.add(mac);
+      continue;
+    }
+    let fresh = randomMac(rand);
+    while (taken.has(fresh) || seen.has(fresh)) fresh = randomMac(rand);
+    out.set(mac, fresh);
+    seen.add(fresh);
+  }
+  return out;
+}
+
+export interface CloneDesired {
+  name: string;
+  source: string;
+  hostname: string;
+  start: boolean;
+}
+
+/** What read found different from what was declared, as short phrases; empty when in sync. */
+export function cloneDrift(
+  insp: CloneInspection,
+  want: CloneDesired,
+  lxcPath: string,
+  parentUuid: string | null,
+): string[] {
+  const d: string[] = [];
+  if (!insp.clone.isSubvolume) d.push("rootfs is no longer a subvolume");
+  else if (parentUuid && insp.clone.subvolume?.parentUuid !== parentUuid)
+    d.push("rootfs is no longer a snapshot of the source");
+  const uts = getConfigValue(insp.cloneConfig, "lxc.uts.name");
+  if (uts !== want.hostname) d.push(`hostname is ${uts ?? "(unset)"}, want ${want.hostname}`);
+  const rootfs = getConfigValue(insp.cloneConfig, "lxc.rootfs.path");
+  if (rootfs !== `btrfs:${lxcPath}/${want.name}/rootfs`) d.push(`lxc.rootfs.path is ${rootfs ?? "(unset)"}`);
+  const running = insp.clone.state === "RUNNING";
+  if (running !== want.start)
+    d.push(`state is ${insp.clone.state}, want ${want.start ? "RUNNING" : "STOPPED"}`);
+  return d;
+}
+
+/** Drift that update cannot repair in place: the clone must be made again. */
+export function driftNeedsReplace(drift: string[]): boolean {
+  return drift.some((x) => x.startsWith("rootfs") || x.startsWith("lxc.rootfs.path"));
+}
+
+export { findHwaddrs };

@@ -1,0 +1,272 @@
+/**
+ * LxcSnapshotClone, the provider side: validate -> inspect -> snapshot with the host's LXC tools ->
+ * finish what they miss (mount entries, log file, /etc/hosts, MACs, nested subvolumes) -> report.
+ */
+import { randomInt } from "node:crypto";
+import {
+  type CloneInspection,
+  cloneDrift,
+  driftNeedsReplace,
+  findHwaddrs,
+  finishCloneConfig,
+  parseCloneInspection,
+  rewriteHosts,
+  sourceProblem,
+  uniqueMacs,
+} from "./clone-plan";
+import { UserError } from "./errors";
+import { getConfigValue } from "./lxc-config";
+import { scriptArgv } from "./remote-scripts";
+import { type CheckFailure, type CloneInputs, cloneArgsSchema, validate } from "./schema";
+import { describeTarget, openRemote, type Remote } from "./ssh";
+
+export interface CloneOutputs extends CloneInputs {
+  target: string;
+  rootfsPath: string;
+  subvolumeId: number | null;
+  subvolumeUuid: string | null;
+  parentUuid: string | null;
+  sourceGeneration: number | null;
+  state: "RUNNING" | "STOPPED" | string;
+  hwaddrs: string[];
+  actualHostname: string | null;
+  adopted: boolean;
+  /** What read found different from the declaration; update repairs it. */
+  drift: string[];
+}
+
+const INPUT_KEYS = [
+  "connection",
+  "lxcPath",
+  "source",
+  "name",
+  "ifSourceRunning",
+  "start",
+  "hostname",
+] as const;
+
+export async function check(
+  _olds: unknown,
+  news: unknown,
+): Promise<{ inputs?: unknown; failures?: CheckFailure[] }> {
+  const res = validate(cloneArgsSchema, news);
+  return res.ok
+    ? { inputs: { ...res.value, __provider: (news as Record<string, unknown>).__provider } }
+    : { failures: res.failures };
+}
+
+/** Pure: source, name, lxcPath or host changes replace; start/hostname update in place; drift updates. */
+export function diffClone(
+  olds: Partial<CloneOutputs>,
+  news: CloneInputs,
+): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
+  const replaces: string[] = [];
+  const oc = olds.connection;
+  if (oc && (oc.host !== news.connection.host || oc.port !== news.connection.port))
+    replaces.push("connection");
+  for (const k of ["source", "name", "lxcPath"] as const) if (olds[k] !== news[k]) replaces.push(k);
+  const drift = olds.drift ?? [];
+  if (replaces.length === 0 && driftNeedsReplace(drift)) replaces.push("name");
+  const changed =
+    INPUT_KEYS.some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null)) ||
+    drift.length > 0;
+  // A clone can be made before the old one goes only if the names differ (same host, same lxcPath).
+  const sameName =
+    (olds.name ?? news.name) === news.name &&
+    (olds.lxcPath ?? news.lxcPath) === news.lxcPath &&
+    !replaces.includes("connection");
+  return {
+    changes: changed || replaces.length > 0,
+    replaces,
+    deleteBeforeReplace: replaces.length > 0 && sameName,
+  };
+}
+
+export async function create(raw: CloneInputs): Promise<{ id: string; outs: CloneOutputs }> {
+  const inputs = parseInputs(raw);
+  const remote = openRemote(inputs.connection);
+  let insp = await inspect(remote, inputs);
+  const problem = sourceProblem(insp, inputs.lxcPath, inputs.source);
+  if (problem) throw refuse(inputs, remote, problem);
+  let adopted = false;
+  if (insp.clone.dir === "present") {
+    if (!insp.clone.subvolume || insp.clone.subvolume.parentUuid !== insp.source.subvolume?.uuid) {
+      throw refuse(
+        inputs,
+        remote,
+        `a container named ${inputs.name} already exists and is not a snapshot of ${inputs.source}; choose another name or remove it`,
+      );
+    }
+    adopted = true;
+    log(remote, inputs, "adopting the existing snapshot clone");
+  } else {
+    await makeClone(remote, inputs, insp);
+  }
+  insp = await converge(remote, inputs, await inspect(remote, inputs));
+  return {
+    id: `${inputs.connection.host}:${inputs.connection.port}:${inputs.lxcPath}/${inputs.name}`,
+    outs: toOutputs(inputs, insp, adopted, []),
+  };
+}
+
+export async function update(
+  _id: string,
+  olds: CloneOutputs,
+  raw: CloneInputs,
+): Promise<{ outs: CloneOutputs }> {
+  const inputs = parseInputs(raw);
+  const remote = openRemote(inputs.connection);
+  const insp = await converge(remote, inputs, await inspect(remote, inputs));
+  return { outs: toOutputs(inputs, insp, olds.adopted ?? false, []) };
+}
+
+export async function read(
+  id: string,
+  props: CloneOutputs,
+): Promise<{ id?: string; props?: CloneOutputs; inputs?: CloneInputs }> {
+  const inputs = parseInputs(pickInputs(props));
+  const remote = openRemote(inputs.connection);
+  const insp = await inspect(remote, inputs);
+  if (insp.clone.dir === "missing") return {};
+  const drift = cloneDrift(insp, desired(inputs), inputs.lxcPath, props.parentUuid ?? null);
+  const outs = toOutputs(inputs, insp, props.adopted ?? false, drift);
+  outs.parentUuid = props.parentUuid ?? outs.parentUuid;
+  outs.sourceGeneration = props.sourceGeneration ?? outs.sourceGeneration;
+  return { id, props: outs, inputs: pickInputs(props) };
+}
+
+export async function del(_id: string, props: CloneOutputs): Promise<void> {
+  const inputs = parseInputs(pickInputs(props));
+  const remote = openRemote(inputs.connection);
+  log(remote, inputs, "destroying the clone");
+  await remote.check(cloneArgv(inputs, "destroy"));
+}
+
+function pickInputs(props: Partial<CloneOutputs>): CloneInputs {
+  const out: Record<string, unknown> = {};
+  for (const k of INPUT_KEYS) if (props[k] !== undefined && props[k] !== null) out[k] = props[k];
+  return out as unknown as CloneInputs;
+}
+
+function parseInputs(raw: unknown): CloneInputs {
+  const res = validate(cloneArgsSchema, raw);
+  if (!res.ok)
+    throw new UserError(
+      `LxcSnapshotClone: invalid inputs: ${res.failures.map((f) => `${f.property} ${f.reason}`).join("; ")}`,
+    );
+  return res.value;
+}
+
+function desired(i: CloneInputs) {
+  return { name: i.name, source: i.source, hostname: i.hostname ?? i.name, start: i.start };
+}
+
+function refuse(i: CloneInputs, remote: Remote, why: string): UserError {
+  return new UserError(
+    `LxcSnapshotClone ${i.name} (from ${i.source}) on ${remote.target}: ${why}. Nothing was changed.`,
+  );
+}
+
+function log(remote: Remote, i: CloneInputs, msg: string): void {
+  console.log(`[lxc-btrfs] clone ${i.name} on ${remote.target}: ${msg}`);
+}
+
+function cloneArgv(i: CloneInputs, op: string, ...args: string[]): string[] {
+  return scriptArgv("clone", [op, i.lxcPath, i.source, i.name, ...args]);
+}
+
+async function inspect(remote: Remote, i: CloneInputs): Promise<CloneInspection> {
+  const res = await remote.check(cloneArgv(i, "inspect"));
+  try {
+    return parseCloneInspection(res.stdout);
+  } catch (e) {
+    throw refuse(i, remote, (e as Error).message);
+  }
+}
+
+/** Snapshot with the host's LXC tool; on any failure after that, remove what was made. */
+async function makeClone(remote: Remote, i: CloneInputs, insp: CloneInspection): Promise<void> {
+  const running = insp.source.state === "RUNNING" || insp.source.state === "FROZEN";
+  if (running && i.ifSourceRunning === "fail") {
+    throw refuse(
+      i,
+      remote,
+      `source ${i.source} is ${insp.source.state}; stop it, or set ifSourceRunning: "freeze" or "restart"`,
+    );
+  }
+  const tool = insp.hasLxcCopy ? "lxc-copy" : insp.hasLxcClone ? "lxc-clone" : undefined;
+  if (!tool) throw refuse(i, remote, "neither lxc-copy nor lxc-clone is installed; install lxc");
+  const mode = running ? i.ifSourceRunning : "stopped";
+  log(remote, i, `snapshotting ${i.source} with ${tool} -s (source ${mode})`);
+  try {
+    await remote.check(cloneArgv(i, "snapshot", mode, tool));
+    if (insp.nested.length > 0) {
+      log(remote, i, `snapshotting ${insp.nested.length} nested subvolume(s) into place`);
+      await remote.check(cloneArgv(i, "nested"));
+    }
+  } catch (e) {
+    log(remote, i, "clone failed; removing what was made");
+    await remote.run(cloneArgv(i, "destroy"));
+    throw e;
+  }
+}
+
+/** Brings config, identity files and running state to what is declared; returns the final inspection. */
+async function converge(remote: Remote, i: CloneInputs, insp: CloneInspection): Promise<CloneInspection> {
+  const want = desired(i);
+  const cloneMacs = findHwaddrs(insp.cloneConfig);
+  const others = insp.hwaddrs.filter(([c]) => c !== i.name).map(([, m]) => m);
+  const macs = uniqueMacs(cloneMacs, others, () => randomInt(0, 2 ** 32) / 2 ** 32);
+  const config = finishCloneConfig(insp.cloneConfig, {
+    lxcPath: i.lxcPath,
+    source: i.source,
+    name: i.name,
+    hostname: want.hostname,
+    macs,
+  });
+  let touched = false;
+  if (config !== insp.cloneConfig) {
+    await remote.check(cloneArgv(i, "write", "config"), { stdin: config });
+    touched = true;
+  }
+  const oldHost = insp.cloneHostname || getConfigValue(insp.sourceConfig, "lxc.uts.name") || i.source;
+  if (insp.cloneHostname !== want.hostname) {
+    await remote.check(cloneArgv(i, "write", "hostname"), { stdin: `${want.hostname}\n` });
+    touched = true;
+  }
+  const srcHost = getConfigValue(insp.sourceConfig, "lxc.uts.name") ?? i.source;
+  let hosts = rewriteHosts(insp.cloneHosts, srcHost, want.hostname);
+  if (oldHost !== srcHost) hosts = rewriteHosts(hosts, oldHost, want.hostname);
+  if (insp.cloneHosts && hosts !== insp.cloneHosts) {
+    await remote.check(cloneArgv(i, "write", "hosts"), { stdin: hosts });
+    touched = true;
+  }
+  const running = insp.clone.state === "RUNNING";
+  if (want.start && !running) {
+    log(remote, i, "starting");
+    await remote.check(cloneArgv(i, "start"));
+    touched = true;
+  } else if (!want.start && running) {
+    log(remote, i, "stopping");
+    await remote.check(cloneArgv(i, "stop"));
+    touched = true;
+  }
+  return touched ? inspect(remote, i) : insp;
+}
+
+function toOutputs(i: CloneInputs, insp: CloneInspection, adopted: boolean, drift: string[]): CloneOutputs {
+  return {
+    ...i,
+    target: describeTarget(i.connection),
+    rootfsPath: `${i.lxcPath}/${i.name}/rootfs`,
+    subvolumeId: insp.clone.subvolume?.id ?? null,
+    subvolumeUuid: insp.clone.subvolume?.uuid ?? null,
+    parentUuid: insp.clone.subvolume?.parentUuid ?? null,
+    sourceGeneration: insp.source.subvolume?.generation ?? null,
+    state: insp.clone.state ?? "UNKNOWN",
+    hwaddrs: findHwaddrs(insp.cloneConfig),
+    actualHostname: getConfigValue(insp.cloneConfig, "lxc.uts.name") ?? null,
+    adopted,
+    drift,
+  };
+}

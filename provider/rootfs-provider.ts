@@ -1,0 +1,374 @@
+/**
+ * LxcSubvolumeRootfs, the provider side: validate -> inspect the host -> plan -> apply steps -> report.
+ * Loaded lazily inside the dynamic provider's methods (see resources.ts), so node-ssh and zod are never
+ * captured into the serialized provider.
+ */
+import { UserError } from "./errors";
+import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspect";
+import { scriptArgv } from "./remote-scripts";
+import { planConvert, planRevert, type RootfsPlan, type RootfsPolicy, type Step } from "./rootfs-plan";
+import { type CheckFailure, type Connection, type RootfsInputs, rootfsArgsSchema, validate } from "./schema";
+import { describeTarget, openRemote, type Remote } from "./ssh";
+
+export interface RootfsOutputs extends RootfsInputs {
+  /** `user@host:port`, for display; never a secret. */
+  target: string;
+  rootfsPath: string;
+  rootfsIsSubvolume: boolean;
+  subvolumeId: number | null;
+  subvolumeUuid: string | null;
+  configBackingStore: string;
+  adopted: boolean;
+  files: number | null;
+  bytes: number | null;
+  state: string;
+  /** Set by read when a conversion was interrupted; the next update resumes or rolls it back. */
+  interrupted: string | null;
+}
+
+const INPUT_KEYS = [
+  "connection",
+  "container",
+  "lxcPath",
+  "ifRunning",
+  "nestedSubvolumes",
+  "keepBackup",
+  "onDelete",
+] as const;
+const REPLACE_KEYS = ["container", "lxcPath"] as const;
+const MAX_PLAN_ROUNDS = 4;
+
+export async function check(
+  _olds: unknown,
+  news: unknown,
+): Promise<{ inputs?: unknown; failures?: CheckFailure[] }> {
+  const res = validate(rootfsArgsSchema, news);
+  return res.ok
+    ? { inputs: { ...res.value, __provider: (news as Record<string, unknown>).__provider } }
+    : { failures: res.failures };
+}
+
+export function resourceId(i: Pick<RootfsInputs, "connection" | "lxcPath" | "container">): string {
+  return `${i.connection.host}:${i.connection.port}:${i.lxcPath}/${i.container}`;
+}
+
+/** Pure: which inputs force a replacement, and whether drift recorded by read needs an update. */
+export function diffRootfs(
+  olds: Partial<RootfsOutputs>,
+  news: RootfsInputs,
+): { changes: boolean; replaces: string[] } {
+  const replaces: string[] = [];
+  const oc = olds.connection as Connection | undefined;
+  if (oc && (oc.host !== news.connection.host || oc.port !== news.connection.port))
+    replaces.push("connection");
+  for (const k of REPLACE_KEYS) if (olds[k] !== news[k]) replaces.push(k);
+  const inputChanged = INPUT_KEYS.some((k) => !sameJson(olds[k], news[k]));
+  const drifted =
+    olds.rootfsIsSubvolume === false ||
+    (olds.configBackingStore !== undefined && olds.configBackingStore !== "btrfs") ||
+    !!olds.interrupted;
+  return { changes: replaces.length > 0 || inputChanged || drifted, replaces };
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+}
+
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(
+      Object.entries(v as Record<string, unknown>)
+        .filter(([k, x]) => x !== undefined && !k.startsWith("__"))
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, x]) => [k, canonical(x)]),
+    );
+  }
+  return v;
+}
+
+export async function create(news: RootfsInputs): Promise<{ id: string; outs: RootfsOutputs }> {
+  const inputs = parseInputs(news);
+  const outs = await converge(inputs, "create");
+  return { id: resourceId(inputs), outs };
+}
+
+export async function update(
+  _id: string,
+  _olds: RootfsOutputs,
+  news: RootfsInputs,
+): Promise<{ outs: RootfsOutputs }> {
+  return { outs: await converge(parseInputs(news), "update") };
+}
+
+export async function read(
+  id: string,
+  props: RootfsOutputs,
+): Promise<{ id?: string; props?: RootfsOutputs; inputs?: RootfsInputs }> {
+  const inputs = parseInputs(pickInputs(props));
+  const remote = openRemote(inputs.connection);
+  const insp = await inspect(remote, inputs, false);
+  if (insp.containerDir === "missing") return {};
+  const outs = toOutputs(inputs, remote, insp, props.adopted ?? false, props);
+  return { id, props: outs, inputs: pickInputs(props) };
+}
+
+export async function del(_id: string, props: RootfsOutputs): Promise<void> {
+  const inputs = parseInputs(pickInputs(props));
+  if (inputs.onDelete === "retain") return;
+  const remote = openRemote(inputs.connection);
+  await runPlans(remote, inputs, (insp) => planRevert(insp, policyOf(inputs)));
+}
+
+function pickInputs(props: Partial<RootfsOutputs>): RootfsInputs {
+  const out: Record<string, unknown> = {};
+  for (const k of INPUT_KEYS) if (props[k] !== undefined) out[k] = props[k];
+  return out as unknown as RootfsInputs;
+}
+
+function parseInputs(raw: unknown): RootfsInputs {
+  const res = validate(rootfsArgsSchema, raw);
+  if (!res.ok) {
+    throw new UserError(
+      `LxcSubvolumeRootfs: invalid inputs: ${res.failures.map((f) => `${f.property} ${f.reason}`).join("; ")}`,
+    );
+  }
+  return res.value;
+}
+
+function policyOf(i: RootfsInputs): RootfsPolicy {
+  return {
+    container: i.container,
+    lxcPath: i.lxcPath,
+    ifRunning: i.ifRunning,
+    nestedSubvolumes: i.nestedSubvolumes,
+    keepBackup: i.keepBackup,
+  };
+}
+
+async function converge(inputs: RootfsInputs, verb: string): Promise<RootfsOutputs> {
+  const remote = openRemote(inputs.connection);
+  const { insp, adopted } = await runPlans(remote, inputs, (i) => planConvert(i, policyOf(inputs)), verb);
+  return toOutputs(inputs, remote, insp, adopted);
+}
+
+/** Inspect, plan, apply, until the plan says done; a refusal is an error that names resource and host. */
+async function runPlans(
+  remote: Remote,
+  inputs: RootfsInputs,
+  planner: (insp: RootfsInspection) => RootfsPlan,
+  verb = "delete",
+): Promise<{ insp: RootfsInspection; adopted: boolean }> {
+  let changed = false;
+  for (let round = 0; round < MAX_PLAN_ROUNDS; round++) {
+    const insp = await inspect(remote, inputs, true);
+    const plan = planner(insp);
+    if (plan.kind === "refuse") {
+      throw new UserError(
+        `LxcSubvolumeRootfs ${inputs.container} on ${remote.target}: ${plan.reason}. Nothing was changed.`,
+      );
+    }
+    if (plan.kind === "done") return { insp, adopted: plan.adopted && !changed };
+    log(remote, inputs, `${verb}: ${plan.action}`);
+    await applySteps(remote, inputs, plan.steps, insp);
+    changed = true;
+  }
+  throw new UserError(
+    `LxcSubvolumeRootfs ${inputs.container} on ${remote.target}: the host did not settle after ${MAX_PLAN_ROUNDS} rounds; run again`,
+  );
+}
+
+async function inspect(remote: Remote, inputs: RootfsInputs, walk: boolean): Promise<RootfsInspection> {
+  const res = await remote.check(
+    scriptArgv("inspect-rootfs", [inputs.lxcPath, inputs.container, walk ? "1" : "0"]),
+  );
+  try {
+    return parseRootfsInspection(res.stdout);
+  } catch (e) {
+    throw new UserError(
+      `LxcSubvolumeRootfs ${inputs.container} on ${remote.target}: ${(e as Error).message}; nothing was changed`,
+    );
+  }
+}
+
+function log(remote: Remote, inputs: RootfsInputs, msg: string): void {
+  console.log(`[lxc-btrfs] ${inputs.container} on ${remote.target}: ${msg}`);
+}
+
+/** Runs the steps; if one fails before the swap, rolls back so the host is as it was. */
+async function applySteps(
+  remote: Remote,
+  inputs: RootfsInputs,
+  steps: Step[],
+  insp: RootfsInspection,
+): Promise<void> {
+  let swapped = false;
+  let wasRunning = false;
+  let partial: string | undefined;
+  try {
+    for (const step of steps) {
+      if (step.op === "journal") wasRunning = step.wasRunning;
+      if (step.op === "subvol-create" || step.op === "mkdir-new") partial = step.path;
+      if (step.op === "swap") swapped = true;
+      await runStep(remote, inputs, step, insp);
+    }
+  } catch (e) {
+    if (!swapped && partial) await rollback(remote, inputs, partial, wasRunning);
+    throw e;
+  }
+}
+
+async function rollback(
+  remote: Remote,
+  inputs: RootfsInputs,
+  partial: string,
+  wasRunning: boolean,
+): Promise<void> {
+  const steps: Step[] = [{ op: "discard", path: partial }];
+  if (wasRunning) steps.push({ op: "start" });
+  steps.push({ op: "journal-clear" });
+  try {
+    for (const s of steps) await runStep(remote, inputs, s);
+  } catch (e) {
+    log(
+      remote,
+      inputs,
+      `rollback incomplete (${(e as Error).message}); the journal stays and the next run finishes it`,
+    );
+  }
+}
+
+function stepArgs(step: Step): string[] {
+  switch (step.op) {
+    case "journal":
+      return [step.phase, step.kind, step.wasRunning ? "1" : "0"];
+    case "journal-clear":
+    case "stop":
+    case "start":
+      return [];
+    case "discard":
+    case "subvol-create":
+    case "mkdir-new":
+    case "remove":
+      return [step.path];
+    case "copy":
+      return [step.from, step.to, String(Math.max(1000, Math.ceil(step.total / 10)))];
+    case "verify":
+      return [step.a, step.b];
+    case "swap":
+      return [step.cur, step.next, step.old];
+    case "write-config":
+      return [step.expectedSha, step.backupName];
+    case "move-nested":
+      return [step.from, step.to];
+  }
+}
+
+async function runStep(
+  remote: Remote,
+  inputs: RootfsInputs,
+  step: Step,
+  insp?: RootfsInspection,
+): Promise<void> {
+  const argv = scriptArgv("step", [step.op, inputs.lxcPath, inputs.container, ...stepArgs(step)]);
+  if (step.op === "copy") {
+    log(remote, inputs, `copying ${step.total} entries (reflink, no data blocks copied)`);
+    await remote.check(argv, {
+      onStdoutLine: (l) => {
+        const m = /^progress (\d+)$/.exec(l);
+        if (m) log(remote, inputs, `copied ${m[1]}/${step.total} entries`);
+      },
+    });
+    return;
+  }
+  if (step.op === "verify") return verifyTrees(remote, inputs, argv, step, insp);
+  await remote.check(argv, step.op === "write-config" ? { stdin: step.content } : {});
+}
+
+async function verifyTrees(
+  remote: Remote,
+  inputs: RootfsInputs,
+  argv: string[],
+  step: Extract<Step, { op: "verify" }>,
+  insp?: RootfsInspection,
+): Promise<void> {
+  const res = await remote.check(argv);
+  const verdict = compareTreeReports(res.stdout);
+  if (verdict.ok) {
+    log(
+      remote,
+      inputs,
+      `verified ${verdict.entries} entries: types, modes, owners, sizes, mtimes, links, devices, hardlinks${insp?.hasGetfattr ? ", xattrs" : " (xattrs not checked: getfattr missing, apt-get install attr)"}`,
+    );
+    return;
+  }
+  const diff = await remote.run(
+    scriptArgv("step", ["verify-diff", inputs.lxcPath, inputs.container, step.a, step.b]),
+  );
+  throw new UserError(
+    `LxcSubvolumeRootfs ${inputs.container} on ${remote.target}: the copy does not match the original (${verdict.what}); ` +
+      `the copy was discarded and the original left as it was.\n${diff.stdout.trim()}`,
+  );
+}
+
+/** Pure: compares the two halves of a `verify` report. Hardlink groups are compared by path sets. */
+export function compareTreeReports(out: string): { ok: true; entries: number } | { ok: false; what: string } {
+  const a = out.indexOf("@@a\0");
+  const kv = new Map<string, string>();
+  for (const line of out.slice(0, a).split("\n")) {
+    const eq = line.indexOf("=");
+    if (eq > 0) kv.set(line.slice(0, eq), line.slice(eq + 1));
+  }
+  for (const k of ["main", "count", "rdev", "xattr"]) {
+    const x = kv.get(`a_${k}`);
+    const y = kv.get(`b_${k}`);
+    if (x === undefined || y === undefined) return { ok: false, what: `no ${k} in the verification report` };
+    if (x !== y) return { ok: false, what: k === "main" ? "metadata differs" : `${k} differs` };
+  }
+  const rest = out.slice(a + 4);
+  const b = rest.indexOf("@@b\0");
+  if (a < 0 || b < 0) return { ok: false, what: "hardlink report missing" };
+  if (hardlinkGroups(rest.slice(0, b)) !== hardlinkGroups(rest.slice(b + 4)))
+    return { ok: false, what: "hardlink groups differ" };
+  return { ok: true, entries: Number(kv.get("a_count")) };
+}
+
+/** `INODE PATH\0...` to a canonical text of path groups, independent of inode numbers and order. */
+export function hardlinkGroups(list: string): string {
+  const groups = new Map<string, string[]>();
+  for (const item of list.split("\0")) {
+    if (!item) continue;
+    const sp = item.indexOf(" ");
+    const ino = item.slice(0, sp);
+    const g = groups.get(ino) ?? [];
+    g.push(item.slice(sp + 1));
+    groups.set(ino, g);
+  }
+  return JSON.stringify([...groups.values()].map((g) => g.sort()).sort((x, y) => (x[0] < y[0] ? -1 : 1)));
+}
+
+function toOutputs(
+  inputs: RootfsInputs,
+  remote: Remote,
+  insp: RootfsInspection,
+  adopted: boolean,
+  prior?: Partial<RootfsOutputs>,
+): RootfsOutputs {
+  const sub = insp.subvolume;
+  return {
+    ...inputs,
+    target: describeTarget(inputs.connection),
+    rootfsPath: `${inputs.lxcPath}/${inputs.container}/rootfs`,
+    rootfsIsSubvolume: insp.rootfsIsSubvolume,
+    subvolumeId: sub?.id ?? null,
+    subvolumeUuid: sub?.uuid ?? null,
+    configBackingStore: configBackingStore(insp.config),
+    adopted,
+    files: insp.files ?? prior?.files ?? null,
+    bytes: insp.bytes ?? prior?.bytes ?? null,
+    state: insp.state,
+    interrupted: insp.journal
+      ? `${insp.journal.op} interrupted in phase ${insp.journal.phase} on ${remote.target}`
+      : null,
+  };
+}

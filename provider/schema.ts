@@ -1,0 +1,171 @@
+/**
+ * Input schemas for every resource, built with zod. Pure: no SSH, no Pulumi.
+ *
+ * Everything a user types is validated here, before any command runs on a host: container names and paths
+ * are restricted to what cannot be misread by a shell or escape the LXC directory, ports and timeouts to
+ * sane ranges. `check()` turns zod issues into `{property: "connection.port", reason}` failures.
+ */
+import { z } from "zod";
+
+/** What LXC accepts and we can pass safely: no slash, no leading dot or dash, no whitespace. */
+export const CONTAINER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const ABS_PATH = /^\/([A-Za-z0-9_.@+-]+\/?)*$/;
+const HOST =
+  /^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?)$/;
+const USER = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
+const HOSTNAME_LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+export const containerName = z.string().refine((s) => CONTAINER_NAME.test(s) && !s.includes(".."), {
+  error:
+    "must be a container name: 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit, without '..' or '/'",
+});
+
+export const absolutePath = z
+  .string()
+  .refine(
+    (s) => ABS_PATH.test(s) && !s.split("/").some((p) => p === "." || p === "..") && !s.includes("//"),
+    {
+      error:
+        "must be an absolute, normalized path of letters, digits and '_.@+-' (no '..', '//', spaces or shell characters)",
+    },
+  )
+  .transform((s) => (s.length > 1 && s.endsWith("/") ? s.slice(0, -1) : s));
+
+export const hostname = z
+  .string()
+  .refine((s) => s.length <= 253 && s.split(".").every((l) => HOSTNAME_LABEL.test(l)), {
+    error:
+      "must be a valid hostname: labels of letters, digits and '-', each 1-63 characters, separated by '.'",
+  });
+
+const secretString = z.string().min(1, { error: "must not be empty when given" });
+
+const baseConnection = z
+  .object({
+    host: z
+      .string()
+      .min(1, { error: "must not be empty: give the address or DNS name of the host" })
+      .refine((s) => HOST.test(s), { error: "must be a DNS name or an IP address" }),
+    port: z
+      .number({ error: "must be a number" })
+      .int({ error: "must be a whole number" })
+      .min(1, { error: "must be between 1 and 65535" })
+      .max(65535, { error: "must be between 1 and 65535" })
+      .default(22),
+    user: z
+      .string()
+      .refine((s) => USER.test(s), { error: "must be a user name" })
+      .default("root"),
+    password: secretString.optional(),
+    privateKey: secretString.optional(),
+    privateKeyPath: absolutePath.optional(),
+    privateKeyPassword: secretString.optional(),
+    agentSocketPath: absolutePath.optional(),
+    hostKey: z
+      .string()
+      .refine(
+        (s) =>
+          /^SHA256:[A-Za-z0-9+/]{43}=?$/.test(s) ||
+          /^(ssh|ecdsa|sk)-[a-z0-9@.-]+ [A-Za-z0-9+/]+=*( .*)?$/.test(s),
+        {
+          error: "must be an OpenSSH public key line ('ssh-ed25519 AAAA...') or a 'SHA256:...' fingerprint",
+        },
+      )
+      .optional(),
+    knownHostsPath: absolutePath.optional(),
+    insecureSkipHostKeyCheck: z.boolean().default(false),
+    dialErrorLimit: z.number().int().min(1).max(100, { error: "must be between 1 and 100" }).default(10),
+    perDialTimeout: z
+      .number()
+      .positive({ error: "must be a positive number of seconds" })
+      .max(3600, { error: "must be at most 3600 seconds" })
+      .default(15),
+    commandTimeout: z
+      .number()
+      .positive({ error: "must be a positive number of seconds" })
+      .max(86400, { error: "must be at most 86400 seconds" })
+      .default(3600),
+    sudo: z.boolean().default(false),
+  })
+  .strict();
+
+/** A jump host takes the same fields as the target, except another jump host. */
+export const connectionSchema = baseConnection.extend({ proxy: baseConnection.optional() }).strict();
+
+export type ConnectionArgs = z.input<typeof connectionSchema>;
+export type Connection = z.output<typeof connectionSchema>;
+export type JumpConnection = z.output<typeof baseConnection>;
+
+export const rootfsArgsSchema = z
+  .object({
+    connection: connectionSchema,
+    container: containerName,
+    lxcPath: absolutePath.default("/var/lib/lxc"),
+    ifRunning: z.enum(["fail", "restart"]).default("fail"),
+    nestedSubvolumes: z.enum(["fail", "keep"]).default("fail"),
+    keepBackup: z.boolean().default(false),
+    onDelete: z.enum(["retain", "revert"]).default("retain"),
+  })
+  .strict();
+
+export type RootfsInputs = z.output<typeof rootfsArgsSchema>;
+
+export const cloneArgsSchema = z
+  .object({
+    connection: connectionSchema,
+    lxcPath: absolutePath.default("/var/lib/lxc"),
+    source: containerName,
+    name: containerName,
+    ifSourceRunning: z.enum(["fail", "freeze", "restart"]).default("fail"),
+    start: z.boolean().default(false),
+    hostname: hostname.optional(),
+  })
+  .strict()
+  .refine((a) => a.source !== a.name, { error: "must differ from source", path: ["name"] });
+
+export type CloneInputs = z.output<typeof cloneArgsSchema>;
+
+export interface CheckFailure {
+  property: string;
+  reason: string;
+}
+
+/** Parses with a schema; returns the normalized value or failures that name the property and the reason. */
+export function validate<T extends z.ZodType>(
+  schema: T,
+  input: unknown,
+): { ok: true; value: z.output<T> } | { ok: false; failures: CheckFailure[] } {
+  const res = schema.safeParse(stripEngineKeys(input));
+  if (res.success) return { ok: true, value: res.data };
+  return { ok: false, failures: res.error.issues.map(toFailure) };
+}
+
+function toFailure(issue: z.core.$ZodIssue): CheckFailure {
+  const property = issue.path.map(String).join(".") || "(inputs)";
+  if (issue.code === "unrecognized_keys") {
+    const where = issue.path.length ? issue.path.join(".") : "";
+    return {
+      property: issue.keys.map((k) => (where ? `${where}.${k}` : k)).join(", "),
+      reason: "is not a known property; check the spelling",
+    };
+  }
+  if (issue.code === "invalid_type" && /received undefined/.test(issue.message)) {
+    return { property, reason: "is required" };
+  }
+  return { property, reason: issue.message };
+}
+
+/** The engine adds `__provider` (and the SDK may add other `__` keys) to inputs; they are not user input. */
+function stripEngineKeys(input: unknown): unknown {
+  if (!input || typeof input !== "object") return input;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(input as Record<string, unknown>)) {
+    if (!k.startsWith("__")) out[k] = v;
+  }
+  return out;
+}
+
+/** Formats failures as one message for callers outside Pulumi's check (discovery, direct use). */
+export function formatFailures(what: string, failures: CheckFailure[]): string {
+  return `${what}: invalid input: ${failures.map((f) => `${f.property} ${f.reason}`).join("; ")}`;
+}

@@ -1,0 +1,105 @@
+# Clone operations, run as: sh -c "$this" plb-clone OP LXCPATH SOURCE NAME [ARGS...]
+set -eu
+op=$1 lxcpath=$2 src=$3 name=$4
+shift 4
+sd=$lxcpath/$src cd=$lxcpath/$name
+fail() { printf '%s\n' "$*" >&2; exit 3; }
+kv() { printf '%s=%s\n' "$1" "$2"; }
+is_subvol() { [ -d "$1" ] && [ ! -L "$1" ] && [ "$(stat -f -c %T "$1")" = btrfs ] && [ "$(stat -c %i "$1")" = 256 ]; }
+subvol_fields() { btrfs subvolume show "$1" 2>&1 | sed -n "s/^[[:space:]]*\(UUID\|Parent UUID\|Subvolume ID\|Generation\):[[:space:]]*\(.*\)\$/$2 \1=\2/p"; }
+state_of() { s=$(lxc-info -n "$1" -P "$lxcpath" -s 2>/dev/null | awk '{print $2}'); echo "${s:-UNKNOWN}"; }
+# A regular file inside a rootfs, refusing symlinks anywhere on the way (a container must not be able
+# to point our writes at the host's files).
+safe_file() { [ ! -L "$1/etc" ] && [ -d "$1/etc" ] && [ ! -L "$1/etc/$2" ] && { [ -f "$1/etc/$2" ] || [ ! -e "$1/etc/$2" ]; }; }
+
+case $op in
+inspect)
+  kv has_lxc_copy "$(command -v lxc-copy >/dev/null 2>&1 && echo 1 || echo 0)"
+  kv has_lxc_clone "$(command -v lxc-clone >/dev/null 2>&1 && echo 1 || echo 0)"
+  for side in source clone; do
+    if [ $side = source ]; then dir=$sd n=$src; else dir=$cd n=$name; fi
+    if [ ! -d "$dir" ]; then kv "${side}_dir" missing; continue; fi
+    kv "${side}_dir" present
+    kv "${side}_fstype" "$(stat -f -c %T "$dir")"
+    kv "${side}_state" "$(state_of "$n")"
+    if is_subvol "$dir/rootfs"; then kv "${side}_subvol" 1; subvol_fields "$dir/rootfs" "$side"; else kv "${side}_subvol" 0; fi
+  done
+  printf '@@hwaddrs\0'
+  for c in "$lxcpath"/*/config; do
+    [ -f "$c" ] || continue
+    sed -n 's/^[[:space:]]*lxc\.net\.[0-9]*\.hwaddr[[:space:]]*=[[:space:]]*\([^[:space:]]*\).*$/\1/p' "$c" | while IFS= read -r m; do
+      printf '%s %s\0' "$(basename "$(dirname "$c")")" "$m"
+    done
+  done
+  printf '@@source_config\0'
+  [ -f "$sd/config" ] && cat "$sd/config"
+  printf '\0@@clone_config\0'
+  [ -f "$cd/config" ] && cat "$cd/config"
+  printf '\0@@clone_hostname\0'
+  if [ -d "$cd/rootfs" ] && safe_file "$cd/rootfs" hostname && [ -f "$cd/rootfs/etc/hostname" ]; then head -c 300 "$cd/rootfs/etc/hostname"; fi
+  printf '\0@@clone_hosts\0'
+  if [ -d "$cd/rootfs" ] && safe_file "$cd/rootfs" hosts && [ -f "$cd/rootfs/etc/hosts" ]; then head -c 65536 "$cd/rootfs/etc/hosts"; fi
+  printf '\0@@nested\0'
+  if [ -d "$sd/rootfs" ]; then find "$sd/rootfs" -mindepth 1 -type d -inum 256 -printf '%P\0'; fi
+  ;;
+snapshot)       # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
+  mode=$1 tool=$2
+  [ -e "$cd" ] && fail "$cd already exists"
+  restart=0 frozen=0
+  cleanup() {
+    if [ $frozen = 1 ]; then lxc-unfreeze -n "$src" -P "$lxcpath" || true; fi
+    if [ $restart = 1 ]; then lxc-start -n "$src" -P "$lxcpath" -d || true; fi
+  }
+  trap cleanup EXIT
+  trap 'exit 1' HUP INT TERM
+  extra=
+  case $mode in
+  freeze) lxc-freeze -n "$src" -P "$lxcpath"; frozen=1; extra=--allowrunning ;;
+  restart) lxc-stop -n "$src" -P "$lxcpath" -t 30; restart=1 ;;
+  esac
+  if [ "$tool" = lxc-copy ]; then
+    lxc-copy -n "$src" -N "$name" -P "$lxcpath" -p "$lxcpath" -s -B btrfs $extra
+  else
+    lxc-clone -o "$src" -n "$name" -P "$lxcpath" -s
+  fi
+  ;;
+nested)         # snapshot each nested subvolume of the source into place, shallowest first
+  find "$sd/rootfs" -mindepth 1 -type d -inum 256 -exec sh -c '
+    sr=$1 cr=$2; shift 2
+    for p in "$@"; do
+      rel=${p#"$sr"/}
+      if [ "$(stat -c %i "$cr/$rel" 2>/dev/null)" = 256 ]; then continue; fi
+      rmdir -- "$cr/$rel" 2>/dev/null || true
+      btrfs subvolume snapshot "$p" "$cr/$rel" >/dev/null
+    done' plb-nested "$sd/rootfs" "$cd/rootfs" {} +
+  ;;
+write)          # WHAT(config|hostname|hosts); content on stdin; temp file, fsync, rename
+  case $1 in
+  config) f=$cd/config ;;
+  hostname|hosts) safe_file "$cd/rootfs" "$1" || fail "$cd/rootfs/etc/$1 is a symlink or not a regular file; not writing it"; f=$cd/rootfs/etc/$1 ;;
+  *) fail "unknown file $1" ;;
+  esac
+  cat >"$f.plb-tmp"
+  if [ -e "$f" ]; then chmod --reference="$f" "$f.plb-tmp"; chown --reference="$f" "$f.plb-tmp"; fi
+  sync -f "$f.plb-tmp" 2>/dev/null || sync
+  mv -f -- "$f.plb-tmp" "$f"
+  ;;
+start)
+  lxc-start -n "$name" -P "$lxcpath" -d
+  lxc-wait -n "$name" -P "$lxcpath" -s RUNNING -t 30
+  ;;
+stop)
+  lxc-stop -n "$name" -P "$lxcpath" -t 30
+  ;;
+destroy)        # stop if running, remove nested subvolumes deepest first, then lxc-destroy
+  [ -d "$cd" ] || exit 0
+  case $(state_of "$name") in RUNNING|FROZEN) lxc-stop -n "$name" -P "$lxcpath" -k || true ;; esac
+  if [ -d "$cd/rootfs" ]; then
+    find "$cd/rootfs" -mindepth 1 -depth -type d -inum 256 -exec btrfs subvolume delete {} + >/dev/null
+  fi
+  if [ -f "$cd/config" ]; then lxc-destroy -n "$name" -P "$lxcpath"
+  elif is_subvol "$cd/rootfs"; then btrfs subvolume delete "$cd/rootfs" >/dev/null; rm -rf -- "$cd"
+  else rm -rf -- "$cd"; fi
+  ;;
+*) fail "unknown clone op $op" ;;
+esac

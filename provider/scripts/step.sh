@@ -1,0 +1,122 @@
+# One step of a conversion, run as: sh -c "$this" plb-step OP LXCPATH NAME [ARGS...]
+# Every step is idempotent or checks the state it expects, so a step re-run after a crash is safe.
+# Paths are built here from the validated LXCPATH and NAME; nothing is evaluated from arguments.
+set -eu
+op=$1 lxcpath=$2 name=$3
+shift 3
+d=$lxcpath/$name
+j=$d/.plb-journal
+fail() { printf '%s\n' "$*" >&2; exit 3; }
+is_subvol() { [ -d "$1" ] && [ ! -L "$1" ] && [ "$(stat -f -c %T "$1")" = btrfs ] && [ "$(stat -c %i "$1")" = 256 ]; }
+sync_dir() { sync -f "$1" 2>/dev/null || sync; }
+
+manifest() ( # DIR: sha of every entry's type, mode, owner, size, mtime, nlink, link target, sorted
+  cd "$1" && find . -printf '%p\n%y %#m %U %G %s %T@ %n\n%l\0' | LC_ALL=C sort -z | sha256sum | cut -d' ' -f1
+)
+count() ( cd "$1" && find . -printf '.' | wc -c )
+rdevs() ( cd "$1" && find . \( -type b -o -type c \) -exec stat -c '%t:%T %n' {} + | LC_ALL=C sort | sha256sum | cut -d' ' -f1 )
+xattrs() (
+  cd "$1"
+  if command -v getfattr >/dev/null 2>&1; then
+    getfattr -R -P -d -m - -e hex . 2>/dev/null | awk 'BEGIN { RS = ""; ORS = "\n\n" } { print }' |
+      awk 'BEGIN { RS = "" } { gsub(/\n/, "\001"); print }' | LC_ALL=C sort | sha256sum | cut -d' ' -f1
+  else
+    echo unavailable
+  fi
+)
+hardlinks() ( cd "$1" && find . ! -type d -links +1 -printf '%i %p\0' )
+
+case $op in
+journal)    # PHASE OP WAS_RUNNING
+  printf 'op=%s\nphase=%s\nwas_running=%s\n' "$2" "$1" "$3" >"$j.tmp"
+  sync -f "$j.tmp" 2>/dev/null || sync
+  mv -f "$j.tmp" "$j"
+  sync_dir "$d"
+  ;;
+journal-clear)
+  rm -f "$j" "$j.tmp"
+  sync_dir "$d"
+  ;;
+subvol-create)  # PATH (under d)
+  [ -e "$1" ] && fail "$1 already exists"
+  btrfs subvolume create "$1" >/dev/null
+  ;;
+mkdir-new)      # PATH
+  [ -e "$1" ] && fail "$1 already exists"
+  mkdir "$1"
+  ;;
+discard)        # PATH: remove a partial copy (subvolume or directory); absent is fine
+  if [ -e "$1" ] || [ -L "$1" ]; then
+    if is_subvol "$1"; then btrfs subvolume delete "$1" >/dev/null; else rm -rf -- "$1"; fi
+  fi
+  ;;
+copy)           # SRC DST EVERY: reflink copy of the whole tree, progress every EVERY entries
+  # -a keeps hardlinks, ACLs, owners, modes, times, special files; --preserve=xattr makes xattr
+  # failures errors instead of silent (coreutils: -a alone does not diagnose them).
+  { cp -a --preserve=xattr --reflink=always -v -- "$1/." "$2/" 2>&3; echo "rc=$?"; } 3>&2 |
+    awk -v every="$3" '/^rc=[0-9]+$/ { rc = $0; next } { n++; if (n % every == 0) { print "progress " n; fflush() } } END { print rc }' |
+    { rc=; while IFS= read -r line; do case $line in rc=*) rc=${line#rc=} ;; *) printf '%s\n' "$line" ;; esac; done; exit "${rc:-1}"; }
+  ;;
+verify)         # A B: compare both trees' metadata
+  printf 'a_main=%s\nb_main=%s\n' "$(manifest "$1")" "$(manifest "$2")"
+  printf 'a_count=%s\nb_count=%s\n' "$(count "$1")" "$(count "$2")"
+  printf 'a_rdev=%s\nb_rdev=%s\n' "$(rdevs "$1")" "$(rdevs "$2")"
+  printf 'a_xattr=%s\nb_xattr=%s\n' "$(xattrs "$1")" "$(xattrs "$2")"
+  printf '@@a\0'; hardlinks "$1"; printf '@@b\0'; hardlinks "$2"
+  ;;
+verify-diff)    # A B: the first differing manifest entries, for the error message
+  ta=$(mktemp) tb=$(mktemp)
+  (cd "$1" && find . -printf '%p %y %#m %U %G %s %T@ %n %l\0' | LC_ALL=C sort -z | tr '\0\n' '\n ') >"$ta"
+  (cd "$2" && find . -printf '%p %y %#m %U %G %s %T@ %n %l\0' | LC_ALL=C sort -z | tr '\0\n' '\n ') >"$tb"
+  diff "$ta" "$tb" | head -n 8 || true
+  rm -f "$ta" "$tb"
+  ;;
+swap)           # CUR NEW OLD: CUR -> OLD, NEW -> CUR; resumes a half-done swap
+  cur=$1 new=$2 old=$3
+  if [ -e "$cur" ] && [ -e "$new" ] && [ ! -e "$old" ]; then mv -- "$cur" "$old"; mv -- "$new" "$cur"
+  elif [ ! -e "$cur" ] && [ -e "$new" ] && [ -e "$old" ]; then mv -- "$new" "$cur"
+  elif [ -e "$cur" ] && [ ! -e "$new" ] && [ -e "$old" ]; then :
+  else fail "cannot swap $new into $cur: unexpected state (cur/new/old exist: $([ -e "$cur" ] && echo y || echo n)/$([ -e "$new" ] && echo y || echo n)/$([ -e "$old" ] && echo y || echo n))"
+  fi
+  sync_dir "$d"
+  ;;
+write-config)   # EXPECTED_SHA BACKUP_NAME; new content on stdin
+  c=$d/config
+  tmp=$d/config.plb-tmp
+  cat >"$tmp"
+  have=$(sha256sum "$c" | cut -d' ' -f1)
+  if [ "$have" != "$1" ]; then rm -f "$tmp"; fail "$c changed while the conversion ran; run again"; fi
+  [ -e "$d/$2" ] || cp -p -- "$c" "$d/$2"
+  chmod --reference="$c" "$tmp"
+  chown --reference="$c" "$tmp"
+  sync -f "$tmp" 2>/dev/null || sync
+  mv -f -- "$tmp" "$c"
+  sync_dir "$d"
+  ;;
+move-nested)    # FROM TO: move every subvolume nested in FROM to the same place in TO, by rename,
+                # replacing the flattened copy cp made there (snapshots and cp are not recursive).
+  find "$1" -mindepth 1 -type d -inum 256 -prune -exec sh -c '
+    from=$1 to=$2; shift 2
+    for p in "$@"; do
+      rel=${p#"$from"/}
+      if [ "$(stat -c %i "$to/$rel" 2>/dev/null)" = 256 ]; then continue; fi
+      if [ -e "$to/$rel" ] || [ -L "$to/$rel" ]; then rm -rf -- "$to/$rel"; fi
+      mv -- "$p" "$to/$rel"
+    done' plb-move "$1" "$2" {} +
+  sync_dir "$d"
+  ;;
+remove)         # PATH: delete the old tree (directory or subvolume)
+  if [ -e "$1" ]; then
+    if is_subvol "$1"; then btrfs subvolume delete "$1" >/dev/null; else rm -rf -- "$1"; fi
+  fi
+  sync_dir "$d"
+  ;;
+stop)
+  lxc-stop -n "$name" -P "$lxcpath" -t 30
+  ;;
+start)
+  lxc-start -n "$name" -P "$lxcpath" -d
+  lxc-wait -n "$name" -P "$lxcpath" -s RUNNING -t 30
+  ;;
+*) fail "unknown step $op" ;;
+esac

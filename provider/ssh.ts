@@ -1,0 +1,411 @@
+/**
+ * The one module that talks to hosts. Every remote command goes through `Remote.run(argv)`: quoted
+ * POSIX-style, run with LC_ALL=C (and `sudo -n` for non-root users), bounded by a timeout, returning exit
+ * code, stdout and stderr.
+ *
+ * Connections are pooled per provider process: one SSH connection per (user, host, port, credentials, jump
+ * host), shared by every concurrent operation as separate channels, closed after it has been idle a while.
+ * Host keys are verified before authentication completes, by default against `~/.ssh/known_hosts`.
+ */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import type { ClientChannel, ConnectConfig } from "ssh2";
+import { RemoteCommandError, UserError } from "./errors";
+import { describeVerdict, type HostKeyPolicy, type HostKeyVerdict, verifyHostKey } from "./hostkeys";
+import { quoteArgv } from "./quote";
+import type { Connection, JumpConnection } from "./schema";
+
+export interface RunOptions {
+  /** Bytes written to the command's stdin. */
+  stdin?: string | Buffer;
+  /** Seconds before the command is abandoned; defaults to connection.commandTimeout. */
+  timeoutSec?: number;
+  /** Called with each complete stdout line as it arrives (progress reporting). */
+  onStdoutLine?: (line: string) => void;
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Remote {
+  /** `user@host:port` (and the jump host), for messages. Never contains secrets. */
+  readonly target: string;
+  /** Runs argv; resolves with any exit code. */
+  run(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
+  /** Runs argv; rejects with a RemoteCommandError naming host, command, code and stderr unless it exits 0. */
+  check(argv: readonly string[], opts?: RunOptions & { hint?: string }): Promise<RunResult>;
+}
+
+/** Most OpenSSH servers allow 10 sessions per connection (MaxSessions); stay below it. */
+const MAX_CHANNELS = 8;
+const IDLE_CLOSE_MS = 15_000;
+
+interface PooledConnection {
+  client: import("ssh2").Client;
+  jump?: import("ssh2").Client;
+  active: number;
+  waiters: (() => void)[];
+  idleTimer?: NodeJS.Timeout;
+  closed: boolean;
+}
+
+const pool = new Map<string, Promise<PooledConnection>>();
+const counters = { dials: 0, connections: 0 };
+
+/** How many TCP+SSH connections this process opened (tests and benchmarks read this). */
+export function poolStats(): { dials: number; connections: number; open: number } {
+  return { ...counters, open: pool.size };
+}
+
+/** Closes every pooled connection (tests; the provider process otherwise just exits). */
+export async function closeAllConnections(): Promise<void> {
+  const all = [...pool.values()];
+  pool.clear();
+  for (const p of all) {
+    try {
+      const c = await p;
+      shutdown(c);
+    } catch {
+      // a failed dial has nothing to close
+    }
+  }
+}
+
+export function describeTarget(
+  conn: Pick<Connection, "user" | "host" | "port"> & { proxy?: JumpConnection },
+): string {
+  const t = `${conn.user}@${conn.host}:${conn.port}`;
+  return conn.proxy ? `${t} (via ${conn.proxy.user}@${conn.proxy.host}:${conn.proxy.port})` : t;
+}
+
+/** A handle on a host; dials lazily on the first command and reuses the pooled connection after that. */
+export function openRemote(conn: Connection): Remote {
+  const target = describeTarget(conn);
+  const run = (argv: readonly string[], opts: RunOptions = {}) => runPooled(conn, target, argv, opts);
+  return {
+    target,
+    run,
+    async check(argv, opts = {}) {
+      const res = await run(argv, opts);
+      if (res.code !== 0)
+        throw new RemoteCommandError(target, argv, res.code, res.stderr, opts.hint ?? hintFor(res.stderr));
+      return res;
+    },
+  };
+}
+
+function hintFor(stderr: string): string | undefined {
+  if (/sudo: a (terminal|password) is required|sudo: .*password/i.test(stderr)) {
+    return "the user needs passwordless sudo (NOPASSWD in sudoers) for connection.sudo";
+  }
+  if (/command not found|not found$/m.test(stderr)) {
+    return "install the missing tool on the host (Debian: apt-get install btrfs-progs lxc)";
+  }
+  return undefined;
+}
+
+/** The shell command line for argv: locale pinned so parsers see C output; sudo -n when asked. */
+export function buildCommandLine(argv: readonly string[], sudo: boolean): string {
+  const inner = quoteArgv(["env", "LC_ALL=C", "LANG=C", ...argv]);
+  return sudo ? `exec sudo -n -- ${inner}` : `exec ${inner}`;
+}
+
+async function runPooled(
+  conn: Connection,
+  target: string,
+  argv: readonly string[],
+  opts: RunOptions,
+): Promise<RunResult> {
+  const command = buildCommandLine(argv, conn.sudo);
+  const pc = await acquire(conn, target);
+  try {
+    return await execOnChannel(pc, target, argv, command, opts, opts.timeoutSec ?? conn.commandTimeout);
+  } finally {
+    release(pc);
+  }
+}
+
+function poolKey(conn: Connection | JumpConnection, proxy?: JumpConnection): string {
+  // Credentials are part of the identity (two keys may map to two users), hashed so the key holds no secret.
+  const cred = createHash("sha256")
+    .update(JSON.stringify([conn.password, conn.privateKey, conn.privateKeyPath, conn.agentSocketPath]))
+    .digest("hex")
+    .slice(0, 16);
+  const self = `${conn.user}@${conn.host}:${conn.port}#${cred}`;
+  return proxy ? `${self} via ${poolKey(proxy)}` : self;
+}
+
+async function acquire(conn: Connection, target: string): Promise<PooledConnection> {
+  const key = poolKey(conn, conn.proxy);
+  let p = pool.get(key);
+  if (!p) {
+    p = dialWithRetries(conn, target);
+    pool.set(key, p);
+    p.then(
+      (c) => c.client.on("close", () => pool.get(key) === p && pool.delete(key)),
+      () => pool.delete(key),
+    );
+  }
+  const pc = await p;
+  if (pc.idleTimer) clearTimeout(pc.idleTimer);
+  pc.idleTimer = undefined;
+  if (pc.active >= MAX_CHANNELS) await new Promise<void>((resolve) => pc.waiters.push(resolve));
+  pc.active++;
+  return pc;
+}
+
+function release(pc: PooledConnection): void {
+  pc.active--;
+  const next = pc.waiters.shift();
+  if (next) next();
+  if (pc.active === 0 && pc.waiters.length === 0 && !pc.closed) {
+    pc.idleTimer = setTimeout(() => {
+      for (const [k, v] of pool) {
+        v.then(
+          (c) => c === pc && pool.delete(k),
+          () => undefined,
+        );
+      }
+      shutdown(pc);
+    }, IDLE_CLOSE_MS);
+    pc.idleTimer.unref();
+  }
+}
+
+function shutdown(pc: PooledConnection): void {
+  pc.closed = true;
+  if (pc.idleTimer) clearTimeout(pc.idleTimer);
+  pc.client.end();
+  pc.jump?.end();
+}
+
+class PermanentDialError extends UserError {}
+
+async function dialWithRetries(conn: Connection, target: string): Promise<PooledConnection> {
+  let lastErr: unknown;
+  for (let attempt = 1; attempt <= conn.dialErrorLimit; attempt++) {
+    try {
+      let jump: import("ssh2").Client | undefined;
+      let sock: NodeJS.ReadableStream | undefined;
+      if (conn.proxy) {
+        jump = await dialOnce(conn.proxy, describeTarget(conn.proxy));
+        sock = await forward(jump, conn.host, conn.port, target);
+      }
+      const client = await dialOnce(conn, target, sock);
+      counters.connections++;
+      const pc: PooledConnection = { client, jump, active: 0, waiters: [], closed: false };
+      client.on("close", () => {
+        pc.closed = true;
+        jump?.end();
+      });
+      return pc;
+    } catch (e) {
+      lastErr = e;
+      if (e instanceof PermanentDialError || attempt === conn.dialErrorLimit) break;
+      // Short, growing pauses: the whole dial stays well inside dialErrorLimit x perDialTimeout.
+      await sleep(Math.min(250 * 2 ** (attempt - 1), 2000, (conn.perDialTimeout * 1000) / 4));
+    }
+  }
+  if (lastErr instanceof UserError) throw lastErr;
+  throw new UserError(`cannot connect to ${target}: ${(lastErr as Error)?.message ?? lastErr}`);
+}
+
+function forward(
+  jump: import("ssh2").Client,
+  host: string,
+  port: number,
+  target: string,
+): Promise<NodeJS.ReadableStream> {
+  return new Promise((resolve, reject) => {
+    jump.forwardOut("127.0.0.1", 0, host, port, (err, stream) => {
+      if (err) reject(new UserError(`cannot reach ${target} through the jump host: ${err.message}`));
+      else resolve(stream);
+    });
+  });
+}
+
+function hostKeyPolicy(conn: JumpConnection): { policy: HostKeyPolicy; source: string } {
+  if (conn.hostKey)
+    return { policy: { kind: "pinned", expected: conn.hostKey }, source: "connection.hostKey" };
+  if (conn.insecureSkipHostKeyCheck) return { policy: { kind: "insecure" }, source: "" };
+  const path = conn.knownHostsPath ?? `${homedir()}/.ssh/known_hosts`;
+  let text = "";
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    // A missing file trusts nothing: the verdict says "unknown host" and names the file.
+  }
+  return { policy: { kind: "knownHosts", path, text }, source: path };
+}
+
+function readPrivateKey(conn: JumpConnection, target: string): string | undefined {
+  if (conn.privateKey) return conn.privateKey;
+  if (!conn.privateKeyPath) return undefined;
+  try {
+    return readFileSync(conn.privateKeyPath, "utf8");
+  } catch (e) {
+    throw new PermanentDialError(
+      `cannot read connection.privateKeyPath ${conn.privateKeyPath} for ${target}: ${(e as NodeJS.ErrnoException).code ?? e}`,
+    );
+  }
+}
+
+async function dialOnce(
+  conn: JumpConnection,
+  target: string,
+  sock?: NodeJS.ReadableStream,
+): Promise<import("ssh2").Client> {
+  const { NodeSSH } = require("node-ssh") as typeof import("node-ssh");
+  counters.dials++;
+  const { policy, source } = hostKeyPolicy(conn);
+  let verdict: HostKeyVerdict = { ok: true };
+  const config: import("node-ssh").Config = {
+    host: conn.host.replace(/^\[(.*)\]$/, "$1"),
+    port: conn.port,
+    username: conn.user,
+    password: conn.password,
+    privateKey: readPrivateKey(conn, target),
+    passphrase: conn.privateKeyPassword,
+    agent: conn.agentSocketPath,
+    readyTimeout: Math.round(conn.perDialTimeout * 1000),
+    keepaliveInterval: 5000,
+    keepaliveCountMax: 3,
+    sock: sock as ConnectConfig["sock"],
+    hostVerifier: (key: Buffer) => {
+      verdict = verifyHostKey(policy, conn.host, conn.port, key);
+      return verdict.ok;
+    },
+  };
+  const ssh = new NodeSSH();
+  try {
+    await ssh.connect(config);
+  } catch (e) {
+    const v = verdict as HostKeyVerdict;
+    if (!v.ok) throw new PermanentDialError(describeVerdict(v, target, source));
+    throw classifyDialError(e as Error & { level?: string; code?: string }, target, conn);
+  }
+  const client = ssh.connection;
+  if (!client) throw new UserError(`cannot connect to ${target}: connection closed during setup`);
+  client.on("error", () => undefined); // errors surface on the channels in use; never crash the process
+  return client;
+}
+
+function classifyDialError(
+  e: Error & { level?: string; code?: string },
+  target: string,
+  conn: JumpConnection,
+): Error {
+  const msg = e.message ?? String(e);
+  if (e.level === "client-authentication" || /authentication methods failed/i.test(msg)) {
+    return new PermanentDialError(
+      `cannot log in to ${target}: the server rejected the credentials given (connection.${describeAuth(conn)}). ` +
+        `Check the user, and that the key is in the user's authorized_keys.`,
+    );
+  }
+  if (/passphrase|Encrypted private key|bad decrypt|Cannot parse privateKey/i.test(msg)) {
+    return new PermanentDialError(
+      `cannot use the private key for ${target}: it is encrypted or unreadable; set connection.privateKeyPassword or check the key`,
+    );
+  }
+  if (/Timed out while waiting for handshake/i.test(msg)) {
+    return new UserError(
+      `cannot connect to ${target}: no SSH handshake within ${conn.perDialTimeout}s (host down or link cut?)`,
+    );
+  }
+  return new UserError(
+    `cannot connect to ${target}: ${e.code ? `${e.code} ` : ""}${msg.replace(/^connect /, "")}`,
+  );
+}
+
+function describeAuth(conn: JumpConnection): string {
+  if (conn.privateKey) return "privateKey";
+  if (conn.privateKeyPath) return "privateKeyPath";
+  if (conn.password) return "password";
+  if (conn.agentSocketPath) return "agentSocketPath";
+  return "(no credentials)";
+}
+
+function execOnChannel(
+  pc: PooledConnection,
+  target: string,
+  argv: readonly string[],
+  command: string,
+  opts: RunOptions,
+  timeoutSec: number,
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    pc.client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
+      if (err) {
+        reject(
+          new UserError(
+            `on ${target}: cannot start a command (${err.message}); the connection was lost or refused a session`,
+          ),
+        );
+        return;
+      }
+      const out: Buffer[] = [];
+      const errs: Buffer[] = [];
+      let partial = "";
+      let code: number | null = null;
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        channel.signal("KILL");
+        channel.close();
+      }, timeoutSec * 1000);
+      const lost = () => channel.close();
+      pc.client.once("close", lost);
+      channel.on("data", (chunk: Buffer) => {
+        out.push(chunk);
+        if (opts.onStdoutLine) {
+          partial += chunk.toString("utf8");
+          const lines = partial.split("\n");
+          partial = lines.pop() ?? "";
+          for (const l of lines) opts.onStdoutLine(l);
+        }
+      });
+      channel.stderr.on("data", (chunk: Buffer) => errs.push(chunk));
+      channel.on("exit", (c: number | null) => {
+        code = typeof c === "number" ? c : null;
+      });
+      channel.on("close", () => {
+        clearTimeout(timer);
+        pc.client.removeListener("close", lost);
+        const stderr = Buffer.concat(errs).toString("utf8");
+        if (timedOut) {
+          reject(
+            new RemoteCommandError(
+              target,
+              argv,
+              null,
+              stderr,
+              `no result within ${timeoutSec}s (connection.commandTimeout)`,
+            ),
+          );
+        } else if (code === null && pc.closed) {
+          reject(
+            new RemoteCommandError(
+              target,
+              argv,
+              null,
+              stderr,
+              "the SSH connection was lost while the command ran",
+            ),
+          );
+        } else {
+          resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr });
+        }
+      });
+      if (opts.stdin !== undefined) channel.end(opts.stdin);
+      else channel.end();
+    });
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
