@@ -161,6 +161,13 @@ function stepsCopyAndSwap(
     { op: "swap", cur: paths.rootfs, next, old },
     { op: "journal", phase: "swapped", kind, wasRunning: running },
   );
+  // After the swap the old tree exists under its new name and the container is stopped if it ran.
+  const after: RootfsInspection = {
+    ...insp,
+    exists: { ...insp.exists, [old.slice(paths.dir.length + 1)]: true },
+    state: running ? "STOPPED" : insp.state,
+  };
+  steps.push(...stepsFinishing({ op: kind, phase: "swapped", wasRunning: running }, p, paths, after));
   return {
     kind: "apply",
     action: kind === "convert" ? "convert rootfs to a subvolume" : "revert rootfs to a directory",

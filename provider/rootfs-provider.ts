@@ -116,8 +116,7 @@ export async function read(
 export async function del(_id: string, props: RootfsOutputs): Promise<void> {
   const inputs = parseInputs(pickInputs(props));
   if (inputs.onDelete === "retain") return;
-  const remote = openRemote(inputs.connection);
-  await runPlans(remote, inputs, (insp) => planRevert(insp, policyOf(inputs)));
+  await revertWith(openRemote(inputs.connection), inputs);
 }
 
 function pickInputs(props: Partial<RootfsOutputs>): RootfsInputs {
@@ -147,9 +146,22 @@ function policyOf(i: RootfsInputs): RootfsPolicy {
 }
 
 async function converge(inputs: RootfsInputs, verb: string): Promise<RootfsOutputs> {
-  const remote = openRemote(inputs.connection);
+  return convergeWith(openRemote(inputs.connection), inputs, verb);
+}
+
+/** Converts (or adopts) through any Remote: the SSH one in the provider, a recording one in tests. */
+export async function convergeWith(
+  remote: Remote,
+  inputs: RootfsInputs,
+  verb = "create",
+): Promise<RootfsOutputs> {
   const { insp, adopted } = await runPlans(remote, inputs, (i) => planConvert(i, policyOf(inputs)), verb);
   return toOutputs(inputs, remote, insp, adopted);
+}
+
+/** Turns the subvolume back into a plain directory with a dir: config, through any Remote. */
+export async function revertWith(remote: Remote, inputs: RootfsInputs): Promise<void> {
+  await runPlans(remote, inputs, (insp) => planRevert(insp, policyOf(inputs)));
 }
 
 /** Inspect, plan, apply, until the plan says done; a refusal is an error that names resource and host. */

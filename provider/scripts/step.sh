@@ -99,9 +99,15 @@ move-nested)    # FROM TO: move every subvolume nested in FROM to the same place
     from=$1 to=$2; shift 2
     for p in "$@"; do
       rel=${p#"$from"/}
-      if [ "$(stat -c %i "$to/$rel" 2>/dev/null)" = 256 ]; then continue; fi
-      if [ -e "$to/$rel" ] || [ -L "$to/$rel" ]; then rm -rf -- "$to/$rel"; fi
-      mv -- "$p" "$to/$rel"
+      t=$to/$rel
+      if [ "$(stat -c %i "$t" 2>/dev/null)" = 256 ]; then continue; fi
+      # Replacing an entry changes its directory mtime; put the verified one back afterwards.
+      ref=$(mktemp)
+      touch -r "${t%/*}" "$ref"
+      if [ -e "$t" ] || [ -L "$t" ]; then rm -rf -- "$t"; fi
+      mv -- "$p" "$t"
+      touch -r "$ref" "${t%/*}"
+      rm -f "$ref"
     done' plb-move "$1" "$2" {} +
   sync_dir "$d"
   ;;
