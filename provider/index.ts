@@ -16,3 +16,14 @@ export {
 export type { CloneOutputs } from "./clone-provider";
 export type { RootfsOutputs } from "./rootfs-provider";
 export type { ConnectionArgs } from "./schema";
+export {
+  type DiscoverHostArgs,
+  type DiscoverOptions,
+  discoverContainers,
+  type FleetCloneArgs,
+  type FleetHostArgs,
+  type FleetHostSummary,
+  LxcFleetRollout,
+  type LxcFleetRolloutArgs,
+} from "./fleet";
+export type { DiscoveredContainer } from "./fleet-plan";

@@ -20,9 +20,20 @@ export function findRootfsLines(text: string): RootfsLine[] {
   const out: RootfsLine[] = [];
   text.split("\n").forEach((line, index) => {
     const m = ROOTFS_LINE.exec(line);
-    if (m) out.push({ index, key: m[1], value: m[2] });
+    if (m) out.push({ index, key: m[1], value: unquote(m[2]) });
   });
   return out;
+}
+
+/**
+ * LXC strips one pair of matching quotes around a value (`lxc.uts.name = "c1"` is c1; the busybox
+ * template writes it that way), so we read values the same way.
+ */
+export function unquote(value: string): string {
+  if (value.length >= 2 && (value[0] === '"' || value[0] === "'") && value[value.length - 1] === value[0]) {
+    return value.slice(1, -1);
+  }
+  return value;
 }
 
 export function classifyBackingStore(value: string): BackingStore {
@@ -44,7 +55,8 @@ export function rootfsPathOf(value: string): string | undefined {
 /** Replaces the value of the rootfs line at `index`, keeping every other byte of the file. */
 export function rewriteRootfsLine(text: string, index: number, value: string): string {
   const lines = text.split("\n");
-  lines[index] = `lxc.rootfs.path = ${value}`;
+  // A CRLF file keeps its CR on the rewritten line too.
+  lines[index] = `lxc.rootfs.path = ${value}${lines[index].endsWith("\r") ? "\r" : ""}`;
   return lines.join("\n");
 }
 
@@ -104,7 +116,7 @@ export function getConfigValue(text: string, key: string): string | undefined {
   let value: string | undefined;
   for (const line of text.split("\n")) {
     const m = re.exec(line);
-    if (m) value = m[1];
+    if (m) value = unquote(m[1]);
   }
   return value;
 }

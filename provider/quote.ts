@@ -18,8 +18,41 @@ export function quoteArg(arg: string): string {
   return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
+/**
+ * Safe words the shell reads as syntax, not as a command name, in command position (POSIX reserved words
+ * plus bash's; `!`, `{` and `}` are quoted anyway).
+ */
+const RESERVED = new Set([
+  "case",
+  "coproc",
+  "do",
+  "done",
+  "elif",
+  "else",
+  "esac",
+  "fi",
+  "for",
+  "function",
+  "if",
+  "in",
+  "select",
+  "then",
+  "time",
+  "until",
+  "while",
+]);
+
 /** Joins an argv array into one command line for `/bin/sh`, quoting every element. */
 export function quoteArgv(argv: readonly string[]): string {
   if (argv.length === 0) throw new Error("cannot run an empty command");
-  return argv.map(quoteArg).join(" ");
+  return argv
+    .map((arg, i) => {
+      const q = quoteArg(arg);
+      // In command position an unquoted `NAME=value` is an assignment and `if` a keyword: quote them so
+      // the shell runs argv[0] as the command, like every other word is taken literally.
+      if (i === 0 && q === arg && (RESERVED.has(arg) || /^[A-Za-z_][A-Za-z0-9_]*=/.test(arg)))
+        return `'${arg}'`;
+      return q;
+    })
+    .join(" ");
 }

@@ -7,7 +7,7 @@ import { join } from "node:path";
 
 const cache = new Map<string, string>();
 
-export function script(name: "inspect-rootfs" | "step" | "clone" | "inspect-clone" | "discover"): string {
+export function script(name: "inspect-rootfs" | "step" | "clone" | "discover"): string {
   let text = cache.get(name);
   if (text === undefined) {
     text = readFileSync(join(__dirname, "scripts", `${name}.sh`), "utf8");

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# npm run demo: from a fresh clone, as root: install what is missing, bring the local fleet up, run
+# `pulumi up --yes` on the demo (the root Pulumi.yaml) with a local file backend, and report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "npm run demo needs root (it builds a sandbox fleet of network namespaces and loop-mounted btrfs)" >&2; exit 1; }
+
+echo "== dependencies"
+[ -d node_modules/@pulumi/pulumi ] || npm ci --no-audit --no-fund
+npm run --silent build
+ln -sfn .. node_modules/pulumi-lxc-btrfs   # the demo imports the package by name, as users do
+
+echo "== fleet"
+bash scripts/fleet/up.sh
+
+echo "== pulumi"
+# shellcheck source=scripts/pulumi-env.sh
+. scripts/pulumi-env.sh
+mkdir -p "${PULUMI_BACKEND_URL#file://}"
+pulumi stack select demo --create --non-interactive >/dev/null
+start=$(date +%s%N)
+pulumi up --yes --non-interactive --stack demo
+end=$(date +%s%N)
+pulumi stack output --json --stack demo >/tmp/plb-demo-outputs.json
+node scripts/demo-report.js /tmp/plb-demo-outputs.json "$(( (end - start) / 1000000 ))"
