@@ -99,10 +99,18 @@ export async function create(raw: CloneInputs): Promise<{ id: string; outs: Clon
     }
     adopted = true;
     log(remote, inputs, "adopting the existing snapshot clone");
+    insp = await converge(remote, inputs, insp);
   } else {
     await makeClone(remote, inputs, insp);
+    try {
+      insp = await converge(remote, inputs, await inspect(remote, inputs));
+    } catch (e) {
+      // A failed create leaves nothing behind: the engine will not record a clone it never got.
+      log(remote, inputs, "finishing the clone failed; removing it");
+      await remote.run(cloneArgv(inputs, "destroy"));
+      throw e;
+    }
   }
-  insp = await converge(remote, inputs, await inspect(remote, inputs));
   return {
     id: `${inputs.connection.host}:${inputs.connection.port}:${inputs.lxcPath}/${inputs.name}`,
     outs: toOutputs(inputs, insp, adopted, []),

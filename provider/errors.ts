@@ -35,6 +35,8 @@ export function trimStderr(stderr: string): string {
 
 /** Shortens long arguments (inline scripts) so the message names the command without flooding. */
 export function describeArgv(argv: readonly string[]): string {
+  // Our inline scripts run as `sh -c SCRIPT NAME ARGS...`: NAME and ARGS say what it was.
+  if (argv[0] === "sh" && argv[1] === "-c" && argv.length >= 4) argv = argv.slice(3);
   return argv
     .map((a) => (a.length > 80 || a.includes("\n") ? `${firstLine(a).slice(0, 40)}...` : a))
     .join(" ");

@@ -207,25 +207,35 @@ function log(remote: Remote, inputs: RootfsInputs, msg: string): void {
   console.log(`[lxc-btrfs] ${inputs.container} on ${remote.target}: ${msg}`);
 }
 
-/** Runs the steps; if one fails before the swap, rolls back so the host is as it was. */
+/**
+ * Runs the steps in as few round trips as possible: one batch up to each verification, the verification
+ * alone (its report is compared here), then the rest. If anything fails before the swap started, rolls
+ * back so the host is as it was; after that, the journal lets the next run finish.
+ */
 async function applySteps(
   remote: Remote,
   inputs: RootfsInputs,
   steps: Step[],
   insp: RootfsInspection,
 ): Promise<void> {
-  let swapped = false;
-  let wasRunning = false;
-  let partial: string | undefined;
+  const started = new Set<Step["op"]>();
+  const wasRunning = steps.some((s) => s.op === "journal" && s.wasRunning);
+  const partial = steps.find((s) => s.op === "subvol-create" || s.op === "mkdir-new") as
+    | { path: string }
+    | undefined;
   try {
-    for (const step of steps) {
-      if (step.op === "journal") wasRunning = step.wasRunning;
-      if (step.op === "subvol-create" || step.op === "mkdir-new") partial = step.path;
-      if (step.op === "swap") swapped = true;
-      await runStep(remote, inputs, step, insp);
+    let batch: Step[] = [];
+    for (const step of [...steps, undefined]) {
+      if (step && step.op !== "verify") {
+        batch.push(step);
+        continue;
+      }
+      if (batch.length) await runBatch(remote, inputs, batch, started);
+      batch = [];
+      if (step) await verifyTrees(remote, inputs, step, insp);
     }
   } catch (e) {
-    if (!swapped && partial) await rollback(remote, inputs, partial, wasRunning);
+    if (!started.has("swap") && partial) await rollback(remote, inputs, partial.path, wasRunning);
     throw e;
   }
 }
@@ -240,7 +250,7 @@ async function rollback(
   if (wasRunning) steps.push({ op: "start" });
   steps.push({ op: "journal-clear" });
   try {
-    for (const s of steps) await runStep(remote, inputs, s);
+    await runBatch(remote, inputs, steps, new Set());
   } catch (e) {
     log(
       remote,
@@ -276,50 +286,56 @@ function stepArgs(step: Step): string[] {
   }
 }
 
-async function runStep(
+/** Pure: the argv of one batch: `LXCPATH NAME OP NARGS ARG... OP NARGS ARG...`. */
+export function batchArgs(lxcPath: string, container: string, steps: Step[]): string[] {
+  return [lxcPath, container, ...steps.flatMap((s) => [s.op, String(stepArgs(s).length), ...stepArgs(s)])];
+}
+
+async function runBatch(
   remote: Remote,
   inputs: RootfsInputs,
-  step: Step,
-  insp?: RootfsInspection,
+  steps: Step[],
+  started: Set<Step["op"]>,
 ): Promise<void> {
-  const argv = scriptArgv("step", [step.op, inputs.lxcPath, inputs.container, ...stepArgs(step)]);
-  if (step.op === "copy") {
-    log(remote, inputs, `copying ${step.total} entries (reflink, no data blocks copied)`);
-    await remote.check(argv, {
-      onStdoutLine: (l) => {
-        const m = /^progress (\d+)$/.exec(l);
-        if (m) log(remote, inputs, `copied ${m[1]}/${step.total} entries`);
-      },
-    });
-    return;
-  }
-  if (step.op === "verify") return verifyTrees(remote, inputs, argv, step, insp);
-  await remote.check(argv, step.op === "write-config" ? { stdin: step.content } : {});
+  const copy = steps.find((s) => s.op === "copy");
+  if (copy) log(remote, inputs, `copying ${copy.total} entries (reflink: metadata only, no data blocks)`);
+  const config = steps.find((s) => s.op === "write-config");
+  await remote.check(scriptArgv("step", batchArgs(inputs.lxcPath, inputs.container, steps)), {
+    stdin: config?.content,
+    onStdoutLine: (l) => {
+      const st = /^@@step \d+ (\S+)$/.exec(l);
+      if (st) started.add(st[1] as Step["op"]);
+      const m = /^progress (\d+)$/.exec(l);
+      if (m && copy) log(remote, inputs, `copied ${m[1]}/${copy.total} entries`);
+    },
+  });
 }
 
 async function verifyTrees(
   remote: Remote,
   inputs: RootfsInputs,
-  argv: string[],
   step: Extract<Step, { op: "verify" }>,
   insp?: RootfsInspection,
 ): Promise<void> {
-  const res = await remote.check(argv);
-  const verdict = compareTreeReports(res.stdout);
+  const res = await remote.check(scriptArgv("step", batchArgs(inputs.lxcPath, inputs.container, [step])));
+  const verdict = compareTreeReports(res.stdout.replace(/^@@step \d+ verify\n/, ""));
   if (verdict.ok) {
+    const what = insp?.hasGetfattr
+      ? ", xattrs"
+      : " (xattrs not checked: getfattr missing, apt-get install attr)";
     log(
       remote,
       inputs,
-      `verified ${verdict.entries} entries: types, modes, owners, sizes, mtimes, links, devices, hardlinks${insp?.hasGetfattr ? ", xattrs" : " (xattrs not checked: getfattr missing, apt-get install attr)"}`,
+      `verified ${verdict.entries} entries: types, modes, owners, sizes, mtimes, links, devices, hardlinks${what}`,
     );
     return;
   }
   const diff = await remote.run(
-    scriptArgv("step", ["verify-diff", inputs.lxcPath, inputs.container, step.a, step.b]),
+    scriptArgv("step", [inputs.lxcPath, inputs.container, "verify-diff", "2", step.a, step.b]),
   );
   throw new UserError(
     `LxcSubvolumeRootfs ${inputs.container} on ${remote.target}: the copy does not match the original (${verdict.what}); ` +
-      `the copy was discarded and the original left as it was.\n${diff.stdout.trim()}`,
+      `the copy was discarded and the original left as it was.\n${diff.stdout.replace(/^@@step .*\n/, "").trim()}`,
   );
 }
 

@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import type { ClientChannel, ConnectConfig } from "ssh2";
-import { RemoteCommandError, UserError } from "./errors";
+import { describeArgv, RemoteCommandError, UserError } from "./errors";
 import { describeVerdict, type HostKeyPolicy, type HostKeyVerdict, verifyHostKey } from "./hostkeys";
 import { quoteArgv } from "./quote";
 import type { Connection, JumpConnection } from "./schema";
@@ -121,11 +121,14 @@ async function runPooled(
   opts: RunOptions,
 ): Promise<RunResult> {
   const command = buildCommandLine(argv, conn.sudo);
+  const started = Date.now();
   const pc = await acquire(conn, target);
   try {
     return await execOnChannel(pc, target, argv, command, opts, opts.timeoutSec ?? conn.commandTimeout);
   } finally {
     release(pc);
+    if (process.env.LXC_BTRFS_TRACE)
+      console.error(`[lxc-btrfs trace] ${target} ${Date.now() - started}ms ${describeArgv(argv)}`);
   }
 }
 

@@ -1,9 +1,11 @@
-# One step of a conversion, run as: sh -c "$this" plb-step OP LXCPATH NAME [ARGS...]
+# Steps of a conversion, run in one round trip as:
+#   sh -c "$this" plb-step LXCPATH NAME OP NARGS ARG... [OP NARGS ARG...]...
+# Each step prints "@@step I OP" before it starts, so the caller knows how far a failed batch got.
 # Every step is idempotent or checks the state it expects, so a step re-run after a crash is safe.
-# Paths are built here from the validated LXCPATH and NAME; nothing is evaluated from arguments.
+# Paths come from the validated LXCPATH and NAME; nothing is evaluated from arguments.
 set -eu
-op=$1 lxcpath=$2 name=$3
-shift 3
+lxcpath=$1 name=$2
+shift 2
 d=$lxcpath/$name
 j=$d/.plb-journal
 fail() { printf '%s\n' "$*" >&2; exit 3; }
@@ -26,6 +28,9 @@ xattrs() (
 )
 hardlinks() ( cd "$1" && find . ! -type d -links +1 -printf '%i %p\0' )
 
+step() {
+op=$1
+shift
 case $op in
 journal)    # PHASE OP WAS_RUNNING
   printf 'op=%s\nphase=%s\nwas_running=%s\n' "$2" "$1" "$3" >"$j.tmp"
@@ -126,3 +131,14 @@ start)
   ;;
 *) fail "unknown step $op" ;;
 esac
+}
+
+i=0
+while [ $# -gt 0 ]; do
+  op=$1 n=$2
+  shift 2
+  i=$((i + 1))
+  printf '@@step %d %s\n' "$i" "$op"
+  step "$op" "$@"
+  shift "$n"
+done
