@@ -110,14 +110,22 @@ export function sourceProblem(insp: CloneInspection, lxcPath: string, source: st
 /**
  * The clone's config after lxc-copy, finished: lxc.mount.entry sources and lxc.log.file that still point
  * under the source's directory are moved to the clone's, lxc.uts.name is the hostname, and MACs listed in
- * `macs` are replaced. Every other byte stays.
+ * `macs` are replaced: a string replaces every line with that MAC, a list (from uniqueMacs) gives the value
+ * for each line with that MAC in file order. Every other byte stays.
  */
 export function finishCloneConfig(
   text: string,
-  o: { lxcPath: string; source: string; name: string; hostname: string; macs: Map<string, string> },
+  o: {
+    lxcPath: string;
+    source: string;
+    name: string;
+    hostname: string;
+    macs: Map<string, string | readonly string[]>;
+  },
 ): string {
   const oldDir = `${o.lxcPath}/${o.source}/`;
   const newDir = `${o.lxcPath}/${o.name}/`;
+  const occurrence = new Map<string, number>();
   return text
     .split("\n")
     .map((line) => {
@@ -129,8 +137,12 @@ export function finishCloneConfig(
       }
       if (key === "lxc.uts.name") return `${indent}${key}${eq}${o.hostname}`;
       if (/^lxc\.net\.\d+\.hwaddr$/.test(key)) {
-        const repl = o.macs.get(value.trim().toLowerCase());
-        return repl ? `${indent}${key}${eq}${repl}` : line;
+        const mac = value.trim().toLowerCase();
+        const n = occurrence.get(mac) ?? 0;
+        occurrence.set(mac, n + 1);
+        const r = o.macs.get(mac);
+        const repl = typeof r === "string" ? r : r?.[n];
+        return repl && repl !== mac ? `${indent}${key}${eq}${repl}` : line;
       }
       return line;
     })
@@ -161,22 +173,33 @@ export function randomMac(rand: () => number): string {
   return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
 }
 
-/** Replacements for the clone's MACs that collide with any other container's (or each other). */
-export function uniqueMacs(cloneMacs: string[], others: string[], rand: () => number): Map<string, string> {
+/**
+ * Replacements for the clone's MACs (given in file order) that collide with any other container's or with
+ * each other. For each MAC that needs one: the value for every line carrying it, in file order, where the
+ * first line of a MAC no other container uses keeps it. One value per MAC would give two lines with the
+ * same MAC the same new one, and they would still collide.
+ */
+export function uniqueMacs(cloneMacs: string[], others: string[], rand: () => number): Map<string, string[]> {
+  const macs = cloneMacs.map((m) => m.toLowerCase());
   const taken = new Set(others.map((m) => m.toLowerCase()));
-  const out = new Map<string, string>();
-  const seen = new Set<string>();
-  for (const mac of cloneMacs.map((m) => m.toLowerCase())) {
-    if (!taken.has(mac) && !seen.has(mac)) {
-      seen.add(mac);
-      continue;
+  const avoid = new Set([...taken, ...macs]);
+  const kept = new Set<string>();
+  const values = new Map<string, string[]>();
+  const changed = new Set<string>();
+  for (const mac of macs) {
+    let value = mac;
+    if (taken.has(mac) || kept.has(mac)) {
+      do {
+        value = randomMac(rand);
+      } while (avoid.has(value));
+      avoid.add(value);
+      changed.add(mac);
+    } else {
+      kept.add(mac);
     }
-    let fresh = randomMac(rand);
-    while (taken.has(fresh) || seen.has(fresh)) fresh = randomMac(rand);
-    out.set(mac, fresh);
-    seen.add(fresh);
+    values.set(mac, [...(values.get(mac) ?? []), value]);
   }
-  return out;
+  return new Map([...values].filter(([mac]) => changed.has(mac)));
 }
 
 export interface CloneDesired {

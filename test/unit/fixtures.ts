@@ -1,0 +1,56 @@
+/** Where the unit tests find the real-output fixtures captured by test/fixtures/capture.sh. */
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+
+function findRoot(from: string): string {
+  let dir = from;
+  while (!existsSync(join(dir, "package.json"))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`no package.json above ${from}`);
+    dir = up;
+  }
+  return dir;
+}
+
+/** The repository root (tests run compiled from dist/test/unit). */
+export const ROOT = findRoot(__dirname);
+
+/** A fixture's text exactly as a provider would receive it from SSH (UTF-8, NULs kept). */
+export function fixture(name: string): string {
+  return readFileSync(join(ROOT, "test", "fixtures", name), "utf8");
+}
+
+/** The temporary directory the capture run used; the fixtures name paths under it. */
+export const CAPTURE = "/tmp/plb-capture.tuqxOG";
+/** lxcPath of the containers on the capture run's loop-mounted btrfs. */
+export const CAP_LXC = `${CAPTURE}/mnt/lxc`;
+/** lxcPath of the capture run's container on ext4. */
+export const CAP_EXT_LXC = `${CAPTURE}/ext/lxc`;
+
+/**
+ * The config lxc-create -t busybox wrote for a container of the capture run, rebuilt independently from the
+ * two captured template configs (with and without -f def.conf, which adds lxc.net.1 and a hwaddr).
+ */
+export function busyboxConfig(lxcPath: string, name: string, store: "dir" | "btrfs", mac?: string): string {
+  if (mac) {
+    return fixture("lxc-config-busybox-hwaddr.txt")
+      .replace(`dir:${CAPTURE}/cfg/cap2/rootfs`, `${store}:${lxcPath}/${name}/rootfs`)
+      .replace('"cap2"', `"${name}"`)
+      .replace("00:16:3e:e2:98:bc", mac);
+  }
+  return fixture("lxc-config-busybox.txt")
+    .replace(`dir:${CAPTURE}/cfg/cap1/rootfs`, `${store}:${lxcPath}/${name}/rootfs`)
+    .replace('"cap1"', `"${name}"`);
+}
+
+/** A deterministic PRNG (mulberry32), so random property tests are reproducible from their seed. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
