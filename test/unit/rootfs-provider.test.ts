@@ -1,0 +1,240 @@
+import { expect } from "chai";
+import {
+  compareTreeReports,
+  diffRootfs,
+  hardlinkGroups,
+  type RootfsOutputs,
+  resourceId,
+} from "../../provider/rootfs-provider";
+import { type RootfsInputs, rootfsArgsSchema, validate } from "../../provider/schema";
+import { fixture } from "./fixtures";
+
+function inputs(raw: Record<string, unknown> = {}, conn: Record<string, unknown> = {}): RootfsInputs {
+  const res = validate(rootfsArgsSchema, { connection: { host: "h1", ...conn }, container: "c1", ...raw });
+  if (!res.ok) throw new Error(JSON.stringify(res.failures));
+  return res.value;
+}
+
+/** What create returned for `inputs()`, in sync with the host. */
+function outputs(i: RootfsInputs = inputs(), over: Partial<RootfsOutputs> = {}): RootfsOutputs {
+  return {
+    ...i,
+    target: "root@h1:22",
+    rootfsPath: "/var/lib/lxc/c1/rootfs",
+    rootfsIsSubvolume: true,
+    subvolumeId: 256,
+    subvolumeUuid: "451b3e71-7255-7642-9e24-3d0cf12faf54",
+    configBackingStore: "btrfs",
+    adopted: false,
+    files: 301,
+    bytes: 3970426,
+    state: "STOPPED",
+    interrupted: null,
+    ...over,
+  };
+}
+
+/** Items joined as the verify step prints them: each followed by NUL. */
+const z = (...items: string[]) => items.map((x) => `${x}\0`).join("");
+
+describe("rootfs-provider: resourceId", () => {
+  it("is host:port:lxcPath/container", () => {
+    expect(resourceId(inputs({ lxcPath: "/srv/lxc" }, { port: 2222 }))).to.equal("h1:2222:/srv/lxc/c1");
+    expect(resourceId(inputs())).to.equal("h1:22:/var/lib/lxc/c1");
+  });
+});
+
+describe("rootfs-provider: diffRootfs", () => {
+  const table: [string, Partial<RootfsOutputs>, RootfsInputs, { changes: boolean; replaces: string[] }][] = [
+    ["identical", outputs(), inputs(), { changes: false, replaces: [] }],
+    [
+      "host changes replace",
+      outputs(),
+      inputs({}, { host: "h2" }),
+      { changes: true, replaces: ["connection"] },
+    ],
+    [
+      "port changes replace",
+      outputs(),
+      inputs({}, { port: 2222 }),
+      { changes: true, replaces: ["connection"] },
+    ],
+    [
+      "container changes replace",
+      outputs(),
+      inputs({ container: "c2" }),
+      { changes: true, replaces: ["container"] },
+    ],
+    [
+      "lxcPath changes replace",
+      outputs(),
+      inputs({ lxcPath: "/srv/lxc" }),
+      { changes: true, replaces: ["lxcPath"] },
+    ],
+    [
+      "host and container together",
+      outputs(),
+      inputs({ container: "c2" }, { host: "h2" }),
+      { changes: true, replaces: ["connection", "container"] },
+    ],
+    ["user changes update", outputs(), inputs({}, { user: "admin" }), { changes: true, replaces: [] }],
+    [
+      "a new password updates",
+      outputs(),
+      inputs({}, { password: "s3cret" }),
+      { changes: true, replaces: [] },
+    ],
+    ["ifRunning updates", outputs(), inputs({ ifRunning: "restart" }), { changes: true, replaces: [] }],
+    ["keepBackup updates", outputs(), inputs({ keepBackup: true }), { changes: true, replaces: [] }],
+    ["onDelete updates", outputs(), inputs({ onDelete: "revert" }), { changes: true, replaces: [] }],
+    [
+      "nestedSubvolumes updates",
+      outputs(),
+      inputs({ nestedSubvolumes: "keep" }),
+      { changes: true, replaces: [] },
+    ],
+    [
+      "drift: rootfs no longer a subvolume",
+      outputs(inputs(), { rootfsIsSubvolume: false }),
+      inputs(),
+      { changes: true, replaces: [] },
+    ],
+    [
+      "drift: config back to dir",
+      outputs(inputs(), { configBackingStore: "dir" }),
+      inputs(),
+      { changes: true, replaces: [] },
+    ],
+    [
+      "drift: config line missing",
+      outputs(inputs(), { configBackingStore: "missing" }),
+      inputs(),
+      { changes: true, replaces: [] },
+    ],
+    [
+      "drift: interrupted conversion",
+      outputs(inputs(), { interrupted: "convert interrupted in phase swapping on root@h1:22" }),
+      inputs(),
+      { changes: true, replaces: [] },
+    ],
+    [
+      "outputs that differ but are not drift (state, files, adopted)",
+      outputs(inputs(), { state: "RUNNING", files: 5, adopted: true, subvolumeId: 300 }),
+      inputs(),
+      { changes: false, replaces: [] },
+    ],
+  ];
+  for (const [what, olds, news, want] of table) {
+    it(what, () => {
+      expect(diffRootfs(olds, news)).to.deep.equal(want);
+    });
+  }
+
+  it("key order, undefined values and __ keys inside connection are not changes", () => {
+    const i = inputs();
+    const reordered = Object.fromEntries(Object.entries(i.connection).reverse());
+    const olds = outputs(i, {
+      connection: {
+        ...reordered,
+        password: undefined,
+        __secret: "x",
+      } as unknown as RootfsInputs["connection"],
+    });
+    expect(diffRootfs(olds, i)).to.deep.equal({ changes: false, replaces: [] });
+  });
+});
+
+describe("rootfs-provider: hardlinkGroups", () => {
+  it("nothing is an empty list", () => {
+    expect(hardlinkGroups("")).to.equal("[]");
+  });
+
+  it("groups paths by inode, sorted within and across groups", () => {
+    expect(hardlinkGroups(z("9 ./z", "5 ./b", "9 ./c", "5 ./a"))).to.equal('[["./a","./b"],["./c","./z"]]');
+  });
+
+  it("is independent of inode numbers and listing order", () => {
+    const a = hardlinkGroups(z("100 ./x", "200 ./y", "100 ./x2", "200 ./y2"));
+    const b = hardlinkGroups(z("7 ./y2", "3 ./x2", "7 ./y", "3 ./x"));
+    expect(a).to.equal(b);
+  });
+
+  it("keeps spaces in paths (split at the first space only)", () => {
+    expect(hardlinkGroups(z("1 ./root/c d", "1 ./root/a"))).to.equal('[["./root/a","./root/c d"]]');
+  });
+
+  it("differs when the grouping differs", () => {
+    expect(hardlinkGroups(z("1 ./a", "1 ./b", "2 ./c"))).to.not.equal(
+      hardlinkGroups(z("1 ./a", "2 ./b", "2 ./c")),
+    );
+  });
+
+  it("the real report's two halves (different inodes) give the same groups", () => {
+    const out = fixture("verify-ok.bin");
+    const rest = out.slice(out.indexOf("@@a\0") + 4);
+    const a = rest.slice(0, rest.indexOf("@@b\0"));
+    const b = rest.slice(rest.indexOf("@@b\0") + 4);
+    expect(a).to.not.equal(b);
+    expect(hardlinkGroups(a)).to.equal(
+      '[["./bin/busybox","./sbin/init"],["./root/a","./root/b","./root/c d"]]',
+    );
+    expect(hardlinkGroups(b)).to.equal(hardlinkGroups(a));
+  });
+});
+
+describe("rootfs-provider: compareTreeReports", () => {
+  const OK = fixture("verify-ok.bin");
+
+  it("the real report of a reflink copy is ok with its entry count", () => {
+    expect(compareTreeReports(OK)).to.deep.equal({ ok: true, entries: 306 });
+  });
+
+  it("the real report after a chmod in the copy: metadata differs", () => {
+    expect(compareTreeReports(fixture("verify-mode-differs.bin"))).to.deep.equal({
+      ok: false,
+      what: "metadata differs",
+    });
+  });
+
+  const replaceLine = (key: string, value: string) =>
+    OK.replace(new RegExp(`^${key}=.*$`, "m"), `${key}=${value}`);
+  const table: [string, string, { ok: false; what: string }][] = [
+    ["count differs", replaceLine("b_count", "305"), { ok: false, what: "count differs" }],
+    ["rdev differs", replaceLine("b_rdev", "0".repeat(64)), { ok: false, what: "rdev differs" }],
+    ["xattr differs", replaceLine("a_xattr", "unavailable"), { ok: false, what: "xattr differs" }],
+    [
+      "main missing",
+      OK.replace(/^b_main=.*\n/m, ""),
+      { ok: false, what: "no main in the verification report" },
+    ],
+    [
+      "xattr missing",
+      OK.replace(/^a_xattr=.*\n/m, ""),
+      { ok: false, what: "no xattr in the verification report" },
+    ],
+    ["@@b missing", OK.slice(0, OK.indexOf("@@b\0")), { ok: false, what: "hardlink report missing" }],
+    ["@@a missing", OK.replace("@@a\0", ""), { ok: false, what: "hardlink report missing" }],
+    [
+      "a hardlink broken in the copy",
+      OK.replace(/(@@b\0(?:[^\0]*\0)*?)262 \.\/root\/b\0/, "$1999 ./root/b\0"),
+      { ok: false, what: "hardlink groups differ" },
+    ],
+    ["empty output", "", { ok: false, what: "no main in the verification report" }],
+  ];
+  for (const [what, out, want] of table) {
+    it(what, () => {
+      expect(out).to.not.equal(OK);
+      expect(compareTreeReports(out)).to.deep.equal(want);
+    });
+  }
+
+  it("metadata is compared before count", () => {
+    const out = replaceLine("b_main", "x").replace(/^b_count=.*$/m, "b_count=1");
+    expect(compareTreeReports(out)).to.deep.equal({ ok: false, what: "metadata differs" });
+  });
+
+  it("both sides without getfattr ('unavailable') still compare equal", () => {
+    const out = replaceLine("a_xattr", "unavailable").replace(/^b_xattr=.*$/m, "b_xattr=unavailable");
+    expect(compareTreeReports(out)).to.deep.equal({ ok: true, entries: 306 });
+  });
+});
