@@ -182,13 +182,15 @@ export function planConvert(insp: RootfsInspection, p: RootfsPolicy): RootfsPlan
   if (unusable) return { kind: "refuse", reason: unusable };
   if (insp.journal) return planResume(insp, p, paths);
   if (insp.rootfs !== "dir") {
-    return {
-      kind: "refuse",
-      reason: `${paths.rootfs} is ${insp.rootfs === "symlink" ? "a symlink" : insp.rootfs}; expected a directory`,
-    };
+    const what = { symlink: "a symlink", missing: "missing", other: "not a directory" }[
+      insp.rootfs ?? "missing"
+    ];
+    return { kind: "refuse", reason: `${paths.rootfs} is ${what}; expected a directory` };
   }
   const cfg = checkRootfsConfig(insp.config as string, paths.rootfs);
   if (!cfg.ok) return { kind: "refuse", reason: `${paths.dir}/config: ${cfg.problem}` };
+  // Already converted: adopt and change nothing, whatever is mounted inside.
+  if (insp.rootfsIsSubvolume && cfg.store === "btrfs") return { kind: "done", adopted: true };
   if (insp.mounts.length > 0) {
     return {
       kind: "refuse",
@@ -196,7 +198,6 @@ export function planConvert(insp: RootfsInspection, p: RootfsPolicy): RootfsPlan
     };
   }
   if (insp.rootfsIsSubvolume) {
-    if (cfg.store === "btrfs") return { kind: "done", adopted: true };
     return {
       kind: "apply",
       action: `point the config at the btrfs backing store (was ${cfg.store})`,

@@ -29,7 +29,8 @@ export const absolutePath = z
         "must be an absolute, normalized path of letters, digits and '_.@+-' (no '..', '//', spaces or shell characters)",
     },
   )
-  .transform((s) => (s.length > 1 && s.endsWith("/") ? s.slice(0, -1) : s));
+  .transform((s) => (s.length > 1 && s.endsWith("/") ? s.slice(0, -1) : s))
+  .refine((s) => s !== "/", { error: "must not be the root directory" });
 
 export const hostname = z
   .string()
@@ -45,7 +46,7 @@ const baseConnection = z
     host: z
       .string()
       .min(1, { error: "must not be empty: give the address or DNS name of the host" })
-      .refine((s) => HOST.test(s), { error: "must be a DNS name or an IP address" }),
+      .refine((s) => s === "" || HOST.test(s), { error: "must be a DNS name or an IP address" }),
     port: z
       .number({ error: "must be a number" })
       .int({ error: "must be a whole number" })
@@ -74,7 +75,12 @@ const baseConnection = z
       .optional(),
     knownHostsPath: absolutePath.optional(),
     insecureSkipHostKeyCheck: z.boolean().default(false),
-    dialErrorLimit: z.number().int().min(1).max(100, { error: "must be between 1 and 100" }).default(10),
+    dialErrorLimit: z
+      .number({ error: "must be a number" })
+      .int({ error: "must be a whole number" })
+      .min(1, { error: "must be between 1 and 100" })
+      .max(100, { error: "must be between 1 and 100" })
+      .default(10),
     perDialTimeout: z
       .number()
       .positive({ error: "must be a positive number of seconds" })
