@@ -51,6 +51,8 @@ interface PooledConnection {
   waiters: (() => void)[];
   idleTimer?: NodeJS.Timeout;
   closed: boolean;
+  /** Channels in use; closed when the connection drops, so their commands fail instead of hanging. */
+  channels: Set<ClientChannel>;
 }
 
 const pool = new Map<string, Promise<PooledConnection>>();
@@ -200,10 +202,18 @@ async function dialWithRetries(conn: Connection, target: string): Promise<Pooled
       }
       const client = await dialOnce(conn, target, sock);
       counters.connections++;
-      const pc: PooledConnection = { client, jump, active: 0, waiters: [], closed: false };
+      const pc: PooledConnection = {
+        client,
+        jump,
+        active: 0,
+        waiters: [],
+        closed: false,
+        channels: new Set(),
+      };
       client.on("close", () => {
         pc.closed = true;
         jump?.end();
+        for (const ch of pc.channels) ch.close();
       });
       return pc;
     } catch (e) {
@@ -360,8 +370,7 @@ function execOnChannel(
         channel.signal("KILL");
         channel.close();
       }, timeoutSec * 1000);
-      const lost = () => channel.close();
-      pc.client.once("close", lost);
+      pc.channels.add(channel);
       channel.on("data", (chunk: Buffer) => {
         out.push(chunk);
         if (opts.onStdoutLine) {
@@ -377,7 +386,7 @@ function execOnChannel(
       });
       channel.on("close", () => {
         clearTimeout(timer);
-        pc.client.removeListener("close", lost);
+        pc.channels.delete(channel);
         const stderr = Buffer.concat(errs).toString("utf8");
         if (timedOut) {
           reject(

@@ -15,7 +15,7 @@ npm run --silent build
 suites=(dist/test/unit)
 if [ "$(id -u)" -eq 0 ]; then
   log "fleet (npm run fleet:up)"
-  bash scripts/fleet/up.sh
+  bash scripts/fleet/up.sh --reset   # every run starts from the pristine containers
   log "pulumi CLI (npm run pulumi:install)"
   bash scripts/pulumi-install.sh >/dev/null
   suites+=(dist/test/integration dist/test/e2e)

@@ -1,0 +1,470 @@
+/**
+ * LxcSubvolumeRootfs against real hosts: real LXC containers on loop-mounted btrfs, over real SSH.
+ * Every test asserts host state: manifests of the tree before and after, the config text, subvolume
+ * facts, and the exact refusal text with the host left byte-for-byte as it was.
+ */
+import { readFileSync } from "node:fs";
+import { expect } from "chai";
+import * as rootfs from "../../provider/rootfs-provider";
+import { type RootfsInputs, rootfsArgsSchema } from "../../provider/schema";
+import { closeAllConnections } from "../../provider/ssh";
+import { type FleetHost, fault, hostExec, loadInventory, manifest } from "../support/fleet";
+
+const inv = loadInventory();
+const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
+const h3 = inv.hosts.find((h) => h.fs !== "btrfs") as FleetHost;
+const rootKey = readFileSync(inv.users.root.privateKeyPath!, "utf8");
+const LXC = "/var/lib/lxc";
+
+function inputs(host: FleetHost, container: string, extra: Partial<RootfsInputs> = {}): RootfsInputs {
+  return rootfsArgsSchema.parse({
+    connection: { host: host.address, privateKey: rootKey, knownHostsPath: inv.knownHostsPath },
+    container,
+    ...extra,
+  });
+}
+
+async function sh(host: FleetHost, script: string, ...args: string[]): Promise<string> {
+  const r = await hostExec(host, ["sh", "-c", script, "sh", ...args]);
+  if (r.code !== 0) throw new Error(`host ${host.name}: ${script}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** A fresh busybox container, created the way users do, with a dir: rootfs. */
+async function makeContainer(host: FleetHost, name: string): Promise<void> {
+  await sh(
+    host,
+    'lxc-destroy -n "$1" >/dev/null 2>&1 || true; lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "lxc.net.0.type = empty\\n" >>"/var/lib/lxc/$1/config"',
+    name,
+  );
+}
+
+async function destroy(host: FleetHost, name: string): Promise<void> {
+  await sh(
+    host,
+    'lxc-stop -k -n "$1" >/dev/null 2>&1; d=/var/lib/lxc/$1; [ -d "$d" ] || exit 0; find "$d" -mindepth 1 -depth -type d -inum 256 -exec btrfs subvolume delete {} + >/dev/null 2>&1; rm -rf "$d"',
+    name,
+  );
+}
+
+async function config(host: FleetHost, name: string): Promise<string> {
+  return sh(host, 'cat "/var/lib/lxc/$1/config"', name);
+}
+
+/** The container directory's entries, config and rootfs identity: all a refusal could have changed. */
+async function outside(host: FleetHost, name: string): Promise<string> {
+  return sh(host, 'cd "/var/lib/lxc/$1" && ls -A && sha256sum config && stat -c "%i %a %U" rootfs', name);
+}
+
+/** The whole container directory, for "the host is exactly as it was". */
+async function dirManifest(host: FleetHost, name: string): Promise<string> {
+  return manifest(host, `${LXC}/${name}`);
+}
+
+async function expectRefused(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as Error).message;
+  }
+  throw new Error("expected a refusal");
+}
+
+describe("LxcSubvolumeRootfs on the fleet", function () {
+  this.timeout(600_000);
+  after(() => closeAllConnections());
+
+  describe("conversion", () => {
+    const name = "it-bb1";
+    before(() => makeContainer(h1, name));
+    after(() => destroy(h1, name));
+
+    it("turns a dir: busybox rootfs into a subvolume with the same tree and a btrfs: config", async () => {
+      const before = await manifest(h1, `${LXC}/${name}/rootfs`);
+      const cfgBefore = await config(h1, name);
+      expect(cfgBefore).to.include(`lxc.rootfs.path = dir:${LXC}/${name}/rootfs`);
+      // LXC 5 tools print errors only with a log priority set.
+      const snap = await hostExec(h1, [
+        "lxc-copy",
+        "-l",
+        "ERROR",
+        "-n",
+        name,
+        "-N",
+        `${name}-x`,
+        "-s",
+        "-B",
+        "btrfs",
+      ]);
+      expect(snap.code).to.not.equal(0);
+      expect(snap.stdout + snap.stderr).to.include("btrfs snapshot from dir backing store is not supported");
+
+      const { id, outs } = await rootfs.create(inputs(h1, name));
+      expect(id).to.equal(`${h1.address}:22:${LXC}/${name}`);
+      expect(outs).to.include({
+        rootfsIsSubvolume: true,
+        configBackingStore: "btrfs",
+        adopted: false,
+        state: "STOPPED",
+        rootfsPath: `${LXC}/${name}/rootfs`,
+      });
+      expect(outs.subvolumeId).to.be.a("number").greaterThan(255);
+      expect(outs.subvolumeUuid).to.match(/^[0-9a-f-]{36}$/);
+      expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+      expect(await config(h1, name)).to.equal(
+        cfgBefore.replace(`dir:${LXC}/${name}/rootfs`, `btrfs:${LXC}/${name}/rootfs`),
+      );
+      expect(await sh(h1, 'cat "/var/lib/lxc/$1/config.pre-btrfs"', name)).to.equal(cfgBefore);
+      expect(await sh(h1, 'ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nconfig.pre-btrfs\nrootfs\n");
+      expect(
+        (
+          await sh(h1, 'btrfs subvolume show "/var/lib/lxc/$1/rootfs" | sed -n "s/^\\s*UUID:\\s*//p"', name)
+        ).trim(),
+      ).to.equal(outs.subvolumeUuid);
+    });
+
+    it("makes lxc-copy -s -B btrfs work, and the container starts", async () => {
+      const snap = await hostExec(h1, ["lxc-copy", "-n", name, "-N", `${name}-snap`, "-s", "-B", "btrfs"]);
+      expect(snap.code, snap.stderr).to.equal(0);
+      expect(
+        (
+          await sh(
+            h1,
+            'btrfs subvolume show "/var/lib/lxc/$1-snap/rootfs" | sed -n "s/^\\s*Parent UUID:\\s*//p"',
+            name,
+          )
+        ).trim(),
+      ).to.match(/^[0-9a-f-]{36}$/);
+      await destroy(h1, `${name}-snap`);
+      expect((await hostExec(h1, ["lxc-start", "-n", name])).code).to.equal(0);
+      try {
+        const att = await hostExec(h1, ["lxc-attach", "-n", name, "--", "/bin/sh", "-c", "echo inside"]);
+        expect(att.stdout).to.equal("inside\n");
+      } finally {
+        await hostExec(h1, ["lxc-stop", "-k", "-n", name]);
+      }
+    });
+
+    it("adopts on a second create and changes nothing", async () => {
+      const before = await dirManifest(h1, name);
+      const { outs } = await rootfs.create(inputs(h1, name));
+      expect(outs.adopted).to.equal(true);
+      expect(await dirManifest(h1, name)).to.equal(before);
+    });
+
+    it("shows a hand-edited prefix as drift in read, and update repairs it", async () => {
+      await sh(
+        h1,
+        'sed -i "s|^lxc.rootfs.path = btrfs:|lxc.rootfs.path = dir:|" "/var/lib/lxc/$1/config"',
+        name,
+      );
+      const prior = (await rootfs.create(inputs(h1, name))).outs;
+      // create repaired it already (converge); break it again and go through read -> diff -> update.
+      await sh(h1, 'sed -i "s|^lxc.rootfs.path = btrfs:|lxc.rootfs.path = |" "/var/lib/lxc/$1/config"', name);
+      const r = await rootfs.read(`${h1.address}:22:${LXC}/${name}`, prior);
+      expect(r.props?.configBackingStore).to.equal("bare");
+      expect(rootfs.diffRootfs(r.props ?? {}, inputs(h1, name))).to.deep.equal({
+        changes: true,
+        replaces: [],
+      });
+      const { outs } = await rootfs.update("", r.props as rootfs.RootfsOutputs, inputs(h1, name));
+      expect(outs.configBackingStore).to.equal("btrfs");
+      expect(outs.adopted).to.equal(false);
+      expect(rootfs.diffRootfs(outs, inputs(h1, name))).to.deep.equal({ changes: false, replaces: [] });
+    });
+
+    it("reverts on delete with onDelete: revert, to the same tree with a dir: config", async () => {
+      const before = await manifest(h1, `${LXC}/${name}/rootfs`);
+      const { outs } = await rootfs.create(inputs(h1, name, { onDelete: "revert" }));
+      await rootfs.del("", outs);
+      expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+      expect(await config(h1, name)).to.include(`lxc.rootfs.path = dir:${LXC}/${name}/rootfs\n`);
+      expect(await sh(h1, 'stat -c %i "/var/lib/lxc/$1/rootfs"', name)).to.not.equal("256\n");
+      const r = await rootfs.read("", { ...outs });
+      expect(r.props).to.include({ rootfsIsSubvolume: false, configBackingStore: "dir" });
+    });
+
+    it("reports a deleted container as gone in read", async () => {
+      const { outs } = await rootfs.create(inputs(h1, name));
+      await destroy(h1, name);
+      expect(await rootfs.read("", outs)).to.deep.equal({});
+      await makeContainer(h1, name);
+    });
+  });
+
+  describe("a Debian container", () => {
+    const deb = h1.containers.find((c) => c.kind === "debian")?.name as string;
+    it("converts losslessly and starts", async () => {
+      const before = await manifest(h1, `${LXC}/${deb}/rootfs`);
+      const { outs } = await rootfs.create(inputs(h1, deb, { onDelete: "revert" }));
+      expect(outs).to.include({ rootfsIsSubvolume: true, configBackingStore: "btrfs" });
+      expect(outs.files).to.be.greaterThan(5000);
+      expect(await manifest(h1, `${LXC}/${deb}/rootfs`)).to.equal(before);
+      // A minbase Debian has no init: run a long sleep as the container's first process.
+      expect((await hostExec(h1, ["lxc-start", "-n", deb, "--", "/bin/sleep", "infinity"])).code).to.equal(0);
+      try {
+        const att = await hostExec(h1, ["lxc-attach", "-n", deb, "--", "cat", "/etc/debian_version"]);
+        expect(att.stdout).to.match(/^12\./);
+      } finally {
+        await hostExec(h1, ["lxc-stop", "-k", "-n", deb]);
+      }
+      // Running it changed the tree (as running does); the revert must keep exactly that tree.
+      const ran = await manifest(h1, `${LXC}/${deb}/rootfs`);
+      await rootfs.del("", outs);
+      expect(await manifest(h1, `${LXC}/${deb}/rootfs`)).to.equal(ran);
+    });
+  });
+
+  describe("a hostile tree", () => {
+    const name = "it-hostile";
+    const HOSTILE = `
+      r=/var/lib/lxc/$1/rootfs
+      cd "$r"
+      echo dot >.hidden; mkdir -p .dotdir/sub; echo x >.dotdir/sub/.f
+      echo same >hl1; ln hl1 hl2; ln hl1 .dotdir/hl3
+      echo attr >xa; setfattr -n user.test -v hello xa; setfacl -m u:1234:rwx xa; setfacl -d -m g:5:rx .dotdir
+      truncate -s 256M sparse; printf 'tail' >>sparse
+      mknod blk b 7 200; mknod chr c 1 7; mkfifo fifo
+      python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" "$r/sock" 2>/dev/null || true
+      ln -s /etc/passwd abs-link; ln -s ../../../.. escape-link; ln -s dangling-target dangling
+      mkdir "sp ace"; touch "sp ace/f i l e" "$(printf 'new\\nline')" "$(printf 'bad\\377byte')" "q'uote" 'd"q' '$(id)' '\`id\`' '-dash' '*'
+      mkdir -p uidrange; touch uidrange/f; chown -R 100000:100000 uidrange; chmod 4755 uidrange/f; chmod 1777 .dotdir
+      btrfs subvolume create nested >/dev/null; echo inner >nested/data; mkdir -p nested/deep; btrfs subvolume create nested/deep/sub2 >/dev/null; echo deeper >nested/deep/sub2/d
+      touch -h -d '2001-02-03 04:05:06.123456789' abs-link xa
+      touch -d '1999-12-31 23:59:59' .
+    `;
+    before(async () => {
+      await makeContainer(h1, name);
+      await sh(h1, HOSTILE, name);
+    });
+    after(() => destroy(h1, name));
+
+    it("refuses nested subvolumes by default, listing them, and changes nothing", async () => {
+      const before = await dirManifest(h1, name);
+      const msg = await expectRefused(rootfs.create(inputs(h1, name)));
+      expect(msg).to.equal(
+        `LxcSubvolumeRootfs ${name} on root@${h1.address}:22: nested subvolumes inside ${LXC}/${name}/rootfs: ${LXC}/${name}/rootfs/nested; ` +
+          'set nestedSubvolumes: "keep" to move them into the new subvolume. Nothing was changed.',
+      );
+      expect(await dirManifest(h1, name)).to.equal(before);
+    });
+
+    it("converts losslessly with nestedSubvolumes: keep, nested ones staying subvolumes; and reverts losslessly", async () => {
+      const before = await manifest(h1, `${LXC}/${name}/rootfs`);
+      const { outs } = await rootfs.create(
+        inputs(h1, name, { nestedSubvolumes: "keep", onDelete: "revert" }),
+      );
+      expect(outs.rootfsIsSubvolume).to.equal(true);
+      expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+      const inos = await sh(
+        h1,
+        'stat -c %i "/var/lib/lxc/$1/rootfs" "/var/lib/lxc/$1/rootfs/nested" "/var/lib/lxc/$1/rootfs/nested/deep/sub2"',
+        name,
+      );
+      expect(inos).to.equal("256\n256\n256\n");
+      await rootfs.del("", outs);
+      expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+      expect(await sh(h1, 'stat -c %i "/var/lib/lxc/$1/rootfs/nested"', name)).to.equal("256\n");
+    });
+  });
+
+  describe("refusals leave the host exactly as it was", () => {
+    const name = "it-refuse";
+    beforeEach(() => makeContainer(h1, name));
+    afterEach(async () => {
+      await sh(h1, 'umount "/var/lib/lxc/$1/rootfs/mnt" 2>/dev/null || true', name);
+      await destroy(h1, name);
+    });
+
+    const cases: [string, string, (n: string) => string][] = [
+      [
+        "a running container",
+        'lxc-start -n "$1"',
+        (n) => `container ${n} is RUNNING; stop it first or set ifRunning: "restart"`,
+      ],
+      [
+        "a mount point inside rootfs",
+        'mkdir -p "/var/lib/lxc/$1/rootfs/mnt" && mount -t tmpfs none "/var/lib/lxc/$1/rootfs/mnt"',
+        (n) => `mount points inside ${LXC}/${n}/rootfs: ${LXC}/${n}/rootfs/mnt; unmount them first`,
+      ],
+      [
+        "two rootfs lines",
+        'echo "lxc.rootfs.path = dir:/var/lib/lxc/$1/rootfs" >>"/var/lib/lxc/$1/config"',
+        (n) =>
+          `${LXC}/${n}/config: the config has 2 lxc.rootfs.path lines (lines ${"X"}); keep exactly one and run again`,
+      ],
+      [
+        "a legacy lxc.rootfs key",
+        'sed -i "s/^lxc.rootfs.path =/lxc.rootfs =/" "/var/lib/lxc/$1/config"',
+        (n) =>
+          `${LXC}/${n}/config: the config uses the legacy key lxc.rootfs (LXC < 3.0); convert it with lxc-update-config -c <config> and run again`,
+      ],
+      [
+        "a symlinked rootfs",
+        'mv "/var/lib/lxc/$1/rootfs" "/var/lib/lxc/$1/real" && ln -s real "/var/lib/lxc/$1/rootfs"',
+        (n) => `${LXC}/${n}/rootfs is a symlink; expected a directory`,
+      ],
+      [
+        "a missing config",
+        'rm "/var/lib/lxc/$1/config"',
+        (n) => `${LXC}/${n}/config is missing or unreadable; is ${n} an LXC container?`,
+      ],
+    ];
+    for (const [what, setup, reason] of cases) {
+      it(`refuses ${what}`, async () => {
+        await sh(h1, setup, name);
+        // A running container changes its own rootfs; there, compare everything but the live tree.
+        const snapshot =
+          what === "a running container" ? () => outside(h1, name) : () => dirManifest(h1, name);
+        const before = await snapshot();
+        const msg = await expectRefused(rootfs.create(inputs(h1, name)));
+        const want = `LxcSubvolumeRootfs ${name} on root@${h1.address}:22: ${reason(name)}. Nothing was changed.`;
+        if (want.includes("(lines X)"))
+          expect(msg).to.match(new RegExp(`^${escape(want).replace("X", "\\d+, \\d+")}$`));
+        else expect(msg).to.equal(want);
+        expect(await snapshot()).to.equal(before);
+        await sh(h1, 'lxc-stop -k -n "$1" >/dev/null 2>&1 || true', name);
+      });
+    }
+
+    it("refuses a missing container", async () => {
+      const msg = await expectRefused(rootfs.create(inputs(h1, "it-no-such")));
+      expect(msg).to.equal(
+        `LxcSubvolumeRootfs it-no-such on root@${h1.address}:22: container it-no-such does not exist: ${LXC}/it-no-such is missing; check the name and lxcPath. Nothing was changed.`,
+      );
+    });
+
+    it("refuses when the filesystem is full", async () => {
+      const before = await dirManifest(h1, name);
+      await fault(h1, "fill");
+      try {
+        const msg = await expectRefused(rootfs.create(inputs(h1, name)));
+        expect(msg).to.match(
+          new RegExp(
+            `^LxcSubvolumeRootfs ${name} on root@${escape(h1.address)}:22: not enough free space in ${LXC}/${name}: \\d+ bytes available, \\d+ needed for the metadata of \\d+ entries; free some space and run again\\. Nothing was changed\\.$`,
+          ),
+        );
+      } finally {
+        await fault(h1, "unfill");
+      }
+      expect(await dirManifest(h1, name)).to.equal(before);
+    });
+
+    it("refuses a container on ext4, naming the filesystem", async () => {
+      const c = h3.containers[0].name;
+      const before = await manifest(h3, `${LXC}/${c}`);
+      const msg = await expectRefused(rootfs.create(inputs(h3, c)));
+      expect(msg).to.equal(
+        `LxcSubvolumeRootfs ${c} on root@${h3.address}:22: ${LXC}/${c} is on ext2/ext3, not btrfs; LxcSubvolumeRootfs needs /var/lib/lxc on a btrfs filesystem. Nothing was changed.`,
+      );
+      expect(await manifest(h3, `${LXC}/${c}`)).to.equal(before);
+    });
+  });
+
+  describe("restart policy", () => {
+    const name = "it-restart";
+    before(() => makeContainer(h1, name));
+    after(() => destroy(h1, name));
+    it("stops, converts and starts a running container again with ifRunning: restart", async () => {
+      await sh(h1, 'lxc-start -n "$1"', name);
+      const { outs } = await rootfs.create(inputs(h1, name, { ifRunning: "restart" }));
+      expect(outs).to.include({ rootfsIsSubvolume: true, state: "RUNNING" });
+    });
+  });
+
+  describe("crash safety", () => {
+    const name = "it-crash";
+    beforeEach(async () => {
+      await makeContainer(h1, name);
+      // Enough entries that the copy is still running when we interrupt it.
+      await sh(
+        h1,
+        'cd "/var/lib/lxc/$1/rootfs" && mkdir -p bulk && cd bulk && seq 1 30000 | xargs touch',
+        name,
+      );
+    });
+    afterEach(() => destroy(h1, name));
+
+    async function interruptCopy(how: () => Promise<void>): Promise<void> {
+      const before = await manifest(h1, `${LXC}/${name}/rootfs`);
+      const run = rootfs.create(
+        inputs(h1, name, {
+          connection: {
+            host: h1.address,
+            privateKey: rootKey,
+            knownHostsPath: inv.knownHostsPath,
+            dialErrorLimit: 1,
+            perDialTimeout: 5,
+          } as never,
+        }),
+      );
+      await waitFor(
+        async () =>
+          (await sh(h1, 'pgrep -f "[c]p -a --preserve=xattr" >/dev/null && echo yes || echo no')).trim() ===
+          "yes",
+      );
+      await how();
+      await expectRefused(run);
+      await closeAllConnections();
+      // The original is untouched whatever happened; the next run rolls back and converts.
+      expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+      const { outs } = await rootfs.create(inputs(h1, name));
+      expect(outs.rootfsIsSubvolume).to.equal(true);
+      expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+      expect(await sh(h1, 'ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nconfig.pre-btrfs\nrootfs\n");
+    }
+
+    it("recovers when the remote copy is killed", () =>
+      interruptCopy(async () => {
+        await sh(h1, 'pkill -KILL -f "[c]p -a --preserve=xattr"');
+      }));
+
+    it("recovers when sshd dies mid-copy", () =>
+      interruptCopy(async () => {
+        await fault(h1, "sshd-stop");
+        await sh(h1, 'pkill -KILL -f "[c]p -a --preserve=xattr" || true');
+        await fault(h1, "sshd-start");
+      }));
+
+    for (const [phase, prep] of [
+      [
+        "after the copy, before the swap",
+        'P=/var/lib/lxc/$1; printf "op=convert\\nphase=copying\\nwas_running=0\\n" >$P/.plb-journal; btrfs subvolume create $P/rootfs.plb-new >/dev/null; cp -a --reflink=always $P/rootfs/. $P/rootfs.plb-new/',
+      ],
+      [
+        "halfway through the swap",
+        'P=/var/lib/lxc/$1; printf "op=convert\\nphase=swapping\\nwas_running=0\\n" >$P/.plb-journal; btrfs subvolume create $P/rootfs.plb-new >/dev/null; cp -a --reflink=always $P/rootfs/. $P/rootfs.plb-new/; mv $P/rootfs $P/rootfs.pre-btrfs',
+      ],
+      [
+        "after the swap, before the config",
+        'P=/var/lib/lxc/$1; printf "op=convert\\nphase=swapped\\nwas_running=0\\n" >$P/.plb-journal; btrfs subvolume create $P/rootfs.plb-new >/dev/null; cp -a --reflink=always $P/rootfs/. $P/rootfs.plb-new/; mv $P/rootfs $P/rootfs.pre-btrfs; mv $P/rootfs.plb-new $P/rootfs',
+      ],
+    ] as const) {
+      it(`resumes or rolls back a conversion stopped ${phase}`, async () => {
+        const before = await manifest(h1, `${LXC}/${name}/rootfs`);
+        await sh(h1, prep, name);
+        const seen = await rootfs.read("", { ...inputs(h1, name) } as rootfs.RootfsOutputs);
+        expect(seen.props?.interrupted).to.match(
+          /^convert interrupted in phase (copying|swapping|swapped) on root@/,
+        );
+        const { outs } = await rootfs.create(inputs(h1, name));
+        expect(outs).to.include({ rootfsIsSubvolume: true, configBackingStore: "btrfs", interrupted: null });
+        expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+        expect(await sh(h1, 'ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nconfig.pre-btrfs\nrootfs\n");
+      });
+    }
+  });
+});
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+async function waitFor(cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("condition not reached in time");
+}
