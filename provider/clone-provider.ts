@@ -124,7 +124,15 @@ export async function update(
 ): Promise<{ outs: CloneOutputs }> {
   const inputs = parseInputs(raw);
   const remote = openRemote(inputs.connection);
-  const insp = await converge(remote, inputs, await inspect(remote, inputs));
+  const found = await inspect(remote, inputs);
+  if (found.clone.dir === "missing") {
+    throw refuse(
+      inputs,
+      remote,
+      `the clone ${inputs.name} no longer exists; run \`pulumi up --refresh\` to create it again`,
+    );
+  }
+  const insp = await converge(remote, inputs, found);
   return { outs: toOutputs(inputs, insp, olds.adopted ?? false, []) };
 }
 
