@@ -74,12 +74,10 @@ describe("end to end with the real Pulumi CLI", function () {
     });
   const [A, B, CLONE] = ["app1", "app2", "e2e-clone"];
 
-  before(() => {
+  before(async () => {
     // Programs import the package by name, as users do; inside this checkout it is the checkout itself.
     const link = path.join(repoRoot(), "node_modules", "pulumi-lxc-btrfs");
     if (!fs.existsSync(link)) fs.symlinkSync("..", link, "dir");
-  });
-  before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "plb-e2e-"));
     fs.symlinkSync(path.join(repoRoot(), "node_modules"), path.join(dir, "node_modules"), "dir");
     fs.writeFileSync(path.join(dir, "Pulumi.yaml"), "name: plb-e2e\nruntime: nodejs\nmain: index.ts\n");

@@ -320,7 +320,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
         const msg = await expectRefused(rootfs.create(inputs(h1, name)));
         const want = `LxcSubvolumeRootfs ${name} on root@${h1.address}:22: ${reason(name)}. Nothing was changed.`;
         if (want.includes("(lines X)"))
-          expect(msg).to.match(new RegExp(`^${escape(want).replace("X", "\\d+, \\d+")}$`));
+          expect(msg).to.match(new RegExp(`^${reEscape(want).replace("X", "\\d+, \\d+")}$`));
         else expect(msg).to.equal(want);
         expect(await snapshot()).to.equal(before);
         await sh(h1, 'lxc-stop -k -n "$1" >/dev/null 2>&1 || true', name);
@@ -341,7 +341,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
         const msg = await expectRefused(rootfs.create(inputs(h1, name)));
         expect(msg).to.match(
           new RegExp(
-            `^LxcSubvolumeRootfs ${name} on root@${escape(h1.address)}:22: not enough free space in ${LXC}/${name}: \\d+ bytes available, \\d+ needed for the metadata of \\d+ entries; free some space and run again\\. Nothing was changed\\.$`,
+            `^LxcSubvolumeRootfs ${name} on root@${reEscape(h1.address)}:22: not enough free space in ${LXC}/${name}: \\d+ bytes available, \\d+ needed for the metadata of \\d+ entries; free some space and run again\\. Nothing was changed\\.$`,
           ),
         );
       } finally {
@@ -456,7 +456,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
   });
 });
 
-function escape(s: string): string {
+function reEscape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 

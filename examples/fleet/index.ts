@@ -1,0 +1,50 @@
+// Discovers every container on several hosts and converts them in waves: the canary host first, then the
+// others in parallel, at most `maxConcurrentPerHost` conversions at a time on one host.
+//
+//   pulumi config set --path 'hosts[0].name' a; pulumi config set --path 'hosts[0].host' 10.0.0.5
+//   pulumi config set --path 'hosts[1].name' b; pulumi config set --path 'hosts[1].host' 10.0.0.6
+//   pulumi config set privateKeyPath ~/.ssh/id_ed25519
+//   pulumi up
+//
+// Without config it rolls out over the btrfs hosts of the local sandbox fleet (`npm run fleet:up`).
+import { readFileSync } from "node:fs";
+import * as pulumi from "@pulumi/pulumi";
+import { LxcFleetRollout } from "pulumi-lxc-btrfs";
+
+interface HostConfig {
+  name: string;
+  host: string;
+  user?: string;
+  sudo?: boolean;
+}
+
+export = async () => {
+  const cfg = new pulumi.Config();
+  const dir = process.env.PLB_FLEET_DIR ?? "/var/tmp/pulumi-lxc-btrfs/fleet";
+  const fleet = cfg.getObject("hosts")
+    ? undefined
+    : JSON.parse(readFileSync(`${dir}/inventory.json`, "utf8"));
+  const hosts: HostConfig[] =
+    cfg.getObject<HostConfig[]>("hosts") ??
+    fleet.hosts
+      .filter((h: { fs: string }) => h.fs === "btrfs")
+      .map((h: { name: string; address: string }) => ({ name: h.name, host: h.address }));
+  const rollout = await LxcFleetRollout.discover("fleet", {
+    hosts: hosts.map((h) => ({
+      name: h.name,
+      connection: {
+        host: h.host,
+        user: h.user,
+        sudo: h.sudo,
+        privateKeyPath: cfg.get("privateKeyPath") ?? fleet?.users.root.privateKeyPath,
+        knownHostsPath: cfg.get("knownHostsPath") ?? fleet?.knownHostsPath,
+      },
+      include: cfg.getObject<string[]>("include"),
+      exclude: cfg.getObject<string[]>("exclude") ?? ["*-clone", "it-*", "ct-*", "e2e-*"],
+    })),
+    canary: cfg.getNumber("canary") ?? 1,
+    maxConcurrentPerHost: cfg.getNumber("maxConcurrentPerHost") ?? 2,
+    conversion: { onDelete: "revert" },
+  });
+  return { summary: rollout.summary };
+};
