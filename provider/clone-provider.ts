@@ -14,7 +14,7 @@ import {
   sourceProblem,
   uniqueMacs,
 } from "./clone-plan";
-import { UserError } from "./errors";
+import { RemoteCommandError, UserError } from "./errors";
 import { getConfigValue } from "./lxc-config";
 import { scriptArgv } from "./remote-scripts";
 import { type CheckFailure, type CloneInputs, cloneArgsSchema, validate } from "./schema";
@@ -84,6 +84,10 @@ export function diffClone(
 
 export async function create(raw: CloneInputs): Promise<{ id: string; outs: CloneOutputs }> {
   const inputs = parseInputs(raw);
+  return named(inputs, () => createClone(inputs));
+}
+
+async function createClone(inputs: CloneInputs): Promise<{ id: string; outs: CloneOutputs }> {
   const remote = openRemote(inputs.connection);
   let insp = await inspect(remote, inputs);
   const problem = sourceProblem(insp, inputs.lxcPath, inputs.source);
@@ -123,6 +127,10 @@ export async function update(
   raw: CloneInputs,
 ): Promise<{ outs: CloneOutputs }> {
   const inputs = parseInputs(raw);
+  return named(inputs, () => updateClone(olds, inputs));
+}
+
+async function updateClone(olds: CloneOutputs, inputs: CloneInputs): Promise<{ outs: CloneOutputs }> {
   const remote = openRemote(inputs.connection);
   const found = await inspect(remote, inputs);
   if (found.clone.dir === "missing") {
@@ -155,7 +163,19 @@ export async function del(_id: string, props: CloneOutputs): Promise<void> {
   const inputs = parseInputs(pickInputs(props));
   const remote = openRemote(inputs.connection);
   log(remote, inputs, "destroying the clone");
-  await remote.check(cloneArgv(inputs, "destroy"));
+  await named(inputs, () => remote.check(cloneArgv(inputs, "destroy")));
+}
+
+/** Names the clone in every failure, not only in refusals. */
+async function named<T>(i: CloneInputs, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (e) {
+    if (e instanceof RemoteCommandError) {
+      throw new UserError(`LxcSnapshotClone ${i.name} (from ${i.source}): ${e.message}`);
+    }
+    throw e;
+  }
 }
 
 function pickInputs(props: Partial<CloneOutputs>): CloneInputs {

@@ -79,6 +79,9 @@ function refuseUnusable(insp: RootfsInspection, p: RootfsPolicy, paths: RootfsPa
   }
   if (insp.config === null)
     return `${paths.dir}/config is missing or unreadable; is ${p.container} an LXC container?`;
+  if (!insp.btrfsVersion.startsWith("btrfs-progs v")) {
+    return "the btrfs command (btrfs-progs) is missing or does not run on the host; install it (Debian: apt-get install btrfs-progs)";
+  }
   return undefined;
 }
 

@@ -3,7 +3,7 @@
  * Loaded lazily inside the dynamic provider's methods (see resources.ts), so node-ssh and zod are never
  * captured into the serialized provider.
  */
-import { UserError } from "./errors";
+import { RemoteCommandError, UserError } from "./errors";
 import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspect";
 import { scriptArgv } from "./remote-scripts";
 import { planConvert, planRevert, type RootfsPlan, type RootfsPolicy, type Step } from "./rootfs-plan";
@@ -170,6 +170,22 @@ async function runPlans(
   inputs: RootfsInputs,
   planner: (insp: RootfsInspection) => RootfsPlan,
   verb = "delete",
+): Promise<{ insp: RootfsInspection; adopted: boolean }> {
+  try {
+    return await runPlansOnce(remote, inputs, planner, verb);
+  } catch (e) {
+    // Name the resource in every failure, not only in refusals.
+    if (e instanceof RemoteCommandError)
+      throw new UserError(`LxcSubvolumeRootfs ${inputs.container}: ${e.message}`);
+    throw e;
+  }
+}
+
+async function runPlansOnce(
+  remote: Remote,
+  inputs: RootfsInputs,
+  planner: (insp: RootfsInspection) => RootfsPlan,
+  verb: string,
 ): Promise<{ insp: RootfsInspection; adopted: boolean }> {
   let changed = false;
   for (let round = 0; round < MAX_PLAN_ROUNDS; round++) {

@@ -155,8 +155,18 @@ function toFailure(issue: z.core.$ZodIssue): CheckFailure {
       reason: "is not a known property; check the spelling",
     };
   }
-  if (issue.code === "invalid_type" && /received undefined/.test(issue.message)) {
-    return { property, reason: "is required" };
+  if (issue.code === "invalid_value") {
+    return { property, reason: `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}` };
+  }
+  if (issue.code === "invalid_type") {
+    if (/received undefined/.test(issue.message)) return { property, reason: "is required" };
+    const kinds: Record<string, string> = {
+      string: "must be a string",
+      number: "must be a number",
+      boolean: "must be true or false",
+      object: "must be an object",
+    };
+    return { property, reason: kinds[issue.expected] ?? issue.message };
   }
   return { property, reason: issue.message };
 }

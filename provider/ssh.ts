@@ -135,9 +135,21 @@ async function runPooled(
 }
 
 function poolKey(conn: Connection | JumpConnection, proxy?: JumpConnection): string {
-  // Credentials are part of the identity (two keys may map to two users), hashed so the key holds no secret.
+  // Credentials and the host key policy are part of the identity: a connection verified against one
+  // policy must never serve a caller that asked for another. Hashed, so the key holds no secret.
   const cred = createHash("sha256")
-    .update(JSON.stringify([conn.password, conn.privateKey, conn.privateKeyPath, conn.agentSocketPath]))
+    .update(
+      JSON.stringify([
+        conn.password,
+        conn.privateKey,
+        conn.privateKeyPath,
+        conn.privateKeyPassword,
+        conn.agentSocketPath,
+        conn.hostKey,
+        conn.knownHostsPath,
+        conn.insecureSkipHostKeyCheck,
+      ]),
+    )
     .digest("hex")
     .slice(0, 16);
   const self = `${conn.user}@${conn.host}:${conn.port}#${cred}`;

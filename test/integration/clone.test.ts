@@ -283,7 +283,7 @@ describe("LxcSnapshotClone on the fleet", function () {
   });
 
   describe("nested subvolumes and Debian", () => {
-    after(() => destroy("ct-nested-c", "ct-nested", "deb2-c"));
+    after(() => destroy("ct-nested-c", "ct-nested", "deb2-c", "ct-deb"));
 
     it("a clone contains the data of subvolumes nested in the source, as subvolumes", async () => {
       await makeSource("ct-nested");
@@ -300,10 +300,13 @@ describe("LxcSnapshotClone on the fleet", function () {
     });
 
     it("clones a converted Debian container that starts with its own hostname", async () => {
-      const deb = h2.containers.find((c) => c.kind === "debian")?.name as string;
-      // A minbase Debian has no init; give the source a first process so that it (and its clone) can run.
+      const fleetDeb = h2.containers.find((c) => c.kind === "debian")?.name as string;
+      const deb = "ct-deb";
+      // A full copy of the fleet's Debian container (left as it was for other tests), with a first
+      // process, since a minbase Debian has no init.
       await sh(
-        'grep -q "^lxc.init.cmd" "/var/lib/lxc/$1/config" || echo "lxc.init.cmd = /bin/sleep infinity" >>"/var/lib/lxc/$1/config"',
+        'lxc-copy -n "$1" -N "$2" && echo "lxc.init.cmd = /bin/sleep infinity" >>"/var/lib/lxc/$2/config"',
+        fleetDeb,
         deb,
       );
       await convert(deb);

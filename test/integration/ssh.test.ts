@@ -155,6 +155,13 @@ describe("ssh transport (real OpenSSH servers)", function () {
     expect(countAccepted(h1)).to.equal(before);
   });
 
+  it("never lends a pooled connection to a caller with another host key policy", async () => {
+    expect((await openRemote(conn(h1)).check(["true"])).code).to.equal(0);
+    const other = h2.hostKeys.find((k) => k.startsWith("ssh-ed25519")) as string;
+    const msg = await expectRejects(openRemote(conn(h1, { hostKey: other })).check(["true"]));
+    expect(msg).to.match(/^host key verification failed for root@/);
+  });
+
   it("accepts a pinned SHA256 fingerprint and a hashed known_hosts file", async () => {
     const line = h1.hostKeys.find((k) => k.startsWith("ssh-ed25519")) as string;
     const fp = execFileSync("ssh-keygen", ["-lf", "-"], { input: line, encoding: "utf8" }).split(" ")[1];

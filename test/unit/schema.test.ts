@@ -216,10 +216,10 @@ describe("schema: LxcSubvolumeRootfs inputs", () => {
 
   it("enum and boolean inputs say what is allowed", () => {
     expect(failuresOf(rootfsArgsSchema, rootfs({ ifRunning: "kill" }))).to.deep.equal([
-      { property: "ifRunning", reason: 'Invalid option: expected one of "fail"|"restart"' },
+      { property: "ifRunning", reason: 'must be one of "fail", "restart"' },
     ]);
     expect(failuresOf(rootfsArgsSchema, rootfs({ keepBackup: "yes" }))).to.deep.equal([
-      { property: "keepBackup", reason: "Invalid input: expected boolean, received string" },
+      { property: "keepBackup", reason: "must be true or false" },
     ]);
   });
 
@@ -340,7 +340,7 @@ describe("schema: LxcSnapshotClone inputs", () => {
 
   it("ifSourceRunning lists its choices", () => {
     expect(failuresOf(cloneArgsSchema, { ...base, ifSourceRunning: "kill" })).to.deep.equal([
-      { property: "ifSourceRunning", reason: 'Invalid option: expected one of "fail"|"freeze"|"restart"' },
+      { property: "ifSourceRunning", reason: 'must be one of "fail", "freeze", "restart"' },
     ]);
   });
 });
