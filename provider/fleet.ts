@@ -37,7 +37,7 @@ export async function discoverContainers(
 ): Promise<DiscoveredContainer[]> {
   const { validate, connectionSchema, absolutePath, formatFailures } =
     require("./schema") as typeof import("./schema");
-  const { openRemote, closeAllConnections } = require("./ssh") as typeof import("./ssh");
+  const { openRemote, closeConnection } = require("./ssh") as typeof import("./ssh");
   const { scriptArgv } = require("./remote-scripts") as typeof import("./remote-scripts");
   const conn = validate(connectionSchema, connection);
   if (!conn.ok)
@@ -61,7 +61,7 @@ export async function discoverContainers(
     );
     return all.filter((c) => keep.has(c.name));
   } finally {
-    await closeAllConnections();
+    await closeConnection(conn.value);
   }
 }
 

@@ -51,6 +51,8 @@ interface PooledConnection {
   waiters: (() => void)[];
   idleTimer?: NodeJS.Timeout;
   closed: boolean;
+  /** Set by closeConnection while commands still run: close after the last one. */
+  closeWhenIdle?: boolean;
   /** Channels in use; closed when the connection drops, so their commands fail instead of hanging. */
   channels: Set<ClientChannel>;
 }
@@ -74,6 +76,24 @@ export async function closeAllConnections(): Promise<void> {
     } catch {
       // a failed dial has nothing to close
     }
+  }
+}
+
+/**
+ * Closes the pooled connection for `conn` once no command is using it (program-time callers such as
+ * discovery use this so an open socket does not keep the program alive; other hosts are not touched).
+ */
+export async function closeConnection(conn: Connection): Promise<void> {
+  const key = poolKey(conn, conn.proxy);
+  const p = pool.get(key);
+  if (!p) return;
+  pool.delete(key);
+  try {
+    const pc = await p;
+    if (pc.active === 0) shutdown(pc);
+    else pc.closeWhenIdle = true;
+  } catch {
+    // a failed dial has nothing to close
   }
 }
 
@@ -179,6 +199,10 @@ function release(pc: PooledConnection): void {
   pc.active--;
   const next = pc.waiters.shift();
   if (next) next();
+  if (pc.active === 0 && pc.waiters.length === 0 && pc.closeWhenIdle) {
+    shutdown(pc);
+    return;
+  }
   if (pc.active === 0 && pc.waiters.length === 0 && !pc.closed) {
     pc.idleTimer = setTimeout(() => {
       for (const [k, v] of pool) {

@@ -30,7 +30,7 @@ function example(name: string) {
 
 /** Polls a host for conversion journals until stopped: which containers, how many at once, when. */
 function watchJournals(host: FleetHost) {
-  const stopFile = `/run/plb-watch-${process.pid}`;
+  const stopFile = `/run/plb-watch-${host.name}-${process.pid}`;
   const loop = `while [ ! -e ${stopFile} ]; do printf '@%s\\n' "$(date +%s%N)"; ls -d /var/lib/lxc/*/.plb-journal 2>/dev/null; sleep 0.05; done; rm -f ${stopFile}`;
   const running = hostExec(host, ["sh", "-c", loop], { timeoutMs: 1_200_000 });
   return {
