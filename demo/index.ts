@@ -72,7 +72,7 @@ export = async () => {
         privateKeyPath: inv.users.root.privateKeyPath,
         knownHostsPath: inv.knownHostsPath,
       },
-      exclude: ["*-clone", "it-*", "e2e-*"],
+      exclude: ["*-clone", "it-*", "ct-*", "e2e-*", "bench-*"],
     }));
     clones = [
       { host: "h1", source: "web1", name: "web1-clone", hostname: "web1-clone" },

@@ -40,7 +40,7 @@ export = async () => {
         knownHostsPath: cfg.get("knownHostsPath") ?? fleet?.knownHostsPath,
       },
       include: cfg.getObject<string[]>("include"),
-      exclude: cfg.getObject<string[]>("exclude") ?? ["*-clone", "it-*", "ct-*", "e2e-*"],
+      exclude: cfg.getObject<string[]>("exclude") ?? ["*-clone", "it-*", "ct-*", "e2e-*", "bench-*"],
     })),
     canary: cfg.getNumber("canary") ?? 1,
     maxConcurrentPerHost: cfg.getNumber("maxConcurrentPerHost") ?? 2,
