@@ -63,7 +63,7 @@ describe("a pulumi up killed mid-conversion", function () {
     });
     const exited = new Promise((r) => up.on("exit", r));
     const end = Date.now() + 120_000;
-    while ((await hostExec(h1, ["pgrep", "-f", "[c]p -a --preserve=xattr"])).code !== 0) {
+    while ((await hostExec(h1, ["pgrep", "-f", `[c]p -a --preserve=xattr .*/${NAME}/rootfs/`])).code !== 0) {
       if (Date.now() > end) throw new Error("the copy never started");
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -76,6 +76,8 @@ describe("a pulumi up killed mid-conversion", function () {
       /^op=convert\nphase=(copying|swapping|swapped)\n/,
     );
 
+    // What Pulumi asks of a user after a killed update: drop the lock, then the pending create.
+    await runPulumi(["cancel", "--yes", "--stack", "crash"], { cwd: dir, env });
     await runPulumi(["refresh", "--yes", "--clear-pending-creates", "--stack", "crash"], {
       cwd: dir,
       env,

@@ -400,8 +400,12 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       );
       await waitFor(
         async () =>
-          (await sh(h1, 'pgrep -f "[c]p -a --preserve=xattr" >/dev/null && echo yes || echo no')).trim() ===
-          "yes",
+          (
+            await sh(
+              h1,
+              'pgrep -f "[c]p -a --preserve=xattr .*/it-crash/rootfs/" >/dev/null && echo yes || echo no',
+            )
+          ).trim() === "yes",
       );
       await how();
       await expectRefused(run);
@@ -416,13 +420,13 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
 
     it("recovers when the remote copy is killed", () =>
       interruptCopy(async () => {
-        await sh(h1, 'pkill -KILL -f "[c]p -a --preserve=xattr"');
+        await sh(h1, 'pkill -KILL -f "[c]p -a --preserve=xattr .*/it-crash/rootfs/"');
       }));
 
     it("recovers when sshd dies mid-copy", () =>
       interruptCopy(async () => {
         await fault(h1, "sshd-stop");
-        await sh(h1, 'pkill -KILL -f "[c]p -a --preserve=xattr" || true');
+        await sh(h1, 'pkill -KILL -f "[c]p -a --preserve=xattr .*/it-crash/rootfs/" || true');
         await fault(h1, "sshd-start");
       }));
 
