@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# npm run bench: benchmarks on the local fleet (as root), written to bench/RESULTS.md, bench/chart.svg and
+# bench/results.json. Waits for any running test suite first (the fleet is shared), compiles the bench
+# into dist/.bench/build (leaving dist/ of `npm run build` alone) and removes every bench- container at the end.
+#
+# Env: BENCH_RUNS (5), BENCH_SIZES (1k,debian,10k,50k,100k), BENCH_PARTS (clone,preview,fleet,conversion),
+# BENCH_BUDGET_S (1200: a conversion size that would not fit is skipped and the report says so).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "npm run bench: needs root (the fleet of network namespaces and loop-mounted btrfs); run it with sudo" >&2
+  exit 1
+fi
+
+# Other test runs use the same hosts (and may reset them); timings taken next to them would be noise.
+busy() { pgrep -f mocha >/dev/null || pgrep -f 'scripts/(test|fleet/up|fleet/down)\.sh' >/dev/null; }
+while busy; do
+  echo "npm run bench: a test run (mocha) is using the fleet; waiting..." >&2
+  sleep 20
+done
+
+t0=$(date +%s%3N) # the bench's own time starts here, after any wait
+bash scripts/fleet/up.sh >/dev/null
+bash scripts/pulumi-install.sh >/dev/null
+
+base=dist/.bench
+rm -rf "$base/build"
+mkdir -p "$base"
+npx tsc -p tsconfig.json --outDir "$base/build"
+cp -r provider/scripts "$base/build/provider/scripts"
+
+main=$base/build/bench/main.js
+trap 'node "$main" --cleanup' EXIT
+rc=0
+BENCH_T0=$t0 node "$main" "$@" || rc=$?
+# results.json is checked by biome (npm run lint): write it in biome's format
+npx biome format --write "${BENCH_OUT:-bench}/results.json" >/dev/null 2>&1 || true
+exit "$rc"
