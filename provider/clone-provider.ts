@@ -17,8 +17,11 @@ import {
 import { RemoteCommandError, UserError } from "./errors";
 import { getConfigValue } from "./lxc-config";
 import { scriptArgv } from "./remote-scripts";
+import { guardProviderProcess } from "./process-guard";
 import { type CheckFailure, type CloneInputs, cloneArgsSchema, validate } from "./schema";
 import { describeTarget, openRemote, type Remote } from "./ssh";
+
+guardProviderProcess();
 
 export interface CloneOutputs extends CloneInputs {
   target: string;

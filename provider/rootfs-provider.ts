@@ -6,9 +6,12 @@
 import { RemoteCommandError, UserError } from "./errors";
 import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspect";
 import { scriptArgv } from "./remote-scripts";
+import { guardProviderProcess } from "./process-guard";
 import { planConvert, planRevert, type RootfsPlan, type RootfsPolicy, type Step } from "./rootfs-plan";
 import { type CheckFailure, type Connection, type RootfsInputs, rootfsArgsSchema, validate } from "./schema";
 import { describeTarget, openRemote, type Remote } from "./ssh";
+
+guardProviderProcess();
 
 export interface RootfsOutputs extends RootfsInputs {
   /** `user@host:port`, for display; never a secret. */

@@ -22,6 +22,17 @@ new LxcSubvolumeRootfs("crash", {
 });
 `;
 
+/** SIGKILLs every process still working in `dir` (found by its cwd). */
+function killLeftovers(dir: string): void {
+  for (const pid of fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (fs.readlinkSync(`/proc/${pid}/cwd`).startsWith(dir)) process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // gone already, or not ours to read
+    }
+  }
+}
+
 async function sh(script: string, ...args: string[]): Promise<string> {
   const r = await hostExec(h1, ["sh", "-c", script, "sh", ...args]);
   if (r.code !== 0) throw new Error(`h1: ${script}: ${r.stderr}`);
@@ -69,6 +80,7 @@ describe("a pulumi up killed mid-conversion", function () {
     }
     process.kill(-(up.pid as number), "SIGKILL"); // the CLI, the language host and the provider
     await exited;
+    killLeftovers(dir); // plugins of the killed engine (the language host outlives it)
     // Whatever the remote side still does, the original tree is never touched before the swap.
     await new Promise((r) => setTimeout(r, 3000));
     expect(await manifest(h1, `/var/lib/lxc/${NAME}/rootfs`)).to.equal(before);
