@@ -18,7 +18,13 @@ import { RemoteCommandError, UserError } from "./errors";
 import { getConfigValue } from "./lxc-config";
 import { scriptArgv } from "./remote-scripts";
 import { guardProviderProcess } from "./process-guard";
-import { type CheckFailure, type CloneInputs, cloneArgsSchema, validate } from "./schema";
+import {
+  type CheckFailure,
+  type CloneInputs,
+  cloneArgsSchema,
+  checkInputs,
+  parseInputsOrThrow,
+} from "./schema";
 import { describeTarget, openRemote, type Remote } from "./ssh";
 
 guardProviderProcess();
@@ -52,10 +58,7 @@ export async function check(
   _olds: unknown,
   news: unknown,
 ): Promise<{ inputs?: unknown; failures?: CheckFailure[] }> {
-  const res = validate(cloneArgsSchema, news);
-  return res.ok
-    ? { inputs: { ...res.value, __provider: (news as Record<string, unknown>).__provider } }
-    : { failures: res.failures };
+  return checkInputs(cloneArgsSchema, news);
 }
 
 /** Pure: source, name, lxcPath or host changes replace; start/hostname update in place; drift updates. */
@@ -188,12 +191,7 @@ function pickInputs(props: Partial<CloneOutputs>): CloneInputs {
 }
 
 function parseInputs(raw: unknown): CloneInputs {
-  const res = validate(cloneArgsSchema, raw);
-  if (!res.ok)
-    throw new UserError(
-      `LxcSnapshotClone: invalid inputs: ${res.failures.map((f) => `${f.property} ${f.reason}`).join("; ")}`,
-    );
-  return res.value;
+  return parseInputsOrThrow(cloneArgsSchema, raw, "LxcSnapshotClone");
 }
 
 function desired(i: CloneInputs) {

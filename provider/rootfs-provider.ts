@@ -8,7 +8,14 @@ import { configBackingStore, parseRootfsInspection, type RootfsInspection } from
 import { scriptArgv } from "./remote-scripts";
 import { guardProviderProcess } from "./process-guard";
 import { planConvert, planRevert, type RootfsPlan, type RootfsPolicy, type Step } from "./rootfs-plan";
-import { type CheckFailure, type Connection, type RootfsInputs, rootfsArgsSchema, validate } from "./schema";
+import {
+  type CheckFailure,
+  type Connection,
+  type RootfsInputs,
+  rootfsArgsSchema,
+  checkInputs,
+  parseInputsOrThrow,
+} from "./schema";
 import { describeTarget, openRemote, type Remote } from "./ssh";
 
 guardProviderProcess();
@@ -45,10 +52,7 @@ export async function check(
   _olds: unknown,
   news: unknown,
 ): Promise<{ inputs?: unknown; failures?: CheckFailure[] }> {
-  const res = validate(rootfsArgsSchema, news);
-  return res.ok
-    ? { inputs: { ...res.value, __provider: (news as Record<string, unknown>).__provider } }
-    : { failures: res.failures };
+  return checkInputs(rootfsArgsSchema, news);
 }
 
 export function resourceId(i: Pick<RootfsInputs, "connection" | "lxcPath" | "container">): string {
@@ -129,13 +133,7 @@ function pickInputs(props: Partial<RootfsOutputs>): RootfsInputs {
 }
 
 function parseInputs(raw: unknown): RootfsInputs {
-  const res = validate(rootfsArgsSchema, raw);
-  if (!res.ok) {
-    throw new UserError(
-      `LxcSubvolumeRootfs: invalid inputs: ${res.failures.map((f) => `${f.property} ${f.reason}`).join("; ")}`,
-    );
-  }
-  return res.value;
+  return parseInputsOrThrow(rootfsArgsSchema, raw, "LxcSubvolumeRootfs");
 }
 
 function policyOf(i: RootfsInputs): RootfsPolicy {

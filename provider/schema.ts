@@ -185,3 +185,26 @@ function stripEngineKeys(input: unknown): unknown {
 export function formatFailures(what: string, failures: CheckFailure[]): string {
   return `${what}: invalid input: ${failures.map((f) => `${f.property} ${f.reason}`).join("; ")}`;
 }
+
+/** check() of a dynamic provider: the normalized inputs (keeping the engine's `__provider`), or failures. */
+export function checkInputs<T extends z.ZodType>(
+  schema: T,
+  news: unknown,
+): { inputs?: unknown; failures?: CheckFailure[] } {
+  const res = validate(schema, news);
+  return res.ok
+    ? { inputs: { ...(res.value as object), __provider: (news as Record<string, unknown>).__provider } }
+    : { failures: res.failures };
+}
+
+/** Validated inputs, or a UserError naming the resource type and every failure. */
+export function parseInputsOrThrow<T extends z.ZodType>(schema: T, raw: unknown, what: string): z.output<T> {
+  const res = validate(schema, raw);
+  if (!res.ok) {
+    const { UserError } = require("./errors") as typeof import("./errors");
+    throw new UserError(
+      `${what}: invalid inputs: ${res.failures.map((f) => `${f.property} ${f.reason}`).join("; ")}`,
+    );
+  }
+  return res.value;
+}

@@ -424,26 +424,11 @@ function execOnChannel(
         clearTimeout(timer);
         pc.channels.delete(channel);
         const stderr = Buffer.concat(errs).toString("utf8");
+        const fail = (hint: string) => reject(new RemoteCommandError(target, argv, null, stderr, hint));
         if (timedOut) {
-          reject(
-            new RemoteCommandError(
-              target,
-              argv,
-              null,
-              stderr,
-              `no result within ${timeoutSec}s (connection.commandTimeout)`,
-            ),
-          );
+          fail(`no result within ${timeoutSec}s (connection.commandTimeout)`);
         } else if (code === null && pc.closed) {
-          reject(
-            new RemoteCommandError(
-              target,
-              argv,
-              null,
-              stderr,
-              "the SSH connection was lost while the command ran",
-            ),
-          );
+          fail("the SSH connection was lost while the command ran");
         } else {
           resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr });
         }
