@@ -114,7 +114,7 @@ export async function read(
 ): Promise<{ id?: string; props?: RootfsOutputs; inputs?: RootfsInputs }> {
   const inputs = parseInputs(pickInputs(props));
   const remote = openRemote(inputs.connection);
-  const insp = await inspect(remote, inputs, false);
+  const insp = await inspect(remote, inputs, "0");
   if (insp.containerDir === "missing") return {};
   const outs = toOutputs(inputs, remote, insp, props.adopted ?? false, props);
   return { id, props: outs, inputs: pickInputs(props) };
@@ -189,8 +189,13 @@ async function runPlansOnce(
   verb: string,
 ): Promise<{ insp: RootfsInspection; adopted: boolean }> {
   let changed = false;
+  let first: RootfsInspection | undefined;
   for (let round = 0; round < MAX_PLAN_ROUNDS; round++) {
-    const insp = await inspect(remote, inputs, true);
+    // A conversion moves the tree without changing it: later rounds walk only if there is work left.
+    const insp = await inspect(remote, inputs, first ? "auto" : "1");
+    first ??= insp;
+    insp.files ??= first.files;
+    insp.bytes ??= first.bytes;
     const plan = planner(insp);
     if (plan.kind === "refuse") {
       throw new UserError(
@@ -207,10 +212,13 @@ async function runPlansOnce(
   );
 }
 
-async function inspect(remote: Remote, inputs: RootfsInputs, walk: boolean): Promise<RootfsInspection> {
-  const res = await remote.check(
-    scriptArgv("inspect-rootfs", [inputs.lxcPath, inputs.container, walk ? "1" : "0"]),
-  );
+/** walk: "1" counts the tree (and finds nested subvolumes), "auto" only if not yet converted or journaled. */
+async function inspect(
+  remote: Remote,
+  inputs: RootfsInputs,
+  walk: "0" | "1" | "auto",
+): Promise<RootfsInspection> {
+  const res = await remote.check(scriptArgv("inspect-rootfs", [inputs.lxcPath, inputs.container, walk]));
   try {
     return parseRootfsInspection(res.stdout);
   } catch (e) {

@@ -1,4 +1,4 @@
-# Inspects one container in a single round trip. Args: LXCPATH NAME WALK(0|1)
+# Inspects one container in a single round trip. Args: LXCPATH NAME WALK(0|1|auto)
 # Output: key=value lines, then NUL-terminated sections. Every list item is an absolute path
 # (starts with /), so a section marker (starts with @@) can never be mistaken for one.
 set -u
@@ -24,6 +24,10 @@ state=$(lxc-info -n "$name" -P "$lxcpath" -s 2>/dev/null | awk '{print $2}')
 kv state "${state:-UNKNOWN}"
 if [ "$(stat -f -c %T "$d")" = btrfs ] && [ -d "$r" ] && [ ! -L "$r" ] && [ "$(stat -c %i "$r")" = 256 ]; then
   btrfs subvolume show "$r" 2>&1 | sed -n 's/^[[:space:]]*\(UUID\|Parent UUID\|Subvolume ID\|Generation\|Received UUID\):[[:space:]]*\(.*\)$/subvol \1=\2/p'
+fi
+if [ "$walk" = auto ]; then
+  # Already a subvolume with no interrupted work: nothing will be copied, so nothing to count.
+  if [ "$(stat -c %i "$r" 2>/dev/null)" = 256 ] && [ ! -e "$d/.plb-journal" ]; then walk=0; else walk=1; fi
 fi
 tmp=$(mktemp)
 if [ "$walk" = 1 ] && [ -d "$r" ] && [ ! -L "$r" ]; then

@@ -12,21 +12,29 @@ fail() { printf '%s\n' "$*" >&2; exit 3; }
 is_subvol() { [ -d "$1" ] && [ ! -L "$1" ] && [ "$(stat -f -c %T "$1")" = btrfs ] && [ "$(stat -c %i "$1")" = 256 ]; }
 sync_dir() { sync -f "$1" 2>/dev/null || sync; }
 
-manifest() ( # DIR: sha of every entry's type, mode, owner, size, mtime, nlink, link target, sorted
-  cd "$1" && find . -printf '%p\n%y %#m %U %G %s %T@ %n\n%l\0' | LC_ALL=C sort -z | sha256sum | cut -d' ' -f1
+# One walk of DIR, as TAG, into files under $w: TAG.main (every entry's path, type, mode, owner, size,
+# mtime, nlink and link target), TAG.hl (inode and path of every non-directory with more than one link)
+# and TAG.dev (block and char devices). Both trees are walked at the same time.
+walk() (
+  cd "$1" && find . -printf '%p\n%y %#m %U %G %s %T@ %n\n%l\0' \
+    , \( ! -type d -links +1 -fprintf "$w/$2.hl" '%i %p\0' \) \
+    , \( \( -type b -o -type c \) -fprint0 "$w/$2.dev" \) >"$w/$2.main"
 )
-count() ( cd "$1" && find . -printf '.' | wc -c )
-rdevs() ( cd "$1" && find . \( -type b -o -type c \) -exec stat -c '%t:%T %n' {} + | LC_ALL=C sort | sha256sum | cut -d' ' -f1 )
-xattrs() (
+xattrs() ( # DIR TAG: sha of every xattr and ACL, into $w/TAG.xattr
   cd "$1"
   if command -v getfattr >/dev/null 2>&1; then
     getfattr -R -P -d -m - -e hex . 2>/dev/null | awk 'BEGIN { RS = ""; ORS = "\n\n" } { print }' |
       awk 'BEGIN { RS = "" } { gsub(/\n/, "\001"); print }' | LC_ALL=C sort | sha256sum | cut -d' ' -f1
   else
     echo unavailable
-  fi
+  fi >"$w/$2.xattr"
 )
-hardlinks() ( cd "$1" && find . ! -type d -links +1 -printf '%i %p\0' )
+summary() ( # DIR TAG: the report lines for one walked tree
+  printf '%s_main=%s\n' "$2" "$(LC_ALL=C sort -z "$w/$2.main" | sha256sum | cut -d' ' -f1)"
+  printf '%s_count=%s\n' "$2" "$(tr -cd '\0' <"$w/$2.main" | wc -c)"
+  printf '%s_rdev=%s\n' "$2" "$(cd "$1" && xargs -0 -r stat -c '%t:%T %n' <"$w/$2.dev" | LC_ALL=C sort | sha256sum | cut -d' ' -f1)"
+  printf '%s_xattr=%s\n' "$2" "$(cat "$w/$2.xattr")"
+)
 
 step() {
 op=$1
@@ -38,9 +46,8 @@ journal)    # PHASE OP WAS_RUNNING
   mv -f "$j.tmp" "$j"
   sync_dir "$d"
   ;;
-journal-clear)
+journal-clear)  # not flushed: a journal that a power loss brings back only makes the next run redo no-ops
   rm -f "$j" "$j.tmp"
-  sync_dir "$d"
   ;;
 subvol-create)  # PATH (under d)
   [ -e "$1" ] && fail "$1 already exists"
@@ -62,12 +69,17 @@ copy)           # SRC DST EVERY: reflink copy of the whole tree, progress every 
     awk -v every="$3" '/^rc=[0-9]+$/ { rc = $0; next } { n++; if (n % every == 0) { print "progress " n; fflush() } } END { print rc }' |
     { rc=; while IFS= read -r line; do case $line in rc=*) rc=${line#rc=} ;; *) printf '%s\n' "$line" ;; esac; done; exit "${rc:-1}"; }
   ;;
-verify)         # A B: compare both trees' metadata
-  printf 'a_main=%s\nb_main=%s\n' "$(manifest "$1")" "$(manifest "$2")"
-  printf 'a_count=%s\nb_count=%s\n' "$(count "$1")" "$(count "$2")"
-  printf 'a_rdev=%s\nb_rdev=%s\n' "$(rdevs "$1")" "$(rdevs "$2")"
-  printf 'a_xattr=%s\nb_xattr=%s\n' "$(xattrs "$1")" "$(xattrs "$2")"
-  printf '@@a\0'; hardlinks "$1"; printf '@@b\0'; hardlinks "$2"
+verify)         # A B: compare both trees' metadata; four walks (two per tree) run at once
+  w=$(mktemp -d)
+  trap 'rm -rf "$w"' EXIT
+  walk "$1" a & p1=$!; walk "$2" b & p2=$!; xattrs "$1" a & p3=$!; xattrs "$2" b & p4=$!
+  wait $p1 && wait $p2 && wait $p3 && wait $p4 || fail "could not walk both trees"
+  summary "$1" a >"$w/a.sum" & p1=$!; summary "$2" b >"$w/b.sum" & p2=$!
+  wait $p1 && wait $p2 || fail "could not summarize both trees"
+  cat "$w/a.sum" "$w/b.sum"
+  printf '@@a\0'; cat "$w/a.hl"; printf '@@b\0'; cat "$w/b.hl"
+  rm -rf "$w"
+  trap - EXIT
   ;;
 verify-diff)    # A B: the first differing manifest entries, for the error message
   ta=$(mktemp) tb=$(mktemp)
@@ -117,10 +129,11 @@ move-nested)    # FROM TO: move every subvolume nested in FROM to the same place
   sync_dir "$d"
   ;;
 remove)         # PATH: delete the old tree (directory or subvolume)
+  # Not flushed: if a power loss undoes the removal, the journal (still "swapped") makes the next run
+  # remove it again. Only the copy must be durable before the swap, and the "swapping" journal made it so.
   if [ -e "$1" ]; then
     if is_subvol "$1"; then btrfs subvolume delete "$1" >/dev/null; else rm -rf -- "$1"; fi
   fi
-  sync_dir "$d"
   ;;
 stop)
   lxc-stop -n "$name" -P "$lxcpath" -t 30
