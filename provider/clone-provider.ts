@@ -99,6 +99,13 @@ async function createClone(inputs: CloneInputs): Promise<{ id: string; outs: Clo
   const problem = sourceProblem(insp, inputs.lxcPath, inputs.source);
   if (problem) throw refuse(inputs, remote, problem);
   let adopted = false;
+  if (insp.clone.dir === "present" && isOwnUnfinishedSnapshot(insp)) {
+    // A create cut off between the snapshot and the config (connection lost, provider killed) left a
+    // snapshot of the source and nothing else: nothing of anyone's lives there yet, so make it again.
+    log(remote, inputs, "removing an unfinished snapshot left by an interrupted create");
+    await remote.check(cloneArgv(inputs, "destroy"));
+    insp = await inspect(remote, inputs);
+  }
   if (insp.clone.dir === "present") {
     if (!insp.clone.subvolume || insp.clone.subvolume.parentUuid !== insp.source.subvolume?.uuid) {
       throw refuse(
@@ -111,9 +118,9 @@ async function createClone(inputs: CloneInputs): Promise<{ id: string; outs: Clo
     log(remote, inputs, "adopting the existing snapshot clone");
     insp = await converge(remote, inputs, insp);
   } else {
-    await makeClone(remote, inputs, insp);
+    const made = await makeClone(remote, inputs, insp);
     try {
-      insp = await converge(remote, inputs, await inspect(remote, inputs));
+      insp = await converge(remote, inputs, made);
     } catch (e) {
       // A failed create leaves nothing behind: the engine will not record a clone it never got.
       log(remote, inputs, "finishing the clone failed; removing it");
@@ -125,6 +132,12 @@ async function createClone(inputs: CloneInputs): Promise<{ id: string; outs: Clo
     id: `${inputs.connection.host}:${inputs.connection.port}:${inputs.lxcPath}/${inputs.name}`,
     outs: toOutputs(inputs, insp, adopted, []),
   };
+}
+
+/** A snapshot of the source with no config: what an interrupted `lxc-copy -s` leaves. */
+function isOwnUnfinishedSnapshot(insp: CloneInspection): boolean {
+  const snap = insp.clone.subvolume;
+  return !!snap && snap.parentUuid === insp.source.subvolume?.uuid && insp.cloneConfig.trim() === "";
 }
 
 export async function update(
@@ -213,16 +226,11 @@ function cloneArgv(i: CloneInputs, op: string, ...args: string[]): string[] {
 }
 
 async function inspect(remote: Remote, i: CloneInputs): Promise<CloneInspection> {
-  const res = await remote.check(cloneArgv(i, "inspect"));
-  try {
-    return parseCloneInspection(res.stdout);
-  } catch (e) {
-    throw refuse(i, remote, (e as Error).message);
-  }
+  return inspectOutput(remote, i, cloneArgv(i, "inspect"));
 }
 
-/** Snapshot with the host's LXC tool; on any failure after that, remove what was made. */
-async function makeClone(remote: Remote, i: CloneInputs, insp: CloneInspection): Promise<void> {
+/** Snapshot with the host's LXC tool; returns the inspection after it. On failure, removes what was made. */
+async function makeClone(remote: Remote, i: CloneInputs, insp: CloneInspection): Promise<CloneInspection> {
   const running = insp.source.state === "RUNNING" || insp.source.state === "FROZEN";
   if (running && i.ifSourceRunning === "fail") {
     throw refuse(
@@ -234,13 +242,15 @@ async function makeClone(remote: Remote, i: CloneInputs, insp: CloneInspection):
   const tool = insp.hasLxcCopy ? "lxc-copy" : insp.hasLxcClone ? "lxc-clone" : undefined;
   if (!tool) throw refuse(i, remote, "neither lxc-copy nor lxc-clone is installed; install lxc");
   const mode = running ? i.ifSourceRunning : "stopped";
-  log(remote, i, `snapshotting ${i.source} with ${tool} -s (source ${mode})`);
+  const nested = insp.nested.length > 0;
+  log(
+    remote,
+    i,
+    `snapshotting ${i.source} with ${tool} -s (source ${mode})` +
+      (nested ? `, then ${insp.nested.length} nested subvolume(s) into place` : ""),
+  );
   try {
-    await remote.check(cloneArgv(i, "snapshot", mode, tool));
-    if (insp.nested.length > 0) {
-      log(remote, i, `snapshotting ${insp.nested.length} nested subvolume(s) into place`);
-      await remote.check(cloneArgv(i, "nested"));
-    }
+    return await inspectOutput(remote, i, cloneArgv(i, "make", mode, tool, nested ? "1" : "0"));
   } catch (e) {
     log(remote, i, "clone failed; removing what was made");
     await remote.run(cloneArgv(i, "destroy"));
@@ -248,12 +258,27 @@ async function makeClone(remote: Remote, i: CloneInputs, insp: CloneInspection):
   }
 }
 
-/** Brings config, identity files and running state to what is declared; returns the final inspection. */
+/**
+ * Brings config, identity files and running state to what is declared, in one round trip that also
+ * returns the final inspection (none at all when nothing differs).
+ */
 async function converge(remote: Remote, i: CloneInputs, insp: CloneInspection): Promise<CloneInspection> {
+  const edits = cloneEdits(i, insp, () => randomInt(0, 2 ** 32) / 2 ** 32);
+  if (!edits) return insp;
+  if (edits.action !== "-") log(remote, i, edits.action === "start" ? "starting" : "stopping");
+  return inspectOutput(remote, i, cloneArgv(i, "finish", ...edits.counts, edits.action), edits.stdin);
+}
+
+/** Pure: the files to rewrite and the start/stop to do, as the `finish` op takes them; undefined if none. */
+export function cloneEdits(
+  i: CloneInputs,
+  insp: CloneInspection,
+  rand: () => number,
+): { counts: [string, string, string]; action: "start" | "stop" | "-"; stdin: string } | undefined {
   const want = desired(i);
   const cloneMacs = findHwaddrs(insp.cloneConfig);
   const others = insp.hwaddrs.filter(([c]) => c !== i.name).map(([, m]) => m);
-  const macs = uniqueMacs(cloneMacs, others, () => randomInt(0, 2 ** 32) / 2 ** 32);
+  const macs = uniqueMacs(cloneMacs, others, rand);
   const config = finishCloneConfig(insp.cloneConfig, {
     lxcPath: i.lxcPath,
     source: i.source,
@@ -261,34 +286,38 @@ async function converge(remote: Remote, i: CloneInputs, insp: CloneInspection): 
     hostname: want.hostname,
     macs,
   });
-  let touched = false;
-  if (config !== insp.cloneConfig) {
-    await remote.check(cloneArgv(i, "write", "config"), { stdin: config });
-    touched = true;
-  }
   const oldHost = insp.cloneHostname || getConfigValue(insp.sourceConfig, "lxc.uts.name") || i.source;
-  if (insp.cloneHostname !== want.hostname) {
-    await remote.check(cloneArgv(i, "write", "hostname"), { stdin: `${want.hostname}\n` });
-    touched = true;
-  }
   const srcHost = getConfigValue(insp.sourceConfig, "lxc.uts.name") ?? i.source;
   let hosts = rewriteHosts(insp.cloneHosts, srcHost, want.hostname);
   if (oldHost !== srcHost) hosts = rewriteHosts(hosts, oldHost, want.hostname);
-  if (insp.cloneHosts && hosts !== insp.cloneHosts) {
-    await remote.check(cloneArgv(i, "write", "hosts"), { stdin: hosts });
-    touched = true;
-  }
+  const files = [
+    config !== insp.cloneConfig ? config : undefined,
+    insp.cloneHostname !== want.hostname ? `${want.hostname}\n` : undefined,
+    insp.cloneHosts && hosts !== insp.cloneHosts ? hosts : undefined,
+  ];
   const running = insp.clone.state === "RUNNING";
-  if (want.start && !running) {
-    log(remote, i, "starting");
-    await remote.check(cloneArgv(i, "start"));
-    touched = true;
-  } else if (!want.start && running) {
-    log(remote, i, "stopping");
-    await remote.check(cloneArgv(i, "stop"));
-    touched = true;
+  const action = want.start && !running ? "start" : !want.start && running ? "stop" : "-";
+  if (action === "-" && files.every((f) => f === undefined)) return undefined;
+  const counts = files.map((f) => (f === undefined ? "-" : String(Buffer.byteLength(f, "utf8"))));
+  return {
+    counts: counts as [string, string, string],
+    action,
+    stdin: files.filter((f) => f !== undefined).join(""),
+  };
+}
+
+async function inspectOutput(
+  remote: Remote,
+  i: CloneInputs,
+  argv: string[],
+  stdin?: string,
+): Promise<CloneInspection> {
+  const res = await remote.check(argv, stdin === undefined ? {} : { stdin });
+  try {
+    return parseCloneInspection(res.stdout);
+  } catch (e) {
+    throw refuse(i, remote, (e as Error).message);
   }
-  return touched ? inspect(remote, i) : insp;
 }
 
 function toOutputs(i: CloneInputs, insp: CloneInspection, adopted: boolean, drift: string[]): CloneOutputs {

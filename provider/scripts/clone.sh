@@ -1,4 +1,7 @@
 # Clone operations, run as: sh -c "$this" plb-clone OP LXCPATH SOURCE NAME [ARGS...]
+# A create takes three round trips: inspect; make (snapshot, nested subvolumes, inspect); finish (write
+# config and identity files, start or stop, inspect). Each op that changes something ends with the
+# inspection the provider needs next, so no round trip is spent only on looking.
 set -eu
 op=$1 lxcpath=$2 src=$3 name=$4
 shift 4
@@ -12,8 +15,14 @@ state_of() { s=$(lxc-info -n "$1" -P "$lxcpath" -s 2>/dev/null | awk '{print $2}
 # to point our writes at the host's files).
 safe_file() { [ ! -L "$1/etc" ] && [ -d "$1/etc" ] && [ ! -L "$1/etc/$2" ] && { [ -f "$1/etc/$2" ] || [ ! -e "$1/etc/$2" ]; }; }
 
-case $op in
-inspect)
+# Failpoint for the fault tests: while the root-only file /run/plb-hold/NAME.POINT exists, the run waits
+# at POINT (after writing NAME.POINT.reached). Costs one stat per step when unused.
+hold() {
+  [ -e "/run/plb-hold/$name.$1" ] || return 0
+  : >"/run/plb-hold/$name.$1.reached"
+  while [ -e "/run/plb-hold/$name.$1" ]; do sleep 0.05; done
+}
+op_inspect() { 
   kv has_lxc_copy "$(command -v lxc-copy >/dev/null 2>&1 && echo 1 || echo 0)"
   kv has_lxc_clone "$(command -v lxc-clone >/dev/null 2>&1 && echo 1 || echo 0)"
   for side in source clone; do
@@ -41,8 +50,8 @@ inspect)
   if [ -d "$cd/rootfs" ] && safe_file "$cd/rootfs" hosts && [ -f "$cd/rootfs/etc/hosts" ]; then head -c 65536 "$cd/rootfs/etc/hosts"; fi
   printf '\0@@nested\0'
   if [ -d "$sd/rootfs" ]; then find "$sd/rootfs" -mindepth 1 -type d -inum 256 -printf '%P\0'; fi
-  ;;
-snapshot)       # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
+}
+op_snapshot() ( # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
   mode=$1 tool=$2
   [ -e "$cd" ] && fail "$cd already exists"
   restart=0 frozen=0
@@ -51,7 +60,8 @@ snapshot)       # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
     if [ $restart = 1 ]; then lxc-start -n "$src" -P "$lxcpath" -d || true; fi
   }
   trap cleanup EXIT
-  trap 'exit 1' HUP INT TERM
+  # A dropped connection (HUP, or PIPE on the next write) must still unfreeze or restart the source.
+  trap 'exit 1' HUP INT TERM PIPE
   extra=
   case $mode in
   freeze) lxc-freeze -n "$src" -P "$lxcpath"; frozen=1; extra=--allowrunning ;;
@@ -62,8 +72,8 @@ snapshot)       # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
   else
     lxc-clone -o "$src" -n "$name" -P "$lxcpath" -s
   fi
-  ;;
-nested)         # snapshot each nested subvolume of the source into place, shallowest first
+)
+op_nested() { # snapshot each nested subvolume of the source into place, shallowest first
   find "$sd/rootfs" -mindepth 1 -type d -inum 256 -exec sh -c '
     sr=$1 cr=$2; shift 2
     for p in "$@"; do
@@ -72,26 +82,26 @@ nested)         # snapshot each nested subvolume of the source into place, shall
       rmdir -- "$cr/$rel" 2>/dev/null || true
       btrfs subvolume snapshot "$p" "$cr/$rel" >/dev/null
     done' plb-nested "$sd/rootfs" "$cd/rootfs" {} +
-  ;;
-write)          # WHAT(config|hostname|hosts); content on stdin; temp file, fsync, rename
+}
+op_write() { # WHAT(config|hostname|hosts) [BYTES]: the next BYTES (default all) of stdin; temp, fsync, rename
   case $1 in
   config) f=$cd/config ;;
   hostname|hosts) safe_file "$cd/rootfs" "$1" || fail "$cd/rootfs/etc/$1 is a symlink or not a regular file; not writing it"; f=$cd/rootfs/etc/$1 ;;
   *) fail "unknown file $1" ;;
   esac
-  cat >"$f.plb-tmp"
+  if [ $# -ge 2 ]; then head -c "$2" >"$f.plb-tmp"; else cat >"$f.plb-tmp"; fi
   if [ -e "$f" ]; then chmod --reference="$f" "$f.plb-tmp"; chown --reference="$f" "$f.plb-tmp"; fi
-  sync -f "$f.plb-tmp" 2>/dev/null || sync
+  sync -- "$f.plb-tmp" 2>/dev/null || sync  # fsync this file only, not the whole filesystem
   mv -f -- "$f.plb-tmp" "$f"
-  ;;
-start)
+}
+op_start() { 
   lxc-start -n "$name" -P "$lxcpath" -d
   lxc-wait -n "$name" -P "$lxcpath" -s RUNNING -t 30
-  ;;
-stop)
+}
+op_stop() { 
   lxc-stop -n "$name" -P "$lxcpath" -t 30
-  ;;
-destroy)        # stop if running, remove nested subvolumes deepest first, then lxc-destroy
+}
+op_destroy() { # stop if running, remove nested subvolumes deepest first, then lxc-destroy
   [ -d "$cd" ] || exit 0
   case $(state_of "$name") in RUNNING|FROZEN) lxc-stop -n "$name" -P "$lxcpath" -k || true ;; esac
   if [ -d "$cd/rootfs" ]; then
@@ -100,6 +110,27 @@ destroy)        # stop if running, remove nested subvolumes deepest first, then 
   if [ -f "$cd/config" ]; then lxc-destroy -n "$name" -P "$lxcpath"
   elif is_subvol "$cd/rootfs"; then btrfs subvolume delete "$cd/rootfs" >/dev/null; rm -rf -- "$cd"
   else rm -rf -- "$cd"; fi
+}
+
+case $op in
+inspect|snapshot|nested|write|start|stop|destroy) "op_$op" "$@" ;;
+make)           # MODE TOOL NESTED(0|1): snapshot (the source is unfrozen or restarted before going on), then
+                # snapshot nested subvolumes into place, then inspect
+  hold snapshot
+  op_snapshot "$1" "$2"
+  hold nested
+  if [ "$3" = 1 ]; then op_nested; fi
+  op_inspect
+  ;;
+finish)         # CONFIG_BYTES HOSTNAME_BYTES HOSTS_BYTES ACTION(start|stop|-): stdin holds the new contents
+                # back to back (a count of - leaves that file alone), then start or stop, then inspect
+  hold finish
+  for what in config hostname hosts; do
+    if [ "$1" != - ]; then op_write "$what" "$1"; fi
+    shift
+  done
+  case $1 in start) op_start ;; stop) op_stop ;; -) ;; *) fail "unknown action $1" ;; esac
+  op_inspect
   ;;
 *) fail "unknown clone op $op" ;;
 esac

@@ -36,6 +36,14 @@ summary() ( # DIR TAG: the report lines for one walked tree
   printf '%s_xattr=%s\n' "$2" "$(cat "$w/$2.xattr")"
 )
 
+# Failpoint for the fault tests: while the root-only file /run/plb-hold/NAME.POINT exists, the run waits
+# at POINT (after writing NAME.POINT.reached). Costs one stat per step when unused.
+hold() {
+  [ -e "/run/plb-hold/$name.$1" ] || return 0
+  : >"/run/plb-hold/$name.$1.reached"
+  while [ -e "/run/plb-hold/$name.$1" ]; do sleep 0.05; done
+}
+
 step() {
 op=$1
 shift
@@ -151,6 +159,7 @@ while [ $# -gt 0 ]; do
   op=$1 n=$2
   shift 2
   i=$((i + 1))
+  hold "$op"
   printf '@@step %d %s\n' "$i" "$op"
   step "$op" "$@"
   shift "$n"

@@ -9,6 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "chai";
 import { type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
+import { destroyContainers, hostSh } from "../support/host";
 import { pulumiEnv, repoRoot, runPulumi } from "../support/pulumi";
 
 const inv = loadInventory();
@@ -33,11 +34,7 @@ function killLeftovers(dir: string): void {
   }
 }
 
-async function sh(script: string, ...args: string[]): Promise<string> {
-  const r = await hostExec(h1, ["sh", "-c", script, "sh", ...args]);
-  if (r.code !== 0) throw new Error(`h1: ${script}: ${r.stderr}`);
-  return r.stdout;
-}
+const sh = (script: string, ...args: string[]) => hostSh(h1, script, ...args);
 
 describe("a pulumi up killed mid-conversion", function () {
   this.timeout(600_000);
@@ -57,12 +54,7 @@ describe("a pulumi up killed mid-conversion", function () {
     env = pulumiEnv({ stateDir: path.join(dir, "state"), extra: { PULUMI_NODEJS_TRANSPILE_ONLY: "true" } });
     await runPulumi(["stack", "init", "crash"], { cwd: dir, env });
   });
-  after(() =>
-    sh(
-      'd=/var/lib/lxc/$1; find "$d" -mindepth 1 -depth -type d -inum 256 -exec btrfs subvolume delete {} + >/dev/null 2>&1; rm -rf "$d"',
-      NAME,
-    ),
-  );
+  after(() => destroyContainers(h1, NAME));
 
   it("leaves the original intact, and the next up (after refresh) finishes it", async () => {
     const before = await manifest(h1, `/var/lib/lxc/${NAME}/rootfs`);

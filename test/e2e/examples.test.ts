@@ -8,16 +8,11 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "chai";
 import { countAccepted, type FleetHost, hostExec, loadInventory } from "../support/fleet";
+import { hostSh } from "../support/host";
 import { pulumiEnv, repoRoot, runPulumi } from "../support/pulumi";
 
 const inv = loadInventory();
 const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
-
-async function sh(host: FleetHost, script: string, ...args: string[]): Promise<string> {
-  const r = await hostExec(host, ["sh", "-c", script, "sh", ...args]);
-  if (r.code !== 0) throw new Error(`${host.name}: ${script}: ${r.stderr}`);
-  return r.stdout;
-}
 
 function example(name: string) {
   const cwd = path.join(repoRoot(), "examples", name);
@@ -72,11 +67,11 @@ describe("examples/ with the real Pulumi CLI", function () {
     await ex.run(["up", "--yes", "--skip-preview"]);
     const outs = JSON.parse((await ex.run(["stack", "output", "--json"])).stdout);
     expect(outs).to.include({ backingStore: "btrfs", adopted: false });
-    expect(await sh(h1, "stat -c %i /var/lib/lxc/web1/rootfs")).to.equal("256\n");
+    expect(await hostSh(h1, "stat -c %i /var/lib/lxc/web1/rootfs")).to.equal("256\n");
     expect(noChanges((await ex.run(["preview"])).stdout)).to.equal(true);
     await ex.run(["destroy", "--yes", "--skip-preview"]);
     expect(
-      await sh(h1, "stat -c %i /var/lib/lxc/web1/rootfs; grep ^lxc.rootfs.path /var/lib/lxc/web1/config"),
+      await hostSh(h1, "stat -c %i /var/lib/lxc/web1/rootfs; grep ^lxc.rootfs.path /var/lib/lxc/web1/config"),
     ).to.match(/^\d+\nlxc.rootfs.path = dir:\/var\/lib\/lxc\/web1\/rootfs\n$/);
   });
 
@@ -91,7 +86,7 @@ describe("examples/ with the real Pulumi CLI", function () {
       "web1-clone\n",
     );
     await ex.run(["destroy", "--yes", "--skip-preview"]);
-    expect(await sh(h1, "ls /var/lib/lxc")).to.not.include("web1-clone");
+    expect(await hostSh(h1, "ls /var/lib/lxc")).to.not.include("web1-clone");
   });
 
   it("fleet rolls out canary first, hosts in parallel, never over the per-host limit, and previews with no SSH", async () => {

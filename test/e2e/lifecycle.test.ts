@@ -8,7 +8,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "chai";
-import { countAccepted, type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
+import { countAccepted, type FleetHost, loadInventory, manifest } from "../support/fleet";
+import { hostSh } from "../support/host";
 import { exportStack, pulumiEnv, repoRoot, runPulumi } from "../support/pulumi";
 
 const inv = loadInventory();
@@ -39,12 +40,6 @@ export const bBackingStore = b.configBackingStore;
 export const cloneParent = clone.parentUuid;
 export const cloneState = clone.state;
 `;
-
-async function sh(host: FleetHost, script: string, ...args: string[]): Promise<string> {
-  const r = await hostExec(host, ["sh", "-c", script, "sh", ...args]);
-  if (r.code !== 0) throw new Error(`${host.name}: ${script}: ${r.stderr}`);
-  return r.stdout;
-}
 
 /** The "operations" lines of a preview: `+ name create`, `~ name update`, ... for our resources. */
 function changes(out: string): string[] {
@@ -112,14 +107,14 @@ describe("end to end with the real Pulumi CLI", function () {
     await pulumi(["up", "--yes", "--skip-preview"]);
     for (const c of [A, B])
       expect(
-        await sh(
+        await hostSh(
           h2,
           'stat -c %i "/var/lib/lxc/$1/rootfs"; grep "^lxc.rootfs.path" "/var/lib/lxc/$1/config"',
           c,
         ),
       ).to.equal(`256\nlxc.rootfs.path = btrfs:/var/lib/lxc/${c}/rootfs\n`);
     const parent = (
-      await sh(
+      await hostSh(
         h2,
         'btrfs subvolume show "/var/lib/lxc/$1/rootfs" | sed -n "s/^\\s*Parent UUID:\\s*//p"',
         CLONE,
@@ -136,27 +131,31 @@ describe("end to end with the real Pulumi CLI", function () {
   });
 
   it("finds a rootfs reverted by hand and a config prefix edited by hand, and up --refresh repairs both", async () => {
-    await sh(
+    await hostSh(
       h2,
       "d=/var/lib/lxc/$1; cp -a --reflink=always $d/rootfs $d/plain && btrfs subvolume delete $d/rootfs >/dev/null && mv $d/plain $d/rootfs",
       B,
     );
-    await sh(h2, 'sed -i "s|^lxc.rootfs.path = btrfs:|lxc.rootfs.path = dir:|" "/var/lib/lxc/$1/config"', A);
+    await hostSh(
+      h2,
+      'sed -i "s|^lxc.rootfs.path = btrfs:|lxc.rootfs.path = dir:|" "/var/lib/lxc/$1/config"',
+      A,
+    );
     const { stdout } = await pulumi(["preview", "--refresh"]);
     expect(changes(stdout)).to.deep.equal(["rootfs-a update", "rootfs-b update"]);
     await pulumi(["up", "--refresh", "--yes", "--skip-preview"]);
-    expect(await sh(h2, 'stat -c %i "/var/lib/lxc/$1/rootfs"', B)).to.equal("256\n");
-    expect(await sh(h2, 'grep "^lxc.rootfs.path" "/var/lib/lxc/$1/config"', A)).to.equal(
+    expect(await hostSh(h2, 'stat -c %i "/var/lib/lxc/$1/rootfs"', B)).to.equal("256\n");
+    expect(await hostSh(h2, 'grep "^lxc.rootfs.path" "/var/lib/lxc/$1/config"', A)).to.equal(
       `lxc.rootfs.path = btrfs:/var/lib/lxc/${A}/rootfs\n`,
     );
     expect(changes((await pulumi(["preview", "--refresh"])).stdout)).to.deep.equal([]);
   });
 
   it("recreates a clone deleted by hand", async () => {
-    await sh(h2, 'lxc-destroy -n "$1"', CLONE);
+    await hostSh(h2, 'lxc-destroy -n "$1"', CLONE);
     expect(changes((await pulumi(["preview", "--refresh"])).stdout)).to.deep.equal(["clone create"]);
     await pulumi(["up", "--refresh", "--yes", "--skip-preview"]);
-    expect(await sh(h2, 'stat -c %i "/var/lib/lxc/$1/rootfs"', CLONE)).to.equal("256\n");
+    expect(await hostSh(h2, 'stat -c %i "/var/lib/lxc/$1/rootfs"', CLONE)).to.equal("256\n");
   });
 
   it("shows hostname and start as updates, and a new name as a replace", async () => {
@@ -165,13 +164,13 @@ describe("end to end with the real Pulumi CLI", function () {
     expect(changes((await pulumi(["preview"])).stdout)).to.deep.equal(["clone update"]);
     await pulumi(["up", "--yes", "--skip-preview"]);
     expect(
-      await sh(h2, 'lxc-info -n "$1" -s; grep "^lxc.uts.name" "/var/lib/lxc/$1/config"', CLONE),
+      await hostSh(h2, 'lxc-info -n "$1" -s; grep "^lxc.uts.name" "/var/lib/lxc/$1/config"', CLONE),
     ).to.equal("State:          RUNNING\nlxc.uts.name = e2e-host\n");
     await pulumi(["config", "set", "cloneName", `${CLONE}2`]);
     const { stdout } = await pulumi(["preview"]);
     expect(stdout).to.match(/\+-\s+pulumi-nodejs:dynamic\/lxc-btrfs:LxcSnapshotClone\s+clone\s+replace/);
     await pulumi(["up", "--yes", "--skip-preview"]);
-    expect(await sh(h2, "ls -d /var/lib/lxc/e2e-clone* ")).to.equal(`/var/lib/lxc/${CLONE}2\n`);
+    expect(await hostSh(h2, "ls -d /var/lib/lxc/e2e-clone* ")).to.equal(`/var/lib/lxc/${CLONE}2\n`);
   });
 
   it("refuses bad input in preview, naming the property, before touching any host", async () => {
@@ -200,16 +199,16 @@ describe("end to end with the real Pulumi CLI", function () {
   it("destroy removes the clone and reverts the conversions (onDelete: revert)", async () => {
     const { stdout, stderr } = await pulumi(["destroy", "--yes", "--skip-preview"]);
     expect(stdout + stderr).to.not.include(KEY.split("\n")[1]);
-    expect(await sh(h2, "ls /var/lib/lxc")).to.not.include(CLONE);
+    expect(await hostSh(h2, "ls /var/lib/lxc")).to.not.include(CLONE);
     for (const c of [A, B]) {
       expect(
-        await sh(
+        await hostSh(
           h2,
           'stat -c %i "/var/lib/lxc/$1/rootfs"; grep "^lxc.rootfs.path" "/var/lib/lxc/$1/config"',
           c,
         ),
       ).to.match(new RegExp(`^\\d+\\nlxc.rootfs.path = dir:/var/lib/lxc/${c}/rootfs\\n$`));
-      expect(await sh(h2, 'stat -c %i "/var/lib/lxc/$1/rootfs"', c)).to.not.equal("256\n");
+      expect(await hostSh(h2, 'stat -c %i "/var/lib/lxc/$1/rootfs"', c)).to.not.equal("256\n");
     }
   });
 });

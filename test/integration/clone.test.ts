@@ -9,6 +9,7 @@ import * as rootfs from "../../provider/rootfs-provider";
 import { type CloneInputs, cloneArgsSchema, rootfsArgsSchema } from "../../provider/schema";
 import { closeAllConnections } from "../../provider/ssh";
 import { type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
+import { destroyContainers, expectRefused, hostSh } from "../support/host";
 
 const inv = loadInventory();
 const h2 = inv.hosts.find((h) => h.name === "h2") as FleetHost;
@@ -20,11 +21,7 @@ function args(source: string, name: string, extra: Partial<CloneInputs> = {}): C
   return cloneArgsSchema.parse({ connection, source, name, ...extra });
 }
 
-async function sh(script: string, ...a: string[]): Promise<string> {
-  const r = await hostExec(h2, ["sh", "-c", script, "sh", ...a]);
-  if (r.code !== 0) throw new Error(`h2: ${script}: ${r.stderr}`);
-  return r.stdout;
-}
+const sh = (script: string, ...a: string[]) => hostSh(h2, script, ...a);
 
 async function makeSource(name: string, extraConfig = ""): Promise<void> {
   await sh(
@@ -38,23 +35,7 @@ async function convert(name: string, nested: "fail" | "keep" = "fail"): Promise<
   await rootfs.create(rootfsArgsSchema.parse({ connection, container: name, nestedSubvolumes: nested }));
 }
 
-async function destroy(...names: string[]): Promise<void> {
-  for (const n of names) {
-    await sh(
-      'lxc-stop -k -n "$1" >/dev/null 2>&1; d=/var/lib/lxc/$1; [ -d "$d" ] || exit 0; find "$d" -mindepth 1 -depth -type d -inum 256 -exec btrfs subvolume delete {} + >/dev/null 2>&1; rm -rf "$d"',
-      n,
-    );
-  }
-}
-
-async function expectRefused(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as Error).message;
-  }
-  throw new Error("expected a refusal");
-}
+const destroy = (...names: string[]) => destroyContainers(h2, ...names);
 
 const state = async (n: string) => (await sh('lxc-info -n "$1" -s | awk "{print \\$2}"', n)).trim();
 

@@ -14,6 +14,7 @@ import * as rootfs from "../../provider/rootfs-provider";
 import { cloneArgsSchema, rootfsArgsSchema, validate } from "../../provider/schema";
 import { closeAllConnections } from "../../provider/ssh";
 import { countAccepted, type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
+import { expectRejection as rejection } from "../support/host";
 
 const inv = loadInventory();
 const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
@@ -26,15 +27,6 @@ const base = {
   dialErrorLimit: 1,
   perDialTimeout: 5,
 };
-
-async function rejection(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as Error).message;
-  }
-  throw new Error("expected a rejection");
-}
 
 /** [what, rootfs or clone inputs, the property the failure must name]. */
 const BAD_INPUTS: [string, "rootfs" | "clone", Record<string, unknown>, string][] = [

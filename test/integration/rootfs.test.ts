@@ -9,6 +9,7 @@ import * as rootfs from "../../provider/rootfs-provider";
 import { type RootfsInputs, rootfsArgsSchema } from "../../provider/schema";
 import { closeAllConnections } from "../../provider/ssh";
 import { type FleetHost, fault, hostExec, loadInventory, manifest } from "../support/fleet";
+import { destroyContainers as destroy, expectRefused, hostSh, waitFor } from "../support/host";
 
 const inv = loadInventory();
 const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
@@ -24,50 +25,27 @@ function inputs(host: FleetHost, container: string, extra: Partial<RootfsInputs>
   });
 }
 
-async function sh(host: FleetHost, script: string, ...args: string[]): Promise<string> {
-  const r = await hostExec(host, ["sh", "-c", script, "sh", ...args]);
-  if (r.code !== 0) throw new Error(`host ${host.name}: ${script}: ${r.stderr}`);
-  return r.stdout;
-}
-
 /** A fresh busybox container, created the way users do, with a dir: rootfs. */
 async function makeContainer(host: FleetHost, name: string): Promise<void> {
-  await sh(
+  await hostSh(
     host,
     'lxc-destroy -n "$1" >/dev/null 2>&1 || true; lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "lxc.net.0.type = empty\\n" >>"/var/lib/lxc/$1/config"',
     name,
   );
 }
 
-async function destroy(host: FleetHost, name: string): Promise<void> {
-  await sh(
-    host,
-    'lxc-stop -k -n "$1" >/dev/null 2>&1; d=/var/lib/lxc/$1; [ -d "$d" ] || exit 0; find "$d" -mindepth 1 -depth -type d -inum 256 -exec btrfs subvolume delete {} + >/dev/null 2>&1; rm -rf "$d"',
-    name,
-  );
-}
-
 async function config(host: FleetHost, name: string): Promise<string> {
-  return sh(host, 'cat "/var/lib/lxc/$1/config"', name);
+  return hostSh(host, 'cat "/var/lib/lxc/$1/config"', name);
 }
 
 /** The container directory's entries, config and rootfs identity: all a refusal could have changed. */
 async function outside(host: FleetHost, name: string): Promise<string> {
-  return sh(host, 'cd "/var/lib/lxc/$1" && ls -A && sha256sum config && stat -c "%i %a %U" rootfs', name);
+  return hostSh(host, 'cd "/var/lib/lxc/$1" && ls -A && sha256sum config && stat -c "%i %a %U" rootfs', name);
 }
 
 /** The whole container directory, for "the host is exactly as it was". */
 async function dirManifest(host: FleetHost, name: string): Promise<string> {
   return manifest(host, `${LXC}/${name}`);
-}
-
-async function expectRefused(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as Error).message;
-  }
-  throw new Error("expected a refusal");
 }
 
 describe("LxcSubvolumeRootfs on the fleet", function () {
@@ -114,11 +92,17 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       expect(await config(h1, name)).to.equal(
         cfgBefore.replace(`dir:${LXC}/${name}/rootfs`, `btrfs:${LXC}/${name}/rootfs`),
       );
-      expect(await sh(h1, 'cat "/var/lib/lxc/$1/config.pre-btrfs"', name)).to.equal(cfgBefore);
-      expect(await sh(h1, 'ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nconfig.pre-btrfs\nrootfs\n");
+      expect(await hostSh(h1, 'cat "/var/lib/lxc/$1/config.pre-btrfs"', name)).to.equal(cfgBefore);
+      expect(await hostSh(h1, 'ls -A "/var/lib/lxc/$1"', name)).to.equal(
+        "config\nconfig.pre-btrfs\nrootfs\n",
+      );
       expect(
         (
-          await sh(h1, 'btrfs subvolume show "/var/lib/lxc/$1/rootfs" | sed -n "s/^\\s*UUID:\\s*//p"', name)
+          await hostSh(
+            h1,
+            'btrfs subvolume show "/var/lib/lxc/$1/rootfs" | sed -n "s/^\\s*UUID:\\s*//p"',
+            name,
+          )
         ).trim(),
       ).to.equal(outs.subvolumeUuid);
     });
@@ -128,7 +112,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       expect(snap.code, snap.stderr).to.equal(0);
       expect(
         (
-          await sh(
+          await hostSh(
             h1,
             'btrfs subvolume show "/var/lib/lxc/$1-snap/rootfs" | sed -n "s/^\\s*Parent UUID:\\s*//p"',
             name,
@@ -153,14 +137,18 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     });
 
     it("shows a hand-edited prefix as drift in read, and update repairs it", async () => {
-      await sh(
+      await hostSh(
         h1,
         'sed -i "s|^lxc.rootfs.path = btrfs:|lxc.rootfs.path = dir:|" "/var/lib/lxc/$1/config"',
         name,
       );
       const prior = (await rootfs.create(inputs(h1, name))).outs;
       // create repaired it already (converge); break it again and go through read -> diff -> update.
-      await sh(h1, 'sed -i "s|^lxc.rootfs.path = btrfs:|lxc.rootfs.path = |" "/var/lib/lxc/$1/config"', name);
+      await hostSh(
+        h1,
+        'sed -i "s|^lxc.rootfs.path = btrfs:|lxc.rootfs.path = |" "/var/lib/lxc/$1/config"',
+        name,
+      );
       const r = await rootfs.read(`${h1.address}:22:${LXC}/${name}`, prior);
       expect(r.props?.configBackingStore).to.equal("bare");
       expect(rootfs.diffRootfs(r.props ?? {}, inputs(h1, name))).to.deep.equal({
@@ -179,7 +167,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       await rootfs.del("", outs);
       expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
       expect(await config(h1, name)).to.include(`lxc.rootfs.path = dir:${LXC}/${name}/rootfs\n`);
-      expect(await sh(h1, 'stat -c %i "/var/lib/lxc/$1/rootfs"', name)).to.not.equal("256\n");
+      expect(await hostSh(h1, 'stat -c %i "/var/lib/lxc/$1/rootfs"', name)).to.not.equal("256\n");
       const r = await rootfs.read("", { ...outs });
       expect(r.props).to.include({ rootfsIsSubvolume: false, configBackingStore: "dir" });
     });
@@ -235,7 +223,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     `;
     before(async () => {
       await makeContainer(h1, name);
-      await sh(h1, HOSTILE, name);
+      await hostSh(h1, HOSTILE, name);
     });
     after(() => destroy(h1, name));
 
@@ -256,7 +244,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       );
       expect(outs.rootfsIsSubvolume).to.equal(true);
       expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
-      const inos = await sh(
+      const inos = await hostSh(
         h1,
         'stat -c %i "/var/lib/lxc/$1/rootfs" "/var/lib/lxc/$1/rootfs/nested" "/var/lib/lxc/$1/rootfs/nested/deep/sub2"',
         name,
@@ -264,7 +252,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       expect(inos).to.equal("256\n256\n256\n");
       await rootfs.del("", outs);
       expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
-      expect(await sh(h1, 'stat -c %i "/var/lib/lxc/$1/rootfs/nested"', name)).to.equal("256\n");
+      expect(await hostSh(h1, 'stat -c %i "/var/lib/lxc/$1/rootfs/nested"', name)).to.equal("256\n");
     });
   });
 
@@ -272,7 +260,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     const name = "it-refuse";
     beforeEach(() => makeContainer(h1, name));
     afterEach(async () => {
-      await sh(h1, 'umount "/var/lib/lxc/$1/rootfs/mnt" 2>/dev/null || true', name);
+      await hostSh(h1, 'umount "/var/lib/lxc/$1/rootfs/mnt" 2>/dev/null || true', name);
       await destroy(h1, name);
     });
 
@@ -312,7 +300,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     ];
     for (const [what, setup, reason] of cases) {
       it(`refuses ${what}`, async () => {
-        await sh(h1, setup, name);
+        await hostSh(h1, setup, name);
         // A running container changes its own rootfs; there, compare everything but the live tree.
         const snapshot =
           what === "a running container" ? () => outside(h1, name) : () => dirManifest(h1, name);
@@ -323,7 +311,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
           expect(msg).to.match(new RegExp(`^${reEscape(want).replace("X", "\\d+, \\d+")}$`));
         else expect(msg).to.equal(want);
         expect(await snapshot()).to.equal(before);
-        await sh(h1, 'lxc-stop -k -n "$1" >/dev/null 2>&1 || true', name);
+        await hostSh(h1, 'lxc-stop -k -n "$1" >/dev/null 2>&1 || true', name);
       });
     }
 
@@ -366,7 +354,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     before(() => makeContainer(h1, name));
     after(() => destroy(h1, name));
     it("stops, converts and starts a running container again with ifRunning: restart", async () => {
-      await sh(h1, 'lxc-start -n "$1"', name);
+      await hostSh(h1, 'lxc-start -n "$1"', name);
       const { outs } = await rootfs.create(inputs(h1, name, { ifRunning: "restart" }));
       expect(outs).to.include({ rootfsIsSubvolume: true, state: "RUNNING" });
     });
@@ -377,7 +365,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     beforeEach(async () => {
       await makeContainer(h1, name);
       // Enough entries that the copy is still running when we interrupt it.
-      await sh(
+      await hostSh(
         h1,
         'cd "/var/lib/lxc/$1/rootfs" && mkdir -p bulk && cd bulk && seq 1 30000 | xargs touch',
         name,
@@ -401,7 +389,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       await waitFor(
         async () =>
           (
-            await sh(
+            await hostSh(
               h1,
               'pgrep -f "[c]p -a --preserve=xattr .*/it-crash/rootfs/" >/dev/null && echo yes || echo no',
             )
@@ -415,18 +403,20 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       const { outs } = await rootfs.create(inputs(h1, name));
       expect(outs.rootfsIsSubvolume).to.equal(true);
       expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
-      expect(await sh(h1, 'ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nconfig.pre-btrfs\nrootfs\n");
+      expect(await hostSh(h1, 'ls -A "/var/lib/lxc/$1"', name)).to.equal(
+        "config\nconfig.pre-btrfs\nrootfs\n",
+      );
     }
 
     it("recovers when the remote copy is killed", () =>
       interruptCopy(async () => {
-        await sh(h1, 'pkill -KILL -f "[c]p -a --preserve=xattr .*/it-crash/rootfs/"');
+        await hostSh(h1, 'pkill -KILL -f "[c]p -a --preserve=xattr .*/it-crash/rootfs/"');
       }));
 
     it("recovers when sshd dies mid-copy", () =>
       interruptCopy(async () => {
         await fault(h1, "sshd-stop");
-        await sh(h1, 'pkill -KILL -f "[c]p -a --preserve=xattr .*/it-crash/rootfs/" || true');
+        await hostSh(h1, 'pkill -KILL -f "[c]p -a --preserve=xattr .*/it-crash/rootfs/" || true');
         await fault(h1, "sshd-start");
       }));
 
@@ -446,7 +436,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     ] as const) {
       it(`resumes or rolls back a conversion stopped ${phase}`, async () => {
         const before = await manifest(h1, `${LXC}/${name}/rootfs`);
-        await sh(h1, prep, name);
+        await hostSh(h1, prep, name);
         const seen = await rootfs.read("", { ...inputs(h1, name) } as rootfs.RootfsOutputs);
         expect(seen.props?.interrupted).to.match(
           /^convert interrupted in phase (copying|swapping|swapped) on root@/,
@@ -454,7 +444,9 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
         const { outs } = await rootfs.create(inputs(h1, name));
         expect(outs).to.include({ rootfsIsSubvolume: true, configBackingStore: "btrfs", interrupted: null });
         expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
-        expect(await sh(h1, 'ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nconfig.pre-btrfs\nrootfs\n");
+        expect(await hostSh(h1, 'ls -A "/var/lib/lxc/$1"', name)).to.equal(
+          "config\nconfig.pre-btrfs\nrootfs\n",
+        );
       });
     }
   });
@@ -462,13 +454,4 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
 
 function reEscape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
-async function waitFor(cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error("condition not reached in time");
 }

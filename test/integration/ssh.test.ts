@@ -10,6 +10,7 @@ import { expect } from "chai";
 import { connectionSchema, type ConnectionArgs } from "../../provider/schema";
 import { closeAllConnections, openRemote, poolStats } from "../../provider/ssh";
 import { countAccepted, fault, type FleetHost, loadInventory } from "../support/fleet";
+import { expectRejection as expectRejects } from "../support/host";
 
 const inv = loadInventory();
 const [h1, h2] = inv.hosts;
@@ -23,15 +24,6 @@ function conn(host: FleetHost, extra: Partial<ConnectionArgs> = {}) {
     knownHostsPath: inv.knownHostsPath,
     ...extra,
   });
-}
-
-async function expectRejects(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as Error).message;
-  }
-  throw new Error("expected a rejection");
 }
 
 describe("ssh transport (real OpenSSH servers)", function () {

@@ -1,6 +1,8 @@
 import { expect } from "chai";
-import { type CloneOutputs, diffClone } from "../../provider/clone-provider";
+import { parseCloneInspection } from "../../provider/clone-plan";
+import { type CloneOutputs, cloneEdits, diffClone } from "../../provider/clone-provider";
 import { type CloneInputs, cloneArgsSchema, validate } from "../../provider/schema";
+import { fixture } from "./fixtures";
 
 function inputs(raw: Record<string, unknown> = {}, conn: Record<string, unknown> = {}): CloneInputs {
   const res = validate(cloneArgsSchema, {
@@ -128,5 +130,53 @@ describe("clone-provider: diffClone", () => {
     expect(diffClone(old, inputs())).to.deep.equal(none);
     const { connection: _c, ...noConn } = outputs();
     expect(diffClone(noConn, inputs())).to.deep.equal(update);
+  });
+});
+
+describe("clone-provider: cloneEdits (what the one `finish` round trip writes)", () => {
+  // Real inspection of clone `cl` of `sv` right after lxc-copy -s, before our fixups (capture.sh).
+  const insp = parseCloneInspection(fixture("clone-inspect.bin"));
+  const lxcPath = /btrfs:(\S+)\/sv\/rootfs/.exec(insp.sourceConfig)?.[1] as string;
+  const mine = (raw: Record<string, unknown> = {}) => inputs({ lxcPath, source: "sv", name: "cl", ...raw });
+  const rand = () => 0.5;
+
+  it("a fresh snapshot: hosts rewritten, hostname kept, nothing started; counts are the byte lengths", () => {
+    const e = cloneEdits(mine(), insp, rand);
+    const hosts = "127.0.0.1\tlocalhost\n127.0.1.1\tcl.example.com cl # was sv\n";
+    expect(e).to.deep.equal({
+      counts: ["-", "-", String(Buffer.byteLength(hosts))],
+      action: "-",
+      stdin: hosts,
+    });
+  });
+
+  it("a new hostname rewrites config, /etc/hostname and /etc/hosts, back to back, counted in bytes", () => {
+    const withUtf8 = { ...insp, cloneHosts: `${insp.cloneHosts}# Zürich office\n` };
+    const e = cloneEdits(mine({ hostname: "web7", start: true }), withUtf8, rand);
+    if (!e) throw new Error("expected edits");
+    expect(e.action).to.equal("start");
+    const [c, h, x] = e.counts.map(Number);
+    const bytes = Buffer.from(e.stdin, "utf8");
+    expect(bytes.length).to.equal(c + h + x);
+    expect(bytes.subarray(0, c).toString()).to.contain("lxc.uts.name = web7\n");
+    expect(bytes.subarray(c, c + h).toString()).to.equal("web7\n");
+    expect(bytes.subarray(c + h).toString()).to.equal(
+      "127.0.0.1\tlocalhost\n127.0.1.1\tweb7.example.com web7 # was sv\n# Zürich office\n",
+    );
+  });
+
+  it("a clone already as declared needs no round trip", () => {
+    const done = { ...insp, cloneHosts: (cloneEdits(mine(), insp, rand) as { stdin: string }).stdin };
+    expect(cloneEdits(mine(), done, rand)).to.equal(undefined);
+  });
+
+  it("a running clone declared stopped is only stopped", () => {
+    const done = { ...insp, cloneHosts: (cloneEdits(mine(), insp, rand) as { stdin: string }).stdin };
+    const running = { ...done, clone: { ...done.clone, state: "RUNNING" } };
+    expect(cloneEdits(mine(), running, rand)).to.deep.equal({
+      counts: ["-", "-", "-"],
+      action: "stop",
+      stdin: "",
+    });
   });
 });

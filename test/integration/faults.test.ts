@@ -1,0 +1,239 @@
+/**
+ * The fault matrix: for every step of a conversion and of a clone, each fault (the host's link cut,
+ * sshd killed with its sessions, the provider process SIGKILLed, the disk filled) strikes while the
+ * run is held at that step by the scripts' failpoint (/run/plb-hold/NAME.STEP). Then the fault is
+ * cleared and the resource is created again, as `pulumi up` does after a failed create. Every cell
+ * asserts: the original tree equals its manifest from before; the resource ends as declared; nothing is
+ * left over (subvolumes, temp files, journal, a frozen source). The matrix is printed at the end.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { expect } from "chai";
+import * as clone from "../../provider/clone-provider";
+import * as rootfs from "../../provider/rootfs-provider";
+import { cloneArgsSchema, rootfsArgsSchema } from "../../provider/schema";
+import { closeAllConnections } from "../../provider/ssh";
+import { type FleetHost, fault, loadInventory, manifest } from "../support/fleet";
+import { destroyContainers, hostSh } from "../support/host";
+
+const inv = loadInventory();
+const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
+const key = readFileSync(inv.users.root.privateKeyPath as string, "utf8");
+// One dial attempt: a run against a cut link gives up after keepalive (15 s) instead of retrying.
+const connection = {
+  host: h1.address,
+  privateKey: key,
+  knownHostsPath: inv.knownHostsPath,
+  dialErrorLimit: 1,
+  perDialTimeout: 4,
+};
+const LXC = "/var/lib/lxc";
+const HOLD = "/run/plb-hold";
+
+type Fault = "link cut" | "sshd killed" | "provider SIGKILL" | "disk full";
+const FAULTS: Fault[] = ["link cut", "sshd killed", "provider SIGKILL", "disk full"];
+const matrix: string[] = [];
+
+const sh = (script: string, ...args: string[]) => hostSh(h1, script, ...args);
+const destroy = (...names: string[]) => destroyContainers(h1, ...names);
+
+async function waitFor(what: string, cond: () => Promise<boolean>, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Every subvolume in the container's directory: after any run, only its rootfs. */
+const subvolumes = (name: string) => sh('find "/var/lib/lxc/$1" -type d -inum 256 | sort', name);
+
+/** Runs `work` in a separate node process (the provider process), so it can be SIGKILLed. */
+function providerChild(
+  kind: "rootfs" | "clone",
+  inputs: unknown,
+): { child: ChildProcess; done: Promise<number> } {
+  const mod = path.resolve(__dirname, `../../provider/${kind === "rootfs" ? "rootfs" : "clone"}-provider.js`);
+  const code = `require(${JSON.stringify(mod)}).create(JSON.parse(process.argv[1])).then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); })`;
+  const child = spawn(process.execPath, ["-e", code, JSON.stringify(inputs)], { stdio: "ignore" });
+  const done = new Promise<number>((resolve) => child.on("exit", (c) => resolve(c ?? -1)));
+  return { child, done };
+}
+
+/**
+ * Holds `name` at `point`, starts `start()` (or a provider child), injects the fault once the point is
+ * reached, lets the host go on, waits for the faulted run to end, clears the fault. Returns how the
+ * faulted run ended.
+ */
+async function strike(
+  name: string,
+  point: string,
+  f: Fault,
+  start: () => Promise<unknown>,
+  child: () => { child: ChildProcess; done: Promise<number> },
+): Promise<string> {
+  const hold = `${HOLD}/${name}.${point}`;
+  await sh('mkdir -p "$1" && rm -f "$2.reached" && : >"$2"', HOLD, hold);
+  let ended: Promise<string>;
+  let proc: ChildProcess | undefined;
+  if (f === "provider SIGKILL") {
+    const c = child();
+    proc = c.child;
+    ended = c.done.then((code) => (code === 0 ? "succeeded" : `failed (exit ${code})`));
+  } else {
+    ended = start().then(
+      () => "succeeded",
+      (e: Error) => `failed: ${e.message.split("\n")[0].slice(0, 160)}`,
+    );
+  }
+  await waitFor(
+    `${hold}.reached`,
+    async () => (await sh('[ -e "$1.reached" ] && echo y || true', hold)) === "y\n",
+  );
+  switch (f) {
+    case "link cut":
+      await fault(h1, "cut");
+      break;
+    case "sshd killed":
+      await fault(h1, "sshd-stop");
+      break;
+    case "provider SIGKILL":
+      proc?.kill("SIGKILL");
+      break;
+    case "disk full":
+      await fault(h1, "fill");
+      break;
+  }
+  await sh('rm -f "$1"', hold);
+  const how = await ended;
+  if (f === "link cut") await fault(h1, "restore");
+  if (f === "sshd killed") await fault(h1, "sshd-start");
+  if (f === "disk full") await fault(h1, "unfill");
+  await closeAllConnections();
+  // A faulted run may have left its host-side script running (the link was cut, not the process): let
+  // it reach its end before the next run looks, as a real next `pulumi up` comes much later.
+  await waitFor(
+    "the faulted run's host-side scripts to end",
+    async () => (await sh(`pgrep -f "plb-(step|clone) .*${name}" >/dev/null && echo busy || true`)) === "",
+  );
+  return how;
+}
+
+/** Captures the provider's progress lines during `work`, to tell a resume from a rollback. */
+async function logged<T>(work: () => Promise<T>): Promise<{ result: T; lines: string[] }> {
+  const lines: string[] = [];
+  const orig = console.log;
+  console.log = (...a: unknown[]) => {
+    lines.push(a.join(" "));
+  };
+  try {
+    return { result: await work(), lines };
+  } finally {
+    console.log = orig;
+  }
+}
+
+describe("fault matrix: each step × link cut, sshd killed, provider SIGKILL, disk full", function () {
+  this.timeout(900_000);
+  after(async () => {
+    await closeAllConnections();
+    await sh(`rm -rf ${HOLD}`);
+    console.log(`\n      step × fault -> outcome\n${matrix.map((l) => `      ${l}`).join("\n")}\n`);
+  });
+
+  describe("LxcSubvolumeRootfs conversion", () => {
+    const name = "it-fault";
+    const inputs = rootfsArgsSchema.parse({ connection, container: name });
+    // The failpoints are the steps of the batches, in order (see rootfs-plan.ts).
+    const steps = ["subvol-create", "copy", "verify", "swap", "write-config", "remove", "journal-clear"];
+    for (const step of steps) {
+      for (const f of FAULTS) {
+        it(`${step} × ${f}: the next run finishes or rolls back; the tree is intact, nothing is left over`, async () => {
+          await destroy(name);
+          await sh(
+            'lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "lxc.net.0.type = empty\\n" >>"/var/lib/lxc/$1/config" && mkdir "/var/lib/lxc/$1/rootfs/bulk" && cd "/var/lib/lxc/$1/rootfs/bulk" && seq 1 2000 | xargs touch && ln 1 hard',
+            name,
+          );
+          const before = await manifest(h1, `${LXC}/${name}/rootfs`);
+          const how = await strike(
+            name,
+            step,
+            f,
+            () => rootfs.create(inputs),
+            () => providerChild("rootfs", inputs),
+          );
+          const { result, lines } = await logged(() => rootfs.create(inputs));
+          const recovery = lines
+            .find((l) => / (roll back|resume) an interrupted/.test(l))
+            ?.replace(/^.*: /, "");
+          expect(result.outs).to.include({
+            rootfsIsSubvolume: true,
+            configBackingStore: "btrfs",
+            interrupted: null,
+          });
+          expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+          expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nconfig.pre-btrfs\nrootfs\n");
+          expect(await subvolumes(name)).to.equal(`${LXC}/${name}/rootfs\n`);
+          expect(
+            await sh(
+              'grep -c "^lxc.rootfs.path = btrfs:/var/lib/lxc/$1/rootfs$" "/var/lib/lxc/$1/config"',
+              name,
+            ),
+          ).to.equal("1\n");
+          matrix.push(
+            `convert ${step.padEnd(13)} × ${f.padEnd(16)} -> faulted run ${how.startsWith("failed") ? "failed" : "succeeded"}; next run: ${recovery ?? (result.outs.adopted ? "found it done (adopted)" : "converted")}; tree intact`,
+          );
+        });
+      }
+    }
+    after(() => destroy(name));
+  });
+
+  describe("LxcSnapshotClone create", () => {
+    const src = "it-fault-src";
+    const name = "it-fault-cl";
+    const inputs = cloneArgsSchema.parse({ connection, source: src, name, hostname: "faulty" });
+    let sourceBefore: string;
+    before(async () => {
+      await destroy(name, src);
+      await sh(
+        'lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "lxc.net.0.type = veth\\nlxc.net.0.link = br0\\nlxc.net.0.hwaddr = 00:16:3e:aa:bb:cc\\n" >>"/var/lib/lxc/$1/config"',
+        src,
+      );
+      await rootfs.create(rootfsArgsSchema.parse({ connection, container: src }));
+      sourceBefore = await manifest(h1, `${LXC}/${src}`);
+    });
+    after(() => destroy(name, src));
+
+    // snapshot: before lxc-copy runs; nested: right after it (the clone exists, config not yet ours);
+    // finish: before the config, hostname and hosts are rewritten.
+    for (const point of ["snapshot", "nested", "finish"]) {
+      for (const f of FAULTS) {
+        it(`${point} × ${f}: the next create ends with the declared clone; the source is untouched`, async () => {
+          await destroy(name);
+          const how = await strike(
+            name,
+            point,
+            f,
+            () => clone.create(inputs),
+            () => providerChild("clone", inputs),
+          );
+          const { result, lines } = await logged(() => clone.create(inputs));
+          const recovery = lines.find((l) => /removing an unfinished|adopting/.test(l))?.replace(/^.*: /, "");
+          expect(result.outs).to.include({ name, state: "STOPPED", actualHostname: "faulty" });
+          expect(result.outs.hwaddrs).to.have.length(1).and.not.include("00:16:3e:aa:bb:cc");
+          expect(await manifest(h1, `${LXC}/${src}`)).to.equal(sourceBefore);
+          expect((await sh('lxc-info -n "$1" -s', src)).trim()).to.match(/STOPPED$/);
+          expect(await sh('cat "/var/lib/lxc/$1/rootfs/etc/hostname"', name)).to.equal("faulty\n");
+          expect(await subvolumes(name)).to.equal(`${LXC}/${name}/rootfs\n`);
+          expect(await sh('find "/var/lib/lxc/$1" -name "*.plb-tmp" | wc -l', name)).to.equal("0\n");
+          matrix.push(
+            `clone   ${point.padEnd(13)} × ${f.padEnd(16)} -> faulted run ${how.startsWith("failed") ? "failed" : "succeeded"}; next run: ${recovery ?? "created it"}; source intact`,
+          );
+        });
+      }
+    }
+  });
+});

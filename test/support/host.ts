@@ -1,0 +1,56 @@
+/**
+ * Helpers shared by the integration and e2e tests that work on fleet hosts: shell scripts on a host,
+ * container cleanup, expected failures and polling.
+ */
+import { type FleetHost, hostExec } from "./fleet";
+
+/** Runs `script` with `sh -c` on the host, `args` as `$1`, `$2`, ...; its stdout, or throws on a non-zero exit. */
+export async function hostSh(host: FleetHost, script: string, ...args: string[]): Promise<string> {
+  const r = await hostExec(host, ["sh", "-c", script, "sh", ...args]);
+  if (r.code !== 0) throw new Error(`${host.name}: ${script}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/**
+ * Removes containers from the host, whatever state they are in: stops them (`lxc-stop -k`), deletes
+ * every subvolume below the container directory (nested ones first), then the directory itself.
+ */
+export async function destroyContainers(host: FleetHost, ...names: string[]): Promise<void> {
+  for (const n of names) {
+    await hostSh(
+      host,
+      'lxc-stop -k -n "$1" >/dev/null 2>&1; d=/var/lib/lxc/$1; [ -d "$d" ] || exit 0; find "$d" -mindepth 1 -depth -type d -inum 256 -exec btrfs subvolume delete {} + >/dev/null 2>&1; rm -rf "$d"',
+      n,
+    );
+  }
+}
+
+/** The message `p` fails with; throws `expected ${expected}` if it succeeds. */
+async function failureOf(p: Promise<unknown>, expected: string): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as Error).message;
+  }
+  throw new Error(`expected ${expected}`);
+}
+
+/** The message of the refusal `p` fails with; throws "expected a refusal" if it succeeds. */
+export function expectRefused(p: Promise<unknown>): Promise<string> {
+  return failureOf(p, "a refusal");
+}
+
+/** The message of the rejection `p` fails with; throws "expected a rejection" if it succeeds. */
+export function expectRejection(p: Promise<unknown>): Promise<string> {
+  return failureOf(p, "a rejection");
+}
+
+/** Polls `cond` every 50 ms until it holds; throws "condition not reached in time" after `ms`. */
+export async function waitFor(cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("condition not reached in time");
+}
