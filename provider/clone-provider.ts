@@ -14,7 +14,7 @@ import {
   sourceProblem,
   uniqueMacs,
 } from "./clone-plan";
-import { RemoteCommandError, UserError } from "./errors";
+import { UserError } from "./errors";
 import { getConfigValue } from "./lxc-config";
 import { scriptArgv } from "./remote-scripts";
 import { guardProviderProcess } from "./process-guard";
@@ -190,7 +190,7 @@ async function named<T>(i: CloneInputs, work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (e) {
-    if (e instanceof RemoteCommandError) {
+    if (e instanceof UserError && !e.message.startsWith("LxcSnapshotClone ")) {
       throw new UserError(`LxcSnapshotClone ${i.name} (from ${i.source}): ${e.message}`);
     }
     throw e;

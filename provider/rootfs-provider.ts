@@ -3,7 +3,7 @@
  * Loaded lazily inside the dynamic provider's methods (see resources.ts), so node-ssh and zod are never
  * captured into the serialized provider.
  */
-import { RemoteCommandError, UserError } from "./errors";
+import { UserError } from "./errors";
 import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspect";
 import { scriptArgv } from "./remote-scripts";
 import { guardProviderProcess } from "./process-guard";
@@ -175,8 +175,8 @@ async function runPlans(
   try {
     return await runPlansOnce(remote, inputs, planner, verb);
   } catch (e) {
-    // Name the resource in every failure, not only in refusals.
-    if (e instanceof RemoteCommandError)
+    // Name the resource in every failure (a failed command, a host that cannot be reached), not only in refusals.
+    if (e instanceof UserError && !e.message.startsWith("LxcSubvolumeRootfs "))
       throw new UserError(`LxcSubvolumeRootfs ${inputs.container}: ${e.message}`);
     throw e;
   }

@@ -365,8 +365,11 @@ function classifyDialError(
       `cannot connect to ${target}: no SSH handshake within ${conn.perDialTimeout}s (host down or link cut?)`,
     );
   }
+  const hint = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH/.test(`${e.code} ${msg}`)
+    ? " (is the host up and sshd listening on that port?)"
+    : "";
   return new UserError(
-    `cannot connect to ${target}: ${e.code ? `${e.code} ` : ""}${msg.replace(/^connect /, "")}`,
+    `cannot connect to ${target}: ${e.code ? `${e.code} ` : ""}${msg.replace(/^connect /, "")}${hint}`,
   );
 }
 

@@ -198,7 +198,7 @@ describe("hostile and broken input", function () {
             container: "web1",
           }),
         ),
-      /^host key verification failed for root@10\.213\.0\.11:22: expected SHA256:/,
+      /^LxcSubvolumeRootfs web1: host key verification failed for root@10\.213\.0\.11:22: expected SHA256:/,
     ],
     [
       "a wrong private key",
@@ -209,7 +209,7 @@ describe("hostile and broken input", function () {
             container: "web1",
           }),
         ),
-      /^cannot log in to root@10\.213\.0\.11:22: the server rejected the credentials given/,
+      /^LxcSubvolumeRootfs web1: cannot log in to root@10\.213\.0\.11:22: the server rejected the credentials given/,
     ],
     [
       "sudo that asks for a password",
