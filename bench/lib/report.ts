@@ -531,8 +531,9 @@ function reasonFor(res: BenchResults, f: Figure): string {
       (rtt
         ? `${n} remote commands at about ${rtt.toFixed(0)} ms of SSH round trip each make ${(n * rtt).toFixed(0)} ms of fixed cost. `
         : "") +
-      "The verification walks both trees several times (metadata, counts, device numbers, xattrs, hardlinks), the inspections walk the tree to count it, " +
-      `and every journal step syncs the filesystem; against the floor with one sync the ratio is ${fmtRatio(med(pairRatios(c.ms.ours, c.ms.floorSync)))}. ` +
+      "The verification walks each tree twice (one `find` for metadata, counts, device numbers and hardlinks, one `getfattr` for xattrs; the four walks run at once), " +
+      "the first inspection walks the tree to count it, and the copy is flushed (`syncfs`) before the journal says `swapping`, so that a power loss cannot swap in a copy that is not on disk; " +
+      `against the floor with one sync the ratio is ${fmtRatio(med(pairRatios(c.ms.ours, c.ms.floorSync)))}. ` +
       `To meet 1.25× everything beyond copy and removal would have to fit in ${fmtMs(Math.max(0, 1.25 * med(c.ms.floor) - copy - removal))}; it takes ${fmtMs(med(c.ms.ours) - copy - removal)}.`
     );
   }
@@ -553,8 +554,9 @@ function reasonFor(res: BenchResults, f: Figure): string {
     const hostSide = create - n * rtt;
     const work =
       `Our create (${fmtMs(create)}) is ${n} remote commands around the same lxc-copy: about ${fmtMs(n * rtt)} of SSH round trips ` +
-      `(${fmtMs(rtt)} each) and about ${fmtMs(hostSide)} of work on the host, mostly the three inspections (each runs lxc-info and ` +
-      "`btrfs subvolume show` for source and clone and reads every container's config for MAC addresses; see the table in section 2).";
+      `(${fmtMs(rtt)} each) and about ${fmtMs(hostSide)} of work on the host, mostly the inspection that ends each command (lxc-info and ` +
+      "`btrfs subvolume show` for source and clone, every container's config for MAC addresses, a walk of the source for nested subvolumes; " +
+      "see the table in section 2). The fixups need the config lxc-copy wrote, so they cannot share its round trip without guessing it.";
     if (f.label.startsWith("ours / (lxc-copy"))
       return `${work} The bare lxc-copy -s takes ${fmtMs(med(s.floor))}; the target allows it one round trip.`;
     if (f.label === "ours / full copy")
