@@ -249,16 +249,17 @@ async function applySteps(
     | { path: string }
     | undefined;
   try {
+    // Each batch ends with a verification (its report is judged here before anything is swapped) or
+    // with the last step.
     let batch: Step[] = [];
-    for (const step of [...steps, undefined]) {
-      if (step && step.op !== "verify") {
-        batch.push(step);
-        continue;
-      }
-      if (batch.length) await runBatch(remote, inputs, batch, started);
+    for (const step of steps) {
+      batch.push(step);
+      if (step.op !== "verify") continue;
+      const out = await runBatch(remote, inputs, batch, started);
+      await judgeVerification(remote, inputs, step, verifyReport(out, batch.length), insp);
       batch = [];
-      if (step) await verifyTrees(remote, inputs, step, insp);
     }
+    if (batch.length) await runBatch(remote, inputs, batch, started);
   } catch (e) {
     if (!started.has("swap") && partial) await rollback(remote, inputs, partial.path, wasRunning);
     throw e;
@@ -321,11 +322,11 @@ async function runBatch(
   inputs: RootfsInputs,
   steps: Step[],
   started: Set<Step["op"]>,
-): Promise<void> {
+): Promise<string> {
   const copy = steps.find((s) => s.op === "copy");
   if (copy) log(remote, inputs, `copying ${copy.total} entries (reflink: metadata only, no data blocks)`);
   const config = steps.find((s) => s.op === "write-config");
-  await remote.check(scriptArgv("step", batchArgs(inputs.lxcPath, inputs.container, steps)), {
+  const res = await remote.check(scriptArgv("step", batchArgs(inputs.lxcPath, inputs.container, steps)), {
     stdin: config?.content,
     onStdoutLine: (l) => {
       const st = /^@@step \d+ (\S+)$/.exec(l);
@@ -334,16 +335,24 @@ async function runBatch(
       if (m && copy) log(remote, inputs, `copied ${m[1]}/${copy.total} entries`);
     },
   });
+  return res.stdout;
 }
 
-async function verifyTrees(
+/** Pure: the verify report of a batch's output: what follows the marker of its last step, N. */
+export function verifyReport(stdout: string, n: number): string {
+  const marker = `@@step ${n} verify\n`;
+  const at = stdout.lastIndexOf(marker);
+  return at < 0 ? "" : stdout.slice(at + marker.length);
+}
+
+async function judgeVerification(
   remote: Remote,
   inputs: RootfsInputs,
   step: Extract<Step, { op: "verify" }>,
+  report: string,
   insp?: RootfsInspection,
 ): Promise<void> {
-  const res = await remote.check(scriptArgv("step", batchArgs(inputs.lxcPath, inputs.container, [step])));
-  const verdict = compareTreeReports(res.stdout.replace(/^@@step \d+ verify\n/, ""));
+  const verdict = compareTreeReports(report);
   if (verdict.ok) {
     const what = insp?.hasGetfattr
       ? ", xattrs"

@@ -5,6 +5,7 @@ import {
   hardlinkGroups,
   type RootfsOutputs,
   resourceId,
+  verifyReport,
 } from "../../provider/rootfs-provider";
 import { type RootfsInputs, rootfsArgsSchema, validate } from "../../provider/schema";
 import { fixture } from "./fixtures";
@@ -236,5 +237,31 @@ describe("rootfs-provider: compareTreeReports", () => {
   it("both sides without getfattr ('unavailable') still compare equal", () => {
     const out = replaceLine("a_xattr", "unavailable").replace(/^b_xattr=.*$/m, "b_xattr=unavailable");
     expect(compareTreeReports(out)).to.deep.equal({ ok: true, entries: 306 });
+  });
+});
+
+describe("rootfs-provider: verifyReport (the verification at the end of a step batch)", () => {
+  const report = fixture("verify-ok.bin");
+  const table: [string, string, number, string][] = [
+    [
+      "after the copy's progress lines",
+      `@@step 1 journal\n@@step 2 subvol-create\n@@step 3 copy\nprogress 1000\n@@step 4 verify\n${report}`,
+      4,
+      report,
+    ],
+    ["a batch of the verification alone", `@@step 1 verify\n${report}`, 1, report],
+    ["no marker for that step: empty, which compareTreeReports refuses", "@@step 1 copy\n", 2, ""],
+  ];
+  for (const [what, out, n, want] of table) {
+    it(what, () => {
+      expect(verifyReport(out, n)).to.equal(want);
+    });
+  }
+  it("the report of a whole batch compares as the verification alone", () => {
+    expect(compareTreeReports(verifyReport(`@@step 3 copy\n@@step 4 verify\n${report}`, 4))).to.deep.equal({
+      ok: true,
+      entries: 306,
+    });
+    expect(compareTreeReports(verifyReport("", 4))).to.deep.include({ ok: false });
   });
 });
