@@ -67,7 +67,7 @@ async function machine(ctx: BenchContext): Promise<Record<string, string>> {
     rsync: cmd("sh", ["-c", "rsync --version | head -n1"]),
     node: process.version,
     pulumi: `CLI ${pulumi}, @pulumi/pulumi ${pulumiSdkVersion()}`,
-    storage: `fleet hosts are namespaces of this machine; h1/h2 /var/lib/lxc: 12G sparse loop images on ${cmd("sh", ["-c", "findmnt -n -o FSTYPE -T /var/tmp"])}`,
+    storage: `fleet hosts are namespaces of this machine; h1/h2/h4 /var/lib/lxc: 12G sparse loop images on ${cmd("sh", ["-c", "findmnt -n -o FSTYPE -T /var/tmp"])}`,
     commit: cmd("git", ["-C", repoRoot(), "rev-parse", "--short", "HEAD"]),
   };
 }
@@ -214,6 +214,7 @@ function writeOutputs(res: BenchResults, outDir: string): void {
 
 async function main(): Promise<void> {
   const outDir = process.env.BENCH_OUT ?? path.join(repoRoot(), "bench");
+  fs.mkdirSync(outDir, { recursive: true });
   const argv = process.argv.slice(2);
   if (argv[0] === "--cleanup") {
     await cleanup({ log: (m) => console.error(`[bench] ${m}`) });

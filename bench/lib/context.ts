@@ -8,6 +8,8 @@ export interface BenchContext {
   inv: Inventory;
   h1: FleetHost;
   h2: FleetHost;
+  /** Every btrfs host of the fleet (h1, h2, h4): the fleet rollout runs over all of them. */
+  btrfsHosts: FleetHost[];
   rootKey: string;
   /** Interleaved runs per figure. */
   runs: number;
@@ -40,6 +42,7 @@ export function makeContext(opts: {
     inv,
     h1: host("h1"),
     h2: host("h2"),
+    btrfsHosts: inv.hosts.filter((h) => h.fs === "btrfs"),
     rootKey: readFileSync(inv.users.root.privateKeyPath as string, "utf8"),
     runs: opts.runs,
     buildDir: opts.buildDir,

@@ -1,7 +1,7 @@
 /**
- * Part 3: a fleet rollout through the real Pulumi CLI. 10 containers on each btrfs host (h3 is ext4 and
- * cannot take part), converted by LxcFleetRollout with hosts in parallel; each host alone is the baseline.
- * Interleaved per iteration: h1 alone, h2 alone, both. SSH logins per host counted from the sshd logs.
+ * Part 3: a fleet rollout through the real Pulumi CLI. 10 containers on each btrfs host (h1, h2, h4; h3
+ * is ext4 and cannot take part), converted by LxcFleetRollout with hosts in parallel; each host alone is
+ * the baseline. Interleaved per iteration: each host alone, then all. SSH logins per host from the sshd logs.
  */
 import * as path from "node:path";
 import { type FleetHost, countAccepted } from "../../test/support/fleet";
@@ -12,10 +12,14 @@ import { makeProject } from "../lib/pulumi-project";
 export const PER_HOST = 10;
 export const FLEET_TREE_ENTRIES = 1000;
 export const MAX_PER_HOST = 2;
-const CONFIGS = ["h1", "h2", "h1,h2"] as const;
 
 export interface FleetResult {
-  ms: Record<(typeof CONFIGS)[number], number[]>;
+  /** The btrfs hosts, in order. */
+  hosts: string[];
+  /** Wall time of each run of one host alone, per host. */
+  alone: Record<string, number[]>;
+  /** Wall time of each run of all hosts at once. */
+  all: number[];
   /** SSH logins per host during each run of the whole fleet. */
   accepted: Record<string, number[]>;
   acceptedAlone: Record<string, number[]>;
@@ -49,7 +53,7 @@ async function freshContainers(hosts: FleetHost[]): Promise<void> {
 }
 
 export async function benchFleet(ctx: BenchContext): Promise<FleetResult> {
-  const hosts = [ctx.h1, ctx.h2];
+  const hosts = ctx.btrfsHosts;
   let entries = 0;
   for (const h of hosts) entries = await makeTemplate(ctx, h);
   const project = makeProject(
@@ -57,17 +61,21 @@ export async function benchFleet(ctx: BenchContext): Promise<FleetResult> {
     "bench-rollout",
     path.join(ctx.buildDir, "programs", "rollout.js"),
   );
+  const per = () => Object.fromEntries(hosts.map((h) => [h.name, [] as number[]]));
   const res: FleetResult = {
-    ms: { h1: [], h2: [], "h1,h2": [] },
-    accepted: { h1: [], h2: [] },
-    acceptedAlone: { h1: [], h2: [] },
+    hosts: hosts.map((h) => h.name),
+    alone: per(),
+    all: [],
+    accepted: per(),
+    acceptedAlone: per(),
     entries,
   };
+  const everyone = hosts.map((h) => h.name).join(",");
   for (let i = 0; i < ctx.runs; i++) {
-    for (const cfg of CONFIGS) {
+    for (const cfg of [...hosts.map((h) => h.name), everyone]) {
       const involved = hosts.filter((h) => cfg.split(",").includes(h.name));
       await freshContainers(involved);
-      const stack = `r${i}-${cfg.replace(",", "-")}`;
+      const stack = `r${i}-${cfg.replace(/,/g, "-")}`;
       await project.init(stack);
       const before = hosts.map((h) => countAccepted(h));
       const { ms, stdout } = await project.run(["up", "--yes", "--skip-preview"], stack, {
@@ -82,15 +90,16 @@ export async function benchFleet(ctx: BenchContext): Promise<FleetResult> {
             `rollout ${cfg}: ${h.name} did not convert ${PER_HOST}: ${JSON.stringify(s)}\n${stdout}`,
           );
       }
-      res.ms[cfg].push(ms);
+      if (cfg === everyone) res.all.push(ms);
+      else res.alone[cfg].push(ms);
       hosts.forEach((h, k) => {
         const n = countAccepted(h) - before[k];
-        if (cfg === "h1,h2") res.accepted[h.name].push(n);
+        if (cfg === everyone) res.accepted[h.name].push(n);
         else if (cfg === h.name) res.acceptedAlone[h.name].push(n);
       });
     }
     ctx.log(
-      `fleet run ${i + 1}/${ctx.runs}: h1 ${res.ms.h1[i].toFixed(0)} ms, h2 ${res.ms.h2[i].toFixed(0)} ms, both ${res.ms["h1,h2"][i].toFixed(0)} ms`,
+      `fleet run ${i + 1}/${ctx.runs}: ${hosts.map((h) => `${h.name} ${res.alone[h.name][i].toFixed(0)} ms`).join(", ")}, all ${res.all[i].toFixed(0)} ms`,
     );
   }
   for (const h of hosts) {

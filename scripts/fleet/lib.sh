@@ -19,7 +19,7 @@ FALLBACK_METRIC=4242
 LXC_PATH=/var/lib/lxc
 FILL_FILE=.plb-fill
 
-HOSTS=(h1 h2 h3)
+HOSTS=(h1 h2 h3 h4)
 USERS_ADMIN=plbadmin
 USERS_PASSWORD=plbpass
 SUDOERS_FILE=/etc/sudoers.d/plb-fleet
@@ -39,6 +39,7 @@ host_index() {
   h1) echo 11 ;;
   h2) echo 12 ;;
   h3) echo 13 ;;
+  h4) echo 14 ;;
   *) die "unknown host '$1' (expected one of: ${HOSTS[*]})" ;;
   esac
 }
@@ -56,6 +57,7 @@ host_containers() {
   h1) echo "web1:busybox:false web2:busybox:false deb1:debian:false run1:busybox:true" ;;
   h2) echo "app1:busybox:false app2:busybox:false deb2:debian:false" ;;
   h3) echo "ext1:busybox:false" ;;
+  h4) echo "" ;; # a third btrfs host, empty: the fleet benchmark and rollouts fill it
   esac
 }
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Bring the test fleet up (or repair it): three hosts h1, h2 (btrfs) and h3 (ext4) on this
+# Bring the test fleet up (or repair it): four hosts h1, h2, h4 (btrfs; h4 starts empty) and h3 (ext4) on this
 # machine, each a network namespace + private mount namespace with a real sshd and real LXC
 # containers. Idempotent: a healthy fleet is left alone, missing pieces are recreated.
 #
