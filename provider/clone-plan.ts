@@ -14,6 +14,8 @@ export interface SideInfo {
 }
 
 export interface CloneInspection {
+  /** A create of this clone started (make) and has not finished (finish): what is there is ours, unfinished. */
+  making: boolean;
   hasLxcCopy: boolean;
   hasLxcClone: boolean;
   source: SideInfo;
@@ -77,6 +79,7 @@ export function parseCloneInspection(out: string): CloneInspection {
   const text = (k: string) =>
     (sections.get(k) ?? []).filter((x, i, a) => x !== "" || i < a.length - 1).join("\0");
   return {
+    making: kv.get("making") === "1",
     hasLxcCopy: kv.get("has_lxc_copy") === "1",
     hasLxcClone: kv.get("has_lxc_clone") === "1",
     source: side("source"),
@@ -91,6 +94,25 @@ export function parseCloneInspection(out: string): CloneInspection {
     cloneHosts: text("@@clone_hosts"),
     nested: (sections.get("@@nested") ?? []).filter(Boolean),
   };
+}
+
+/**
+ * Why an existing container named like the clone cannot be adopted as the clone, or undefined when it
+ * can: it must be a snapshot of the source whose config points at its own btrfs rootfs.
+ */
+export function adoptProblem(
+  insp: CloneInspection,
+  lxcPath: string,
+  source: string,
+  name: string,
+): string | undefined {
+  const notOurs = `a container named ${name} already exists and is not a snapshot of ${source}; choose another name or remove it`;
+  if (!insp.clone.subvolume || insp.clone.subvolume.parentUuid !== insp.source.subvolume?.uuid)
+    return notOurs;
+  const want = `btrfs:${lxcPath}/${name}/rootfs`;
+  if (getConfigValue(insp.cloneConfig, "lxc.rootfs.path") !== want)
+    return `${name} is a snapshot of ${source} but its config does not say lxc.rootfs.path = ${want} (an unfinished copy made by hand or by another tool?); remove it or fix its config`;
+  return undefined;
 }
 
 /** Why the source cannot be snapshot-cloned, or undefined when it can. */

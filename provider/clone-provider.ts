@@ -5,6 +5,7 @@
 import { randomInt } from "node:crypto";
 import {
   type CloneInspection,
+  adoptProblem,
   cloneDrift,
   driftNeedsReplace,
   findHwaddrs,
@@ -14,7 +15,7 @@ import {
   sourceProblem,
   uniqueMacs,
 } from "./clone-plan";
-import { UserError } from "./errors";
+import { RemoteCommandError, UserError } from "./errors";
 import { getConfigValue } from "./lxc-config";
 import { scriptArgv } from "./remote-scripts";
 import { guardProviderProcess } from "./process-guard";
@@ -99,21 +100,16 @@ async function createClone(inputs: CloneInputs): Promise<{ id: string; outs: Clo
   const problem = sourceProblem(insp, inputs.lxcPath, inputs.source);
   if (problem) throw refuse(inputs, remote, problem);
   let adopted = false;
-  if (insp.clone.dir === "present" && isOwnUnfinishedSnapshot(insp)) {
-    // A create cut off between the snapshot and the config (connection lost, provider killed) left a
-    // snapshot of the source and nothing else: nothing of anyone's lives there yet, so make it again.
-    log(remote, inputs, "removing an unfinished snapshot left by an interrupted create");
+  if (insp.clone.dir === "present" && insp.making) {
+    // A create cut off between the snapshot and the end of the fixups (connection lost, provider killed)
+    // left its marker: what is there was made by that create and nothing else uses it yet. Make it again.
+    log(remote, inputs, "removing an unfinished clone left by an interrupted create");
     await remote.check(cloneArgv(inputs, "destroy"));
     insp = await inspect(remote, inputs);
   }
   if (insp.clone.dir === "present") {
-    if (!insp.clone.subvolume || insp.clone.subvolume.parentUuid !== insp.source.subvolume?.uuid) {
-      throw refuse(
-        inputs,
-        remote,
-        `a container named ${inputs.name} already exists and is not a snapshot of ${inputs.source}; choose another name or remove it`,
-      );
-    }
+    const why = adoptProblem(insp, inputs.lxcPath, inputs.source, inputs.name);
+    if (why) throw refuse(inputs, remote, why);
     adopted = true;
     log(remote, inputs, "adopting the existing snapshot clone");
     insp = await converge(remote, inputs, insp);
@@ -132,12 +128,6 @@ async function createClone(inputs: CloneInputs): Promise<{ id: string; outs: Clo
     id: `${inputs.connection.host}:${inputs.connection.port}:${inputs.lxcPath}/${inputs.name}`,
     outs: toOutputs(inputs, insp, adopted, []),
   };
-}
-
-/** A snapshot of the source with no config: what an interrupted `lxc-copy -s` leaves. */
-function isOwnUnfinishedSnapshot(insp: CloneInspection): boolean {
-  const snap = insp.clone.subvolume;
-  return !!snap && snap.parentUuid === insp.source.subvolume?.uuid && insp.cloneConfig.trim() === "";
 }
 
 export async function update(
@@ -252,6 +242,13 @@ async function makeClone(remote: Remote, i: CloneInputs, insp: CloneInspection):
   try {
     return await inspectOutput(remote, i, cloneArgv(i, "make", mode, tool, nested ? "1" : "0"));
   } catch (e) {
+    // Exit 4: the name was taken between the inspection and the snapshot; nothing was made, nothing to remove.
+    if (e instanceof RemoteCommandError && e.code === 4)
+      throw refuse(
+        i,
+        remote,
+        `a container named ${i.name} appeared while the clone was being made; choose another name or remove it`,
+      );
     log(remote, i, "clone failed; removing what was made");
     await remote.run(cloneArgv(i, "destroy"));
     throw e;

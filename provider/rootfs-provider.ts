@@ -338,10 +338,14 @@ async function runBatch(
   return res.stdout;
 }
 
-/** Pure: the verify report of a batch's output: what follows the marker of its last step, N. */
+/**
+ * Pure: the verify report of a batch's output: what follows the marker of its last step, N. The first
+ * match: everything before it is ours (step markers, copy progress), while the report itself carries
+ * path names from the trees, which may contain anything but NUL, a fake marker included.
+ */
 export function verifyReport(stdout: string, n: number): string {
   const marker = `@@step ${n} verify\n`;
-  const at = stdout.lastIndexOf(marker);
+  const at = stdout.indexOf(marker);
   return at < 0 ? "" : stdout.slice(at + marker.length);
 }
 
@@ -373,6 +377,8 @@ async function judgeVerification(
   );
 }
 
+const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 /** Pure: compares the two halves of a `verify` report. Hardlink groups are compared by path sets. */
 export function compareTreeReports(out: string): { ok: true; entries: number } | { ok: false; what: string } {
   const a = out.indexOf("@@a\0");
@@ -387,8 +393,13 @@ export function compareTreeReports(out: string): { ok: true; entries: number } |
     if (x === undefined || y === undefined) return { ok: false, what: `no ${k} in the verification report` };
     if (x !== y) return { ok: false, what: k === "main" ? "metadata differs" : `${k} differs` };
   }
+  // A walk that failed silently (a pipeline stage dying) hashes nothing on both sides: equal, but empty.
+  // Every tree has at least its top directory, so an empty manifest or a count of 0 is a failure.
+  if (kv.get("a_main") === EMPTY_SHA256 || !(Number(kv.get("a_count")) > 0))
+    return { ok: false, what: "the walk of the trees produced no entries" };
   const rest = out.slice(a + 4);
-  const b = rest.indexOf("@@b\0");
+  // Hardlink entries are `INODE PATH\0`; a path may end in "@@b", so the marker must start an item.
+  const b = rest.startsWith("@@b\0") ? 0 : rest.indexOf("\0@@b\0") + 1 || -1;
   if (a < 0 || b < 0) return { ok: false, what: "hardlink report missing" };
   if (hardlinkGroups(rest.slice(0, b)) !== hardlinkGroups(rest.slice(b + 4)))
     return { ok: false, what: "hardlink groups differ" };

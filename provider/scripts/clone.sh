@@ -20,9 +20,12 @@ safe_file() { [ ! -L "$1/etc" ] && [ -d "$1/etc" ] && [ ! -L "$1/etc/$2" ] && { 
 hold() {
   [ -e "/run/plb-hold/$name.$1" ] || return 0
   : >"/run/plb-hold/$name.$1.reached"
-  while [ -e "/run/plb-hold/$name.$1" ]; do sleep 0.05; done
+  n=0
+  while [ -e "/run/plb-hold/$name.$1" ] && [ $n -lt 6000 ]; do sleep 0.05; n=$((n + 1)); done  # at most 5 min
 }
-op_inspect() { 
+op_inspect() {
+  # A marker next to the containers says a create of NAME started and has not finished.
+  kv making "$([ -e "$lxcpath/.plb-making-$name" ] && echo 1 || echo 0)"
   kv has_lxc_copy "$(command -v lxc-copy >/dev/null 2>&1 && echo 1 || echo 0)"
   kv has_lxc_clone "$(command -v lxc-clone >/dev/null 2>&1 && echo 1 || echo 0)"
   for side in source clone; do
@@ -53,7 +56,7 @@ op_inspect() {
 }
 op_snapshot() ( # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
   mode=$1 tool=$2
-  [ -e "$cd" ] && fail "$cd already exists"
+  if [ -e "$cd" ]; then printf '%s\n' "$cd already exists" >&2; exit 4; fi  # 4: nothing was made
   restart=0 frozen=0
   cleanup() {
     if [ $frozen = 1 ]; then lxc-unfreeze -n "$src" -P "$lxcpath" || true; fi
@@ -89,8 +92,19 @@ op_write() { # WHAT(config|hostname|hosts) [BYTES]: the next BYTES (default all)
   hostname|hosts) safe_file "$cd/rootfs" "$1" || fail "$cd/rootfs/etc/$1 is a symlink or not a regular file; not writing it"; f=$cd/rootfs/etc/$1 ;;
   *) fail "unknown file $1" ;;
   esac
-  if [ $# -ge 2 ]; then head -c "$2" >"$f.plb-tmp"; else cat >"$f.plb-tmp"; fi
-  if [ -e "$f" ]; then chmod --reference="$f" "$f.plb-tmp"; chown --reference="$f" "$f.plb-tmp"; fi
+  # The temp file is created with O_EXCL (noclobber), so a symlink planted by the container under that
+  # name makes the write fail instead of writing through it; owner and mode never follow a link.
+  rm -f -- "$f.plb-tmp"
+  if [ $# -ge 2 ]; then (set -C; head -c "$2" >"$f.plb-tmp"); else (set -C; cat >"$f.plb-tmp"); fi
+  if [ $# -ge 2 ] && [ "$(stat -c %s "$f.plb-tmp")" != "$2" ]; then
+    rm -f -- "$f.plb-tmp"
+    fail "short input for $f: expected $2 bytes; nothing written"
+  fi
+  if [ -e "$f" ]; then
+    [ -L "$f.plb-tmp" ] && fail "$f.plb-tmp was replaced by a symlink; not writing $f"
+    chmod --reference="$f" "$f.plb-tmp"
+    chown -h --reference="$f" "$f.plb-tmp"
+  fi
   sync -- "$f.plb-tmp" 2>/dev/null || sync  # fsync this file only, not the whole filesystem
   mv -f -- "$f.plb-tmp" "$f"
 }
@@ -102,14 +116,19 @@ op_stop() {
   lxc-stop -n "$name" -P "$lxcpath" -t 30
 }
 op_destroy() { # stop if running, remove nested subvolumes deepest first, then lxc-destroy
-  [ -d "$cd" ] || exit 0
+  if [ ! -d "$cd" ]; then rm -f -- "$lxcpath/.plb-making-$name"; exit 0; fi
   case $(state_of "$name") in RUNNING|FROZEN) lxc-stop -n "$name" -P "$lxcpath" -k || true ;; esac
   if [ -d "$cd/rootfs" ]; then
     find "$cd/rootfs" -mindepth 1 -depth -type d -inum 256 -exec btrfs subvolume delete {} + >/dev/null
   fi
-  if [ -f "$cd/config" ]; then lxc-destroy -n "$name" -P "$lxcpath"
-  elif is_subvol "$cd/rootfs"; then btrfs subvolume delete "$cd/rootfs" >/dev/null; rm -rf -- "$cd"
-  else rm -rf -- "$cd"; fi
+  # lxc-destroy needs a config with its rootfs; an interrupted lxc-copy can leave one without it.
+  if [ -f "$cd/config" ] && grep -q '^[[:space:]]*lxc\.rootfs\.path[[:space:]]*=' "$cd/config"; then
+    lxc-destroy -n "$name" -P "$lxcpath"
+  else
+    if is_subvol "$cd/rootfs"; then btrfs subvolume delete "$cd/rootfs" >/dev/null; fi
+    rm -rf -- "$cd"
+  fi
+  rm -f -- "$lxcpath/.plb-making-$name"
 }
 
 case $op in
@@ -117,6 +136,8 @@ inspect|snapshot|nested|write|start|stop|destroy) "op_$op" "$@" ;;
 make)           # MODE TOOL NESTED(0|1): snapshot (the source is unfrozen or restarted before going on), then
                 # snapshot nested subvolumes into place, then inspect
   hold snapshot
+  if [ -e "$cd" ]; then printf '%s\n' "$cd already exists" >&2; exit 4; fi  # 4: nothing was made
+  : >"$lxcpath/.plb-making-$name"
   op_snapshot "$1" "$2"
   hold nested
   if [ "$3" = 1 ]; then op_nested; fi
@@ -130,6 +151,7 @@ finish)         # CONFIG_BYTES HOSTNAME_BYTES HOSTS_BYTES ACTION(start|stop|-): 
     shift
   done
   case $1 in start) op_start ;; stop) op_stop ;; -) ;; *) fail "unknown action $1" ;; esac
+  rm -f -- "$lxcpath/.plb-making-$name"
   op_inspect
   ;;
 *) fail "unknown clone op $op" ;;

@@ -41,7 +41,8 @@ summary() ( # DIR TAG: the report lines for one walked tree
 hold() {
   [ -e "/run/plb-hold/$name.$1" ] || return 0
   : >"/run/plb-hold/$name.$1.reached"
-  while [ -e "/run/plb-hold/$name.$1" ]; do sleep 0.05; done
+  n=0
+  while [ -e "/run/plb-hold/$name.$1" ] && [ $n -lt 6000 ]; do sleep 0.05; n=$((n + 1)); done  # at most 5 min
 }
 
 step() {
@@ -83,7 +84,11 @@ verify)         # A B: compare both trees' metadata; four walks (two per tree) r
   trap 'rm -rf "$w"' EXIT
   sync -f "$2" 2>/dev/null & p0=$!
   walk "$1" a & p1=$!; walk "$2" b & p2=$!; xattrs "$1" a & p3=$!; xattrs "$2" b & p4=$!
-  wait $p1 && wait $p2 && wait $p3 && wait $p4 || fail "could not walk both trees"
+  if ! { wait $p1 && wait $p2 && wait $p3 && wait $p4; }; then
+    kill $p0 $p1 $p2 $p3 $p4 2>/dev/null || true
+    wait
+    fail "could not walk both trees"
+  fi
   wait $p0 || true
   summary "$1" a >"$w/a.sum" & p1=$!; summary "$2" b >"$w/b.sum" & p2=$!
   wait $p1 && wait $p2 || fail "could not summarize both trees"

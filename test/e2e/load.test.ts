@@ -186,6 +186,7 @@ done; echo $ok`,
       }
       expect(opened).to.deep.equal([1, 1]);
       expect([refusals(h1).length, refusals(h2).length]).to.deep.equal(refused);
+      expect(processes).to.equal(1); // one provider process for all 200 resources, and it was seen
       expect(peakMb).to.be.below(200);
     });
 

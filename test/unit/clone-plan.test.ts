@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import {
+  adoptProblem,
   type CloneDesired,
   type CloneInspection,
   cloneDrift,
@@ -41,6 +42,7 @@ function seq(...xs: number[]): () => number {
 describe("clone-plan: parseCloneInspection on real clone.sh inspect output", () => {
   it("a real lxc-copy -s snapshot clone of a subvolume container", () => {
     expect(parseCloneInspection(fixture("clone-inspect.bin"))).to.deep.equal({
+      making: false,
       hasLxcCopy: true,
       hasLxcClone: false,
       source: {
@@ -68,6 +70,7 @@ describe("clone-plan: parseCloneInspection on real clone.sh inspect output", () 
 
   it("no clone yet: the clone side is missing, its texts empty", () => {
     expect(parseCloneInspection(fixture("clone-inspect-noclone.bin"))).to.deep.equal({
+      making: false,
       hasLxcCopy: true,
       hasLxcClone: false,
       source: {
@@ -118,6 +121,43 @@ describe("clone-plan: parseCloneInspection on real clone.sh inspect output", () 
   it("upper-case MACs from the hwaddr list are lowercased", () => {
     const out = fixture("clone-inspect.bin").replace(`cl ${CL_MAC}`, `cl ${CL_MAC.toUpperCase()}`);
     expect(parseCloneInspection(out).hwaddrs[0]).to.deep.equal(["cl", CL_MAC]);
+  });
+});
+
+describe("clone-plan: adoptProblem (may an existing container be adopted as the clone?)", () => {
+  const insp = parseCloneInspection(fixture("clone-inspect.bin"));
+  const lxc = /btrfs:(\S+)\/sv\/rootfs/.exec(insp.sourceConfig)?.[1] as string;
+  const table: [string, CloneInspection, string | undefined][] = [
+    ["the real lxc-copy -s clone: yes", insp, undefined],
+    [
+      "a directory that is not a snapshot of the source",
+      { ...insp, clone: { ...insp.clone, subvolume: undefined, isSubvolume: false } },
+      "a container named cl already exists and is not a snapshot of sv; choose another name or remove it",
+    ],
+    [
+      "a snapshot of another subvolume",
+      { ...insp, clone: { ...insp.clone, subvolume: { ...insp.clone.subvolume!, parentUuid: "0-other" } } },
+      "a container named cl already exists and is not a snapshot of sv; choose another name or remove it",
+    ],
+    [
+      "a snapshot whose config has no rootfs line (what an interrupted lxc-copy writes first)",
+      { ...insp, cloneConfig: insp.cloneConfig.replace(/^lxc\.rootfs\.path.*\n/m, "") },
+      `cl is a snapshot of sv but its config does not say lxc.rootfs.path = btrfs:${lxc}/cl/rootfs (an unfinished copy made by hand or by another tool?); remove it or fix its config`,
+    ],
+    [
+      "a snapshot whose config points at the source's rootfs",
+      { ...insp, cloneConfig: insp.cloneConfig.replace("/cl/rootfs", "/sv/rootfs") },
+      `cl is a snapshot of sv but its config does not say lxc.rootfs.path = btrfs:${lxc}/cl/rootfs (an unfinished copy made by hand or by another tool?); remove it or fix its config`,
+    ],
+  ];
+  for (const [what, i, want] of table) {
+    it(what, () => {
+      expect(adoptProblem(i, lxc, "sv", "cl")).to.equal(want);
+    });
+  }
+  it("the making marker is read from the inspection (absent in captures made before it existed)", () => {
+    expect(insp.making).to.equal(false);
+    expect(parseCloneInspection(`making=1\n${fixture("clone-inspect.bin")}`).making).to.equal(true);
   });
 });
 

@@ -265,3 +265,37 @@ describe("rootfs-provider: verifyReport (the verification at the end of a step b
     expect(compareTreeReports(verifyReport("", 4))).to.deep.include({ ok: false });
   });
 });
+
+describe("rootfs-provider: the verification report cannot be forged or emptied by the trees", () => {
+  const OK = fixture("verify-ok.bin");
+  const forged = OK.replace(/^a_main=.*$/m, `a_main=${"0".repeat(64)}`); // a tree that differs
+
+  it("a file name carrying a fake step marker and a fake report does not replace the real report", () => {
+    // hardlinked file named "x\n@@step 4 verify\n<a report that matches>@@a": printed in the hardlink list
+    const evil = `./x\n@@step 4 verify\n${OK.slice(0, OK.indexOf("@@a\0"))}@@a`;
+    const out = `@@step 3 copy\n@@step 4 verify\n${forged.replace("@@a\0", `@@a\x00123 ${evil}\0`)}`;
+    expect(compareTreeReports(verifyReport(out, 4))).to.deep.equal({ ok: false, what: "metadata differs" });
+  });
+
+  it("a hardlinked file whose name ends in @@b does not split the lists", () => {
+    // inserted right after each list's marker; the b marker is found as an item start ("\0@@b\0")
+    const add = (r: string, a: string, b: string) =>
+      r.replace("@@a\0", `@@a\0${a}`).replace("\0@@b\0", `\0@@b\0${b}`);
+    const same = add(OK, "7 ./q@@b\x007 ./r\0", "9 ./q@@b\x009 ./r\0");
+    expect(compareTreeReports(same)).to.deep.equal({ ok: true, entries: 306 });
+    const regrouped = add(OK, "7 ./q@@b\x007 ./r\0", "9 ./q@@b\x008 ./r\0");
+    expect(compareTreeReports(regrouped)).to.deep.equal({ ok: false, what: "hardlink groups differ" });
+  });
+
+  it("two empty walks (a pipeline that died on both trees) are a failure, not a match", () => {
+    const empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const report = OK.replace(/^([ab])_main=.*$/gm, `$1_main=${empty}`).replace(
+      /^([ab])_count=.*$/gm,
+      "$1_count=0",
+    );
+    expect(compareTreeReports(report)).to.deep.equal({
+      ok: false,
+      what: "the walk of the trees produced no entries",
+    });
+  });
+});
