@@ -263,6 +263,27 @@ describe("LxcSnapshotClone on the fleet", function () {
     });
   });
 
+  describe("a source whose rootfs plants symlinks for our temp files", () => {
+    after(() => destroy("ct-plant-c", "ct-plant"));
+
+    it("writes /etc/hosts and /etc/hostname of the clone without following them; the host file is untouched", async () => {
+      await makeSource("ct-plant");
+      await sh(
+        'printf "secret\\n" >/var/lib/lxc/plb-victim && chmod 600 /var/lib/lxc/plb-victim && cd /var/lib/lxc/ct-plant/rootfs/etc && printf "127.0.1.1 ct-plant\\n" >hosts && ln -s /var/lib/lxc/plb-victim hosts.plb-tmp && ln -s /var/lib/lxc/plb-victim hostname.plb-tmp',
+      );
+      await convert("ct-plant");
+      await clone.create(args("ct-plant", "ct-plant-c"));
+      expect(await sh('stat -c "%a %s" /var/lib/lxc/plb-victim; cat /var/lib/lxc/plb-victim')).to.equal(
+        "600 7\nsecret\n",
+      );
+      expect(
+        await sh("cat /var/lib/lxc/ct-plant-c/rootfs/etc/hosts /var/lib/lxc/ct-plant-c/rootfs/etc/hostname"),
+      ).to.equal("127.0.1.1 ct-plant-c\nct-plant-c\n");
+      expect(await sh("ls -A /var/lib/lxc/ct-plant-c/rootfs/etc | grep -c plb-tmp || true")).to.equal("0\n");
+      await sh("rm -f /var/lib/lxc/plb-victim");
+    });
+  });
+
   describe("nested subvolumes and Debian", () => {
     after(() => destroy("ct-nested-c", "ct-nested", "deb2-c", "ct-deb"));
 
