@@ -375,16 +375,19 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
 
     async function interruptCopy(how: () => Promise<void>): Promise<void> {
       const before = await manifest(h1, `${LXC}/${name}/rootfs`);
-      const run = rootfs.create(
-        inputs(h1, name, {
-          connection: {
-            host: h1.address,
-            privateKey: rootKey,
-            knownHostsPath: inv.knownHostsPath,
-            dialErrorLimit: 1,
-            perDialTimeout: 5,
-          } as never,
-        }),
+      // Observed from the start: the rejection may come while we are still injecting the fault.
+      const refused = expectRefused(
+        rootfs.create(
+          inputs(h1, name, {
+            connection: {
+              host: h1.address,
+              privateKey: rootKey,
+              knownHostsPath: inv.knownHostsPath,
+              dialErrorLimit: 1,
+              perDialTimeout: 5,
+            } as never,
+          }),
+        ),
       );
       await waitFor(
         async () =>
@@ -396,7 +399,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
           ).trim() === "yes",
       );
       await how();
-      await expectRefused(run);
+      await refused;
       await closeAllConnections();
       // The original is untouched whatever happened; the next run rolls back and converts.
       expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
