@@ -139,23 +139,29 @@ function watchProviderMemory() {
   };
 }
 
+/** Fresh containers NAMES (old ones matching PATTERN removed) on h1 and h2, a new stack, and its spec. */
+async function prepare(p: ReturnType<typeof project>, pattern: string, names: string[], rollout: boolean) {
+  for (const h of [h1, h2]) {
+    await removeContainers(h, pattern);
+    await makeContainers(h, names);
+  }
+  await p.init();
+  p.spec(
+    [
+      { host: h1, containers: names },
+      { host: h2, containers: names },
+    ],
+    rollout,
+  );
+}
+
 describe("the fleet under load and with a host down (real Pulumi CLI)", function () {
   this.timeout(1_800_000);
 
   describe("100 conversions and 100 clones in one `pulumi up --parallel 32`", () => {
     const names = Array.from({ length: PER_HOST }, (_, i) => `ld-${String(i).padStart(3, "0")}`);
     const p = project("load");
-    before(async () => {
-      for (const h of [h1, h2]) {
-        await removeContainers(h, "ld-*");
-        await makeContainers(h, names);
-      }
-      await p.init();
-      p.spec([
-        { host: h1, containers: names },
-        { host: h2, containers: names },
-      ]);
-    });
+    before(() => prepare(p, "ld-*", names, false));
     after(async () => {
       for (const h of [h1, h2]) await removeContainers(h, "ld-*");
     });
@@ -202,20 +208,7 @@ done; echo $ok`,
   describe("a host down during a rollout", () => {
     const names = ["dn-1", "dn-2", "dn-3"];
     const p = project("down");
-    before(async () => {
-      for (const h of [h1, h2]) {
-        await removeContainers(h, "dn-*");
-        await makeContainers(h, names);
-      }
-      await p.init();
-      p.spec(
-        [
-          { host: h1, containers: names },
-          { host: h2, containers: names },
-        ],
-        true,
-      );
-    });
+    before(() => prepare(p, "dn-*", names, true));
     after(async () => {
       await fault(h2, "sshd-start");
       await p.pulumi(["destroy", "--yes", "--skip-preview"], true);

@@ -12,9 +12,14 @@ import * as path from "node:path";
 import { expect } from "chai";
 import * as clone from "../../provider/clone-provider";
 import * as rootfs from "../../provider/rootfs-provider";
-import { cloneArgsSchema, rootfsArgsSchema } from "../../provider/schema";
+import {
+  type CloneInputs,
+  cloneArgsSchema,
+  type RootfsInputs,
+  rootfsArgsSchema,
+} from "../../provider/schema";
 import { closeAllConnections } from "../../provider/ssh";
-import { type FleetHost, fault, loadInventory, manifest } from "../support/fleet";
+import { type FaultAction, type FleetHost, fault, loadInventory, manifest } from "../support/fleet";
 import { destroyContainers, hostSh } from "../support/host";
 
 const inv = loadInventory();
@@ -50,40 +55,56 @@ async function waitFor(what: string, cond: () => Promise<boolean>, ms = 60_000):
 /** Every subvolume in the container's directory: after any run, only its rootfs. */
 const subvolumes = (name: string) => sh('find "/var/lib/lxc/$1" -type d -inum 256 | sort', name);
 
-/** Runs `work` in a separate node process (the provider process), so it can be SIGKILLed. */
-function providerChild(
-  kind: "rootfs" | "clone",
-  inputs: unknown,
-): { child: ChildProcess; done: Promise<number> } {
-  const mod = path.resolve(__dirname, `../../provider/${kind === "rootfs" ? "rootfs" : "clone"}-provider.js`);
+type Kind = "rootfs" | "clone";
+type Inputs<K extends Kind> = K extends "rootfs" ? RootfsInputs : CloneInputs;
+
+/** Runs a create in a separate node process (a provider process of its own), so it can be SIGKILLed. */
+function providerChild(kind: Kind, inputs: unknown): { child: ChildProcess; done: Promise<number> } {
+  const mod = path.resolve(__dirname, `../../provider/${kind}-provider.js`);
   const code = `require(${JSON.stringify(mod)}).create(JSON.parse(process.argv[1])).then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); })`;
   const child = spawn(process.execPath, ["-e", code, JSON.stringify(inputs)], { stdio: "ignore" });
   const done = new Promise<number>((resolve) => child.on("exit", (c) => resolve(c ?? -1)));
   return { child, done };
 }
 
+/** fault.sh actions that inject and clear each fault; a SIGKILL needs no clearing. */
+const INJECT: Record<Fault, FaultAction | undefined> = {
+  "link cut": "cut",
+  "sshd killed": "sshd-stop",
+  "provider SIGKILL": undefined,
+  "disk full": "fill",
+};
+const CLEAR: Record<Fault, FaultAction | undefined> = {
+  "link cut": "restore",
+  "sshd killed": "sshd-start",
+  "provider SIGKILL": undefined,
+  "disk full": "unfill",
+};
+
 /**
- * Holds `name` at `point`, starts `start()` (or a provider child), injects the fault once the point is
- * reached, lets the host go on, waits for the faulted run to end, clears the fault. Returns how the
- * faulted run ended.
+ * Holds `name` at `point`, starts a create of `kind` (in a provider child for a SIGKILL), injects the
+ * fault once the point is reached, lets the host go on, waits for the faulted run to end, clears the
+ * fault. Returns how the faulted run ended; unless the disk filled, it must have failed.
  */
-async function strike(
+async function strike<K extends Kind>(
+  kind: K,
+  inputs: Inputs<K>,
   name: string,
   point: string,
   f: Fault,
-  start: () => Promise<unknown>,
-  child: () => { child: ChildProcess; done: Promise<number> },
 ): Promise<string> {
   const hold = `${HOLD}/${name}.${point}`;
   await sh('mkdir -p "$1" && rm -f "$2.reached" && : >"$2"', HOLD, hold);
   let ended: Promise<string>;
   let proc: ChildProcess | undefined;
   if (f === "provider SIGKILL") {
-    const c = child();
+    const c = providerChild(kind, inputs);
     proc = c.child;
     ended = c.done.then((code) => (code === 0 ? "succeeded" : `failed (exit ${code})`));
   } else {
-    ended = start().then(
+    const create =
+      kind === "rootfs" ? rootfs.create(inputs as RootfsInputs) : clone.create(inputs as CloneInputs);
+    ended = create.then(
       () => "succeeded",
       (e: Error) => `failed: ${e.message.split("\n")[0].slice(0, 160)}`,
     );
@@ -92,25 +113,13 @@ async function strike(
     `${hold}.reached`,
     async () => (await sh('[ -e "$1.reached" ] && echo y || true', hold)) === "y\n",
   );
-  switch (f) {
-    case "link cut":
-      await fault(h1, "cut");
-      break;
-    case "sshd killed":
-      await fault(h1, "sshd-stop");
-      break;
-    case "provider SIGKILL":
-      proc?.kill("SIGKILL");
-      break;
-    case "disk full":
-      await fault(h1, "fill");
-      break;
-  }
+  const inject = INJECT[f];
+  if (inject) await fault(h1, inject);
+  else proc?.kill("SIGKILL");
   await sh('rm -f "$1"', hold);
   const how = await ended;
-  if (f === "link cut") await fault(h1, "restore");
-  if (f === "sshd killed") await fault(h1, "sshd-start");
-  if (f === "disk full") await fault(h1, "unfill");
+  const clear = CLEAR[f];
+  if (clear) await fault(h1, clear);
   await closeAllConnections();
   // A faulted run may have left its host-side script running (the link was cut, not the process): let
   // it reach its end before the next run looks, as a real next `pulumi up` comes much later.
@@ -118,6 +127,8 @@ async function strike(
     "the faulted run's host-side scripts to end",
     async () => (await sh(`pgrep -f "plb-(step|clone) .*${name}" >/dev/null && echo busy || true`)) === "",
   );
+  // The client lost its connection or its process: it cannot have reported success.
+  if (f !== "disk full") expect(how).to.match(/^failed/);
   return how;
 }
 
@@ -157,15 +168,7 @@ describe("fault matrix: each step × link cut, sshd killed, provider SIGKILL, di
             name,
           );
           const before = await manifest(h1, `${LXC}/${name}/rootfs`);
-          const how = await strike(
-            name,
-            step,
-            f,
-            () => rootfs.create(inputs),
-            () => providerChild("rootfs", inputs),
-          );
-          // The client lost its connection or its process: it cannot have reported success.
-          if (f !== "disk full") expect(how).to.match(/^failed/);
+          const how = await strike("rootfs", inputs, name, step, f);
           const { result, lines } = await logged(() => rootfs.create(inputs));
           const recovery = lines
             .find((l) => / (roll back|resume) an interrupted/.test(l))
@@ -215,15 +218,7 @@ describe("fault matrix: each step × link cut, sshd killed, provider SIGKILL, di
       for (const f of FAULTS) {
         it(`${point} × ${f}: the next create ends with the declared clone; the source is untouched`, async () => {
           await destroy(name);
-          const how = await strike(
-            name,
-            point,
-            f,
-            () => clone.create(inputs),
-            () => providerChild("clone", inputs),
-          );
-          // The client lost its connection or its process: it cannot have reported success.
-          if (f !== "disk full") expect(how).to.match(/^failed/);
+          const how = await strike("clone", inputs, name, point, f);
           const { result, lines } = await logged(() => clone.create(inputs));
           const recovery = lines.find((l) => /removing an unfinished|adopting/.test(l))?.replace(/^.*: /, "");
           expect(result.outs).to.include({ name, state: "STOPPED", actualHostname: "faulty" });
