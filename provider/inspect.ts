@@ -28,6 +28,8 @@ export interface RootfsInspection {
   availBytes?: number;
   rootfs?: "dir" | "symlink" | "other" | "missing";
   rootfsIsSubvolume: boolean;
+  /** lsattr's flags of the rootfs directory itself ("" when unknown). */
+  rootfsFlags: string;
   exists: Record<string, boolean>;
   state: string;
   subvolume?: SubvolumeInfo;
@@ -71,6 +73,7 @@ export function parseRootfsInspection(out: string): RootfsInspection {
     hasGetfattr: kv.get("has_getfattr") === "1",
     containerDir: need("container_dir") === "present" ? "present" : "missing",
     rootfsIsSubvolume: false,
+    rootfsFlags: "",
     exists: {},
     state: kv.get("state") ?? "UNKNOWN",
     nested: [],
@@ -82,6 +85,7 @@ export function parseRootfsInspection(out: string): RootfsInspection {
   insp.availBytes = Number(need("avail_bytes"));
   insp.rootfs = need("rootfs") as RootfsInspection["rootfs"];
   insp.rootfsIsSubvolume = insp.fstype === "btrfs" && insp.rootfs === "dir" && kv.get("rootfs_ino") === "256";
+  insp.rootfsFlags = kv.get("rootfs_flags") ?? "";
   for (const [k, v] of kv) if (k.startsWith("exists_")) insp.exists[k.slice(7)] = v === "1";
   if (kv.has("files")) insp.files = Number(kv.get("files"));
   if (kv.has("bytes")) insp.bytes = Number(kv.get("bytes"));

@@ -141,6 +141,9 @@ function stepsCopyAndSwap(
   p: RootfsPolicy,
   paths: RootfsPaths,
 ): RootfsPlan | string {
+  if (/[ia]/.test(insp.rootfsFlags.replace(/-/g, ""))) {
+    return `${paths.rootfs} itself is immutable or append-only (lsattr: ${insp.rootfsFlags}), so it cannot be renamed; clear it with chattr -i -a ${paths.rootfs} and run again`;
+  }
   const running = insp.state === "RUNNING" || insp.state === "FROZEN";
   if (running && p.ifRunning === "fail") {
     return `container ${p.container} is ${insp.state}; stop it first or set ifRunning: "restart"`;

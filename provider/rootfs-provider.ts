@@ -359,12 +359,12 @@ async function judgeVerification(
   const verdict = compareTreeReports(report);
   if (verdict.ok) {
     const what = insp?.hasGetfattr
-      ? ", xattrs"
+      ? ", xattrs (btrfs compression property included)"
       : " (xattrs not checked: getfattr missing, apt-get install attr)";
     log(
       remote,
       inputs,
-      `verified ${verdict.entries} entries: types, modes, owners, sizes, mtimes, links, devices, hardlinks${what}`,
+      `verified ${verdict.entries} entries: types, modes, owners, sizes, mtimes, links, devices, hardlinks, inode flags${what}`,
     );
     return;
   }
@@ -377,6 +377,14 @@ async function judgeVerification(
   );
 }
 
+const REPORT_DIFFERS: Record<string, string> = {
+  main: "metadata differs",
+  count: "entry count differs",
+  rdev: "device numbers differ",
+  xattr: "xattrs differ",
+  flags: "inode flags differ",
+};
+
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /** Pure: compares the two halves of a `verify` report. Hardlink groups are compared by path sets. */
@@ -387,11 +395,11 @@ export function compareTreeReports(out: string): { ok: true; entries: number } |
     const eq = line.indexOf("=");
     if (eq > 0) kv.set(line.slice(0, eq), line.slice(eq + 1));
   }
-  for (const k of ["main", "count", "rdev", "xattr"]) {
+  for (const k of ["main", "count", "rdev", "xattr", "flags"]) {
     const x = kv.get(`a_${k}`);
     const y = kv.get(`b_${k}`);
     if (x === undefined || y === undefined) return { ok: false, what: `no ${k} in the verification report` };
-    if (x !== y) return { ok: false, what: k === "main" ? "metadata differs" : `${k} differs` };
+    if (x !== y) return { ok: false, what: REPORT_DIFFERS[k] };
   }
   // A walk that failed silently (a pipeline stage dying) hashes nothing on both sides: equal, but empty.
   // Every tree has at least its top directory, so an empty manifest or a count of 0 is a failure.

@@ -14,7 +14,10 @@ kv container_dir present
 kv fstype "$(stat -f -c %T "$d")"
 kv avail_bytes "$(df -P -B1 "$d" | awk 'NR==2 {print $4}')"
 if [ -L "$r" ]; then kv rootfs symlink
-elif [ -d "$r" ]; then kv rootfs dir; kv rootfs_ino "$(stat -c %i "$r")"
+elif [ -d "$r" ]; then
+  kv rootfs dir; kv rootfs_ino "$(stat -c %i "$r")"
+  # The top directory's inode flags: an immutable or append-only one cannot be renamed by the swap.
+  f=$(lsattr -d -- "$r" 2>/dev/null) && kv rootfs_flags "${f%% *}"
 elif [ -e "$r" ]; then kv rootfs other
 else kv rootfs missing; fi
 for x in rootfs.plb-new rootfs.pre-btrfs rootfs.plb-old rootfs.plb-dir config.pre-btrfs; do

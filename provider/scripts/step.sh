@@ -9,6 +9,8 @@ shift 2
 d=$lxcpath/$name
 j=$d/.plb-journal
 fail() { printf '%s\n' "$*" >&2; exit 3; }
+nl='
+'
 is_subvol() { [ -d "$1" ] && [ ! -L "$1" ] && [ "$(stat -f -c %T "$1")" = btrfs ] && [ "$(stat -c %i "$1")" = 256 ]; }
 sync_dir() { sync -f "$1" 2>/dev/null || sync; }
 
@@ -29,11 +31,70 @@ xattrs() ( # DIR TAG: sha of every xattr and ACL, into $w/TAG.xattr
     echo unavailable
   fi >"$w/$2.xattr"
 )
+# Inode flags (lsattr's letters: NOCOW C, immutable i, append-only a, ...) of every file and directory of
+# DIR that has one, into OUT as sorted "FLAGS ./PATH" NUL-terminated records. find hands lsattr only files
+# and directories, so it never follows a symlink or opens a device; paths holding a newline (which would
+# break lsattr's line output) are read one by one.
+flags_of() ( # DIR OUT
+  cd "$1" || exit 1
+  find . \( -type f -o -type d \) ! -path "*$nl*" -exec lsattr -d -- {} + >"$2.raw" || exit 1
+  tr '\n' '\0' <"$2.raw" >"$2.all"
+  find . \( -type f -o -type d \) -path "*$nl*" -exec sh -c '
+    for f; do l=$(lsattr -d -- "$f") || exit 1; printf "%s %s\0" "${l%% *}" "$f"; done' plb-flags {} + >>"$2.all" ||
+    exit 1
+  { grep -z -v '^-* ' "$2.all" || [ $? = 1 ]; } | LC_ALL=C sort -z >"$2"
+  rm -f "$2.raw" "$2.all"
+)
+need_chattr() {
+  command -v lsattr >/dev/null 2>&1 && command -v chattr >/dev/null 2>&1 ||
+    fail "lsattr/chattr are missing on the host: install e2fsprogs (inode flags such as NOCOW and immutable must be copied)"
+}
+# cp copies no inode flags, and cannot reflink a NOCOW file into a COW one (EINVAL): give every NOCOW file
+# of the source an empty NOCOW twin in DST first, which cp then reflinks into (hardlinked names included:
+# cp replaces the twin of a second name by a link to the first).
+precreate_nocow() ( # FLAGS SRC DST
+  grep -z '^[^ ]*C' "$1" | sed -z 's/^[^ ]* //' | (cd "$3" && xargs -0 -r sh -c '
+    src=$1; shift
+    for p; do
+      [ -f "$src/$p" ] && [ ! -L "$src/$p" ] || continue
+      mkdir -p -- "${p%/*}" && : >"$p" && chattr +C -- "$p" || exit 255
+    done' plb-nocow "$2")
+)
+# Sets on DST's entries the flags the source had and the copy lacks, deepest first (after cp, so that
+# immutable and append-only entries were written first; chattr changes no mtime and refuses symlinks).
+# Only missing letters: chattr +c on a file that has its compression property resets it to zlib.
+apply_flags() ( # FLAGS DST
+  LC_ALL=C sort -rz "$1" | sed -z 's/^-*//; :a; s/^\([^ ]*\)-/\1/; ta' | (cd "$2" && xargs -0 -r sh -c '
+    for e; do
+      want=${e%% *} p=${e#* } add=
+      [ ! -L "$p" ] && have=$(lsattr -d -- "$p") || { printf "cannot read the flags of %s\n" "$p" >&2; exit 255; }
+      have=${have%% *}
+      while [ -n "$want" ]; do
+        c=${want%"${want#?}"} want=${want#?}
+        case $have in *"$c"*) ;; *) add=$add$c ;; esac
+      done
+      [ -z "$add" ] || chattr "+$add" -- "$p" || { printf "cannot set flags %s on %s\n" "$add" "$p" >&2; exit 255; }
+    done' plb-flags)
+)
+# Clears immutable and append-only flags in a tree we are about to remove (rm -rf cannot delete them).
+unlock() ( # DIR
+  if [ ! -d "$1" ] || [ -L "$1" ] || ! command -v chattr >/dev/null 2>&1; then exit 0; fi
+  f=$(mktemp)
+  trap 'rm -f "$f" "$f.raw" "$f.all"' EXIT
+  flags_of "$1" "$f" || exit 1
+  grep -z '^[^ ]*[ia]' "$f" | sed -z 's/^[^ ]* //' | (cd "$1" && xargs -0 -r chattr -i -a --)
+)
+remove_tree() { # PATH: a subvolume (deleted whole, whatever its flags) or a directory
+  if [ -e "$1" ] || [ -L "$1" ]; then
+    if is_subvol "$1"; then btrfs subvolume delete "$1" >/dev/null; else unlock "$1" && rm -rf -- "$1"; fi
+  fi
+}
 summary() ( # DIR TAG: the report lines for one walked tree
   printf '%s_main=%s\n' "$2" "$(LC_ALL=C sort -z "$w/$2.main" | sha256sum | cut -d' ' -f1)"
   printf '%s_count=%s\n' "$2" "$(tr -cd '\0' <"$w/$2.main" | wc -c)"
   printf '%s_rdev=%s\n' "$2" "$(cd "$1" && xargs -0 -r stat -c '%t:%T %n' <"$w/$2.dev" | LC_ALL=C sort | sha256sum | cut -d' ' -f1)"
   printf '%s_xattr=%s\n' "$2" "$(cat "$w/$2.xattr")"
+  printf '%s_flags=%s\n' "$2" "$(sha256sum <"$w/$2.flags" | cut -d' ' -f1)"
 )
 
 # Failpoint for the fault tests: while the root-only file /run/plb-hold/NAME.POINT exists, the run waits
@@ -67,25 +128,36 @@ mkdir-new)      # PATH
   mkdir "$1"
   ;;
 discard)        # PATH: remove a partial copy (subvolume or directory); absent is fine
-  if [ -e "$1" ] || [ -L "$1" ]; then
-    if is_subvol "$1"; then btrfs subvolume delete "$1" >/dev/null; else rm -rf -- "$1"; fi
-  fi
+  remove_tree "$1"
   ;;
-copy)           # SRC DST EVERY: reflink copy of the whole tree, progress every EVERY entries
+copy)           # SRC DST EVERY: reflink copy of the whole tree, progress every EVERY entries, inode flags too
+  need_chattr
+  top=$(lsattr -d -- "$1") || fail "cannot read the inode flags of $1"
+  case ${top%% *} in *[ia]*) fail "$1 itself is immutable or append-only (lsattr: ${top%% *}); it cannot be renamed: clear it with chattr -i -a and run again" ;; esac
+  fl=$(mktemp)
+  trap 'rm -f "$fl" "$fl.raw" "$fl.all"' EXIT
+  flags_of "$1" "$fl" || fail "could not read the inode flags of $1"
+  precreate_nocow "$fl" "$1" "$2" || fail "could not prepare the NOCOW files in $2"
   # -a keeps hardlinks, ACLs, owners, modes, times, special files; --preserve=xattr makes xattr
-  # failures errors instead of silent (coreutils: -a alone does not diagnose them).
+  # failures errors instead of silent (coreutils: -a alone does not diagnose them). The btrfs
+  # compression property is the xattr btrfs.compression and travels with the others.
   { cp -a --preserve=xattr --reflink=always -v -- "$1/." "$2/" 2>&3; echo "rc=$?"; } 3>&2 |
     awk -v every="$3" '/^rc=[0-9]+$/ { rc = $0; next } { n++; if (n % every == 0) { print "progress " n; fflush() } } END { print rc }' |
     { rc=; while IFS= read -r line; do case $line in rc=*) rc=${line#rc=} ;; *) printf '%s\n' "$line" ;; esac; done; exit "${rc:-1}"; }
+  apply_flags "$fl" "$2" || fail "could not set the inode flags of the copy in $2"
+  rm -f "$fl"
+  trap - EXIT
   ;;
 verify)         # A B: compare both trees' metadata; four walks (two per tree) run at once, while the
                 # copy is flushed to disk (the "swapping" journal's flush then finds little left to do)
   w=$(mktemp -d)
   trap 'rm -rf "$w"' EXIT
   sync -f "$2" 2>/dev/null & p0=$!
+  need_chattr
   walk "$1" a & p1=$!; walk "$2" b & p2=$!; xattrs "$1" a & p3=$!; xattrs "$2" b & p4=$!
-  if ! { wait $p1 && wait $p2 && wait $p3 && wait $p4; }; then
-    kill $p0 $p1 $p2 $p3 $p4 2>/dev/null || true
+  flags_of "$1" "$w/a.flags" & p5=$!; flags_of "$2" "$w/b.flags" & p6=$!
+  if ! { wait $p1 && wait $p2 && wait $p3 && wait $p4 && wait $p5 && wait $p6; }; then
+    kill $p0 $p1 $p2 $p3 $p4 $p5 $p6 2>/dev/null || true
     wait
     fail "could not walk both trees"
   fi
@@ -102,6 +174,11 @@ verify-diff)    # A B: the first differing manifest entries, for the error messa
   (cd "$1" && find . -printf '%p %y %#m %U %G %s %T@ %n %l\0' | LC_ALL=C sort -z | tr '\0\n' '\n ') >"$ta"
   (cd "$2" && find . -printf '%p %y %#m %U %G %s %T@ %n %l\0' | LC_ALL=C sort -z | tr '\0\n' '\n ') >"$tb"
   diff "$ta" "$tb" | head -n 8 || true
+  if command -v lsattr >/dev/null 2>&1 && flags_of "$1" "$ta" && flags_of "$2" "$tb"; then
+    tr '\0\n' '\n ' <"$ta" >"$ta.txt"; tr '\0\n' '\n ' <"$tb" >"$tb.txt"
+    diff "$ta.txt" "$tb.txt" | sed -n 's/^\([<>]\) /\1 flags /p' | head -n 8 || true
+    rm -f "$ta.txt" "$tb.txt"
+  fi
   rm -f "$ta" "$tb"
   ;;
 swap)           # CUR NEW OLD: CUR -> OLD, NEW -> CUR; resumes a half-done swap
@@ -137,7 +214,12 @@ move-nested)    # FROM TO: move every subvolume nested in FROM to the same place
       # Replacing an entry changes its directory mtime; put the verified one back afterwards.
       ref=$(mktemp)
       touch -r "${t%/*}" "$ref"
-      if [ -e "$t" ] || [ -L "$t" ]; then rm -rf -- "$t"; fi
+      if [ -e "$t" ] || [ -L "$t" ]; then
+        if [ -d "$t" ] && [ ! -L "$t" ] && command -v chattr >/dev/null 2>&1; then
+          find "$t" \( -type f -o -type d \) -print0 | xargs -0 -r chattr -i -a -- 2>/dev/null || true
+        fi
+        rm -rf -- "$t"
+      fi
       mv -- "$p" "$t"
       touch -r "$ref" "${t%/*}"
       rm -f "$ref"
@@ -147,9 +229,7 @@ move-nested)    # FROM TO: move every subvolume nested in FROM to the same place
 remove)         # PATH: delete the old tree (directory or subvolume)
   # Not flushed: if a power loss undoes the removal, the journal (still "swapped") makes the next run
   # remove it again. Only the copy must be durable before the swap, and the "swapping" journal made it so.
-  if [ -e "$1" ]; then
-    if is_subvol "$1"; then btrfs subvolume delete "$1" >/dev/null; else rm -rf -- "$1"; fi
-  fi
+  remove_tree "$1"
   ;;
 stop)
   lxc-stop -n "$name" -P "$lxcpath" -t 30

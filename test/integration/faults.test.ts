@@ -36,6 +36,17 @@ const connection = {
 const LXC = "/var/lib/lxc";
 const HOLD = "/run/plb-hold";
 
+/**
+ * What real containers hold (run in the rootfs): a systemd-style NOCOW journal directory with data, an
+ * immutable file, an append-only log and a file with the btrfs compression property. cp copies none of
+ * these flags and cannot reflink a NOCOW file into a COW one; the removal of the old tree must clear i
+ * and a first.
+ */
+const FLAGGED_TREE =
+  "mkdir -p var/log/journal && chattr +C var/log/journal && head -c 1048576 /dev/urandom >var/log/journal/system.journal && " +
+  "echo locked >etc/locked && chattr +i etc/locked && echo log >var/log/app.log && chattr +a var/log/app.log && " +
+  "echo zz >etc/zstd && btrfs property set etc/zstd compression zstd";
+
 type Fault = "link cut" | "sshd killed" | "provider SIGKILL" | "disk full";
 const FAULTS: Fault[] = ["link cut", "sshd killed", "provider SIGKILL", "disk full"];
 const matrix: string[] = [];
@@ -164,7 +175,7 @@ describe("fault matrix: each step × link cut, sshd killed, provider SIGKILL, di
         it(`${step} × ${f}: the next run finishes or rolls back; the tree is intact, nothing is left over`, async () => {
           await destroy(name);
           await sh(
-            'lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "lxc.net.0.type = empty\\n" >>"/var/lib/lxc/$1/config" && mkdir "/var/lib/lxc/$1/rootfs/bulk" && cd "/var/lib/lxc/$1/rootfs/bulk" && seq 1 2000 | xargs touch && ln 1 hard',
+            `lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "lxc.net.0.type = empty\\n" >>"/var/lib/lxc/$1/config" && mkdir "/var/lib/lxc/$1/rootfs/bulk" && cd "/var/lib/lxc/$1/rootfs/bulk" && seq 1 2000 | xargs touch && ln 1 hard && cd .. && ${FLAGGED_TREE}`,
             name,
           );
           const before = await manifest(h1, `${LXC}/${name}/rootfs`);

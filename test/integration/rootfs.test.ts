@@ -256,6 +256,112 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     });
   });
 
+  describe("a tree with inode flags (NOCOW journal, immutable, append-only, compression property)", () => {
+    const name = "it-flags";
+    // Every flag lsattr shows that btrfs keeps: C (NOCOW), i, a, A (noatime), d (nodump), c (compress),
+    // m (no-compress), S (sync), D (dirsync), on files and directories; plus the compression property.
+    const FLAGGED = `
+      r=/var/lib/lxc/$1/rootfs
+      cd "$r"
+      mkdir -p var/log/journal/abc && chattr +C var/log/journal var/log/journal/abc
+      head -c 8388608 /dev/urandom >var/log/journal/abc/system.journal
+      head -c 4194304 /dev/urandom >var/log/journal/abc/user-1000.journal
+      ln var/log/journal/abc/user-1000.journal var/log/journal/abc/hardlinked.journal
+      mkdir -p var/lib/mysql && echo cow >var/lib/mysql/created-before-C && chattr +C var/lib/mysql
+      head -c 2097152 /dev/urandom >var/lib/mysql/ibdata1
+      echo secret >etc/immutable && chattr +i etc/immutable
+      echo log >var/log/append.log && chattr +a var/log/append.log
+      echo a >noatime && chattr +A noatime; echo d >nodump && chattr +d nodump
+      echo c >compress && chattr +c compress; echo m >nocompress && chattr +m nocompress
+      echo s >syncfile && chattr +S syncfile; mkdir dirsync && chattr +D dirsync
+      echo z >zstd && btrfs property set zstd compression zstd
+      mkdir "$(printf 'new\\nline')" && head -c 65536 /dev/urandom >"$(printf 'new\\nline')/nocow" 2>/dev/null; chattr +C "$(printf 'new\\nline')"
+      : >"$(printf 'new\\nline')/empty-nocow"
+      mkdir -p srv/frozen && echo in >srv/frozen/file && touch -d '2001-02-03 04:05:06' srv/frozen && chattr +i srv/frozen
+      touch -d '2001-02-03 04:05:06' var/log/journal .
+    `;
+    before(async () => {
+      await makeContainer(h1, name);
+      await hostSh(h1, FLAGGED, name);
+    });
+    after(() => destroy(h1, name));
+
+    it("converts losslessly, flags and property included, reflinking NOCOW files (data grows < 1%), and reverts the same", async () => {
+      const before = await manifest(h1, `${LXC}/${name}/rootfs`);
+      for (const want of [
+        "flags=C",
+        "flags=i",
+        "flags=a",
+        "flags=A",
+        "flags=d",
+        "flags=c",
+        "flags=m",
+        "flags=S",
+        "flags=D",
+      ])
+        expect(before, want).to.include(`\t${want}\t`);
+      expect(before).to.include("btrfs.compression=0x7a737464");
+      const tree = Number(
+        await hostSh(h1, 'du -s -B1 --apparent-size "/var/lib/lxc/$1/rootfs" | cut -f1', name),
+      );
+      const used = async () =>
+        Number(
+          await hostSh(
+            h1,
+            'sync -f /var/lib/lxc && btrfs filesystem df -b /var/lib/lxc | sed -n "s/^Data, [a-z0-9]*: total=[0-9]*, used=//p"',
+          ),
+        );
+      const usedBefore = await used();
+      const { outs } = await rootfs.create(inputs(h1, name, { keepBackup: true, onDelete: "revert" }));
+      expect(outs).to.include({ rootfsIsSubvolume: true, configBackingStore: "btrfs" });
+      expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+      // The original is kept (keepBackup), so any data block the conversion copied would show up here: data only (small files live inline in metadata).
+      const growth = (await used()) - usedBefore;
+      console.log(`      flagged tree: ${tree} bytes; conversion grew data usage by ${growth} bytes`);
+      expect(growth).to.be.below(tree / 100);
+      expect(await manifest(h1, `${LXC}/${name}/rootfs.pre-btrfs`)).to.equal(before);
+
+      await rootfs.del("", outs);
+      expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+      expect(await hostSh(h1, 'stat -c %i "/var/lib/lxc/$1/rootfs"', name)).to.not.equal("256\n");
+      // The kept backup still holds the immutable files; the revert removed its own old subvolume.
+      expect(await hostSh(h1, 'ls -A "/var/lib/lxc/$1"', name)).to.equal(
+        "config\nconfig.pre-btrfs\nconfig.pre-dir\nrootfs\nrootfs.pre-btrfs\n",
+      );
+    });
+
+    it("removes an old tree holding immutable and append-only entries (keepBackup: false), leaving nothing", async () => {
+      await hostSh(
+        h1,
+        'cd "/var/lib/lxc/$1" && find rootfs.pre-btrfs \\( -type f -o -type d \\) -exec chattr -i -a {} + && rm -rf rootfs.pre-btrfs config.pre-btrfs config.pre-dir',
+        name,
+      );
+      const before = await manifest(h1, `${LXC}/${name}/rootfs`);
+      const { outs } = await rootfs.create(inputs(h1, name));
+      expect(outs.rootfsIsSubvolume).to.equal(true);
+      expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+      expect(await hostSh(h1, 'ls -A "/var/lib/lxc/$1"', name)).to.equal(
+        "config\nconfig.pre-btrfs\nrootfs\n",
+      );
+    });
+
+    it("refuses a rootfs directory that is itself immutable, changing nothing", async () => {
+      const other = "it-flags-top";
+      await makeContainer(h1, other);
+      try {
+        await hostSh(h1, 'chattr +i "/var/lib/lxc/$1/rootfs"', other);
+        const before = await dirManifest(h1, other);
+        const msg = await expectRefused(rootfs.create(inputs(h1, other)));
+        expect(msg).to.equal(
+          `LxcSubvolumeRootfs ${other} on root@${h1.address}:22: ${LXC}/${other}/rootfs itself is immutable or append-only (lsattr: ----i-----------------), so it cannot be renamed; clear it with chattr -i -a ${LXC}/${other}/rootfs and run again. Nothing was changed.`,
+        );
+        expect(await dirManifest(h1, other)).to.equal(before);
+      } finally {
+        await destroy(h1, other);
+      }
+    });
+  });
+
   describe("refusals leave the host exactly as it was", () => {
     const name = "it-refuse";
     beforeEach(() => makeContainer(h1, name));

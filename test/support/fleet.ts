@@ -351,8 +351,9 @@ const TYPE_BY_BITS = new Map<number, string>([
  * Deterministic manifest of the tree at `dir` on the host: one line per entry (the top directory is
  * `.`), sorted by path, with type, permission bits, uid, gid, size (not for directories: their size
  * is a filesystem artefact), mtime in ns, link count and hardlink group (files linked together get
- * the same number, numbered in path order), symlink target, device numbers, all xattrs (ACLs
- * included) and the SHA-256 of regular files. Inode numbers, ctime and the device id are left out,
+ * the same number, numbered in path order), symlink target, device numbers, all xattrs (ACLs and the
+ * btrfs compression property included), inode flags (lsattr letters: C, i, a, ...) of files and
+ * directories, and the SHA-256 of regular files. Inode numbers, ctime and the device id are left out,
  * so a copy into another subvolume of the same content yields the same manifest. Paths and targets
  * are escaped (`\\`, `\xNN`), so newlines and non-UTF-8 bytes are safe.
  */
@@ -361,7 +362,7 @@ export async function manifest(host: HostRef, dir: string, opts: ManifestOptions
   const env = { ...process.env, LC_ALL: "C" };
   const fields = ["%n", "%f", "%u", "%g", "%s", "%.9Y", "%i", "%h", "%Hr", "%Lr", "%d", "%b"];
   const statFmt = `${fields.join("\\0")}\\0`;
-  const [stats, links, hashes, xattrs] = await Promise.all([
+  const [stats, links, hashes, xattrs, flags] = await Promise.all([
     hostExec(host, ["find", root, "-exec", "stat", "--printf", statFmt, "{}", "+"], { env, check: true }),
     hostExec(host, ["find", root, "-type", "l", "-printf", "%p\\0%l\\0"], { env, check: true }),
     hostExec(host, ["find", root, "-type", "f", "-exec", "sha256sum", "-z", "{}", "+"], { env, check: true }),
@@ -372,6 +373,20 @@ export async function manifest(host: HostRef, dir: string, opts: ManifestOptions
       {
         env,
       },
+    ),
+    // Inode flags (lsattr letters) of files and directories, as NUL-separated "FLAGS PATH" records: lsattr
+    // prints lines, so paths holding a newline are read one at a time.
+    hostExec(
+      host,
+      [
+        "sh",
+        "-c",
+        `find "$1" \\( -type f -o -type d \\) ! -path '*\n*' -exec lsattr -d {} + | tr '\\n' '\\0' &&
+         find "$1" \\( -type f -o -type d \\) -path '*\n*' -exec sh -c 'for f; do l=$(lsattr -d "$f") && printf "%s %s\\0" "\${l%% *}" "$f"; done' - {} +`,
+        "-",
+        root,
+      ],
+      { env, check: true },
     ),
   ]);
   const rel = (p: string): string => {
@@ -390,6 +405,12 @@ export async function manifest(host: HostRef, dir: string, opts: ManifestOptions
     const m = /^([0-9a-f]{64}) [ *]([\s\S]*)$/.exec(rec);
     if (!m) throw new Error(`manifest: cannot parse sha256sum output ${esc(rec)}`);
     sha.set(m[2], m[1]);
+  }
+
+  const inodeFlags = new Map<string, string>();
+  for (const rec of splitNul(flags.stdoutBytes)) {
+    const sp = rec.indexOf(" ");
+    inodeFlags.set(rec.slice(sp + 1), rec.slice(0, sp).replace(/-/g, "") || "-");
   }
 
   const attrs = new Map<string, string[]>();
@@ -434,6 +455,7 @@ export async function manifest(host: HostRef, dir: string, opts: ManifestOptions
     ];
     if (opts.blocks) cols.push(`blocks=${blocks}`);
     cols.push(`xattrs=${(attrs.get(name) ?? []).sort().join(",") || "-"}`);
+    cols.push(`flags=${type === "f" || isDir ? (inodeFlags.get(name) ?? "?") : "-"}`);
     cols.push(`sha256=${type === "f" ? (sha.get(name) ?? "?") : "-"}`);
     entries.push({ path: esc(rel(name)), cols, key: !isDir && Number(nlink) > 1 ? `${devId}:${ino}` : null });
   }

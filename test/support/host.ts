@@ -13,13 +13,14 @@ export async function hostSh(host: FleetHost, script: string, ...args: string[])
 
 /**
  * Removes containers from the host, whatever state they are in: stops them (`lxc-stop -k`), deletes
- * every subvolume below the container directory (nested ones first), then the directory itself.
+ * every subvolume below the container directory (nested ones first), clears immutable and append-only
+ * flags on what is left (rm cannot remove those), then removes the directory itself.
  */
 export async function destroyContainers(host: FleetHost, ...names: string[]): Promise<void> {
   for (const n of names) {
     await hostSh(
       host,
-      'lxc-stop -k -n "$1" >/dev/null 2>&1; d=/var/lib/lxc/$1; [ -d "$d" ] || exit 0; find "$d" -mindepth 1 -depth -type d -inum 256 -exec btrfs subvolume delete {} + >/dev/null 2>&1; rm -rf "$d"',
+      'lxc-stop -k -n "$1" >/dev/null 2>&1; d=/var/lib/lxc/$1; [ -d "$d" ] || exit 0; find "$d" -mindepth 1 -depth -type d -inum 256 -exec btrfs subvolume delete {} + >/dev/null 2>&1; find "$d" \\( -type f -o -type d \\) -exec chattr -i -a {} + 2>/dev/null; rm -rf "$d"',
       n,
     );
   }

@@ -18,11 +18,14 @@ const NONE_EXIST = {
 };
 
 const TOOLS = { btrfsVersion: "btrfs-progs v6.2", lxcVersion: "5.0.2", hasLxcCopy: true, hasGetfattr: true };
+// The fixtures below were captured before inspect-rootfs.sh reported rootfs_flags: they parse to "".
+const NO_FLAGS = { rootfsFlags: "" };
 
 describe("inspect: parseRootfsInspection on real inspect-rootfs.sh output", () => {
   it("a plain directory rootfs on btrfs, walked", () => {
     expect(parseRootfsInspection(fixture("inspect-dir.bin"))).to.deep.equal({
       ...TOOLS,
+      ...NO_FLAGS,
       containerDir: "present",
       fstype: "btrfs",
       availBytes: 948568064,
@@ -49,6 +52,7 @@ describe("inspect: parseRootfsInspection on real inspect-rootfs.sh output", () =
   it("a subvolume rootfs (lxc-create -B btrfs) with its subvolume fields", () => {
     expect(parseRootfsInspection(fixture("inspect-subvol.bin"))).to.deep.equal({
       ...TOOLS,
+      ...NO_FLAGS,
       containerDir: "present",
       fstype: "btrfs",
       availBytes: 948568064,
@@ -99,6 +103,12 @@ describe("inspect: parseRootfsInspection on real inspect-rootfs.sh output", () =
     expect(parseRootfsInspection(raw).mounts).to.deep.equal([`${CAP_LXC}/d1/rootfs/mnt/with space`]);
   });
 
+  it("the inode flags of the rootfs directory itself (chattr +i)", () => {
+    const insp = parseRootfsInspection(fixture("inspect-immutable-top.bin"));
+    expect(insp.rootfsFlags).to.equal("----i-----------------");
+    expect(insp.rootfs).to.equal("dir");
+  });
+
   it("an interrupted conversion: journal and the partial rootfs.plb-new", () => {
     const insp = parseRootfsInspection(fixture("inspect-journal.bin"));
     expect(insp.journal).to.deep.equal({ op: "convert", phase: "copying", wasRunning: true });
@@ -109,6 +119,7 @@ describe("inspect: parseRootfsInspection on real inspect-rootfs.sh output", () =
   it("a symlinked rootfs and no config", () => {
     expect(parseRootfsInspection(fixture("inspect-symlink-noconfig.bin"))).to.deep.equal({
       ...TOOLS,
+      ...NO_FLAGS,
       containerDir: "present",
       fstype: "btrfs",
       availBytes: 948568064,
@@ -139,6 +150,7 @@ describe("inspect: parseRootfsInspection on real inspect-rootfs.sh output", () =
   it("a missing container stops after the tool versions", () => {
     expect(parseRootfsInspection(fixture("inspect-missing.bin"))).to.deep.equal({
       ...TOOLS,
+      ...NO_FLAGS,
       containerDir: "missing",
       rootfsIsSubvolume: false,
       exists: {},

@@ -36,6 +36,7 @@ function insp(over: Partial<RootfsInspection> = {}): RootfsInspection {
     lxcVersion: "5.0.2",
     hasLxcCopy: true,
     hasGetfattr: true,
+    rootfsFlags: "----------------------",
     containerDir: "present",
     fstype: "btrfs",
     availBytes: 10 * GiB,
@@ -148,6 +149,22 @@ describe("rootfs-plan: planConvert refusals", () => {
       insp({ config: null }),
       {},
       refuse("/var/lib/lxc/c1/config is missing or unreadable; is c1 an LXC container?"),
+    ],
+    [
+      "an immutable rootfs directory (the swap could not rename it)",
+      insp({ rootfsFlags: "----i-----------------" }),
+      {},
+      refuse(
+        "/var/lib/lxc/c1/rootfs itself is immutable or append-only (lsattr: ----i-----------------), so it cannot be renamed; clear it with chattr -i -a /var/lib/lxc/c1/rootfs and run again",
+      ),
+    ],
+    [
+      "an append-only rootfs directory",
+      insp({ rootfsFlags: "-----a----------------" }),
+      {},
+      refuse(
+        "/var/lib/lxc/c1/rootfs itself is immutable or append-only (lsattr: -----a----------------), so it cannot be renamed; clear it with chattr -i -a /var/lib/lxc/c1/rootfs and run again",
+      ),
     ],
     [
       "symlink rootfs",

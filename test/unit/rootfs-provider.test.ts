@@ -187,7 +187,14 @@ describe("rootfs-provider: compareTreeReports", () => {
   const OK = fixture("verify-ok.bin");
 
   it("the real report of a reflink copy is ok with its entry count", () => {
-    expect(compareTreeReports(OK)).to.deep.equal({ ok: true, entries: 306 });
+    expect(compareTreeReports(OK)).to.deep.equal({ ok: true, entries: 308 });
+  });
+
+  it("the real report after clearing an immutable flag in the copy: flags differ", () => {
+    expect(compareTreeReports(fixture("verify-flags-lost.bin"))).to.deep.equal({
+      ok: false,
+      what: "inode flags differ",
+    });
   });
 
   it("the real report after a chmod in the copy: metadata differs", () => {
@@ -200,9 +207,14 @@ describe("rootfs-provider: compareTreeReports", () => {
   const replaceLine = (key: string, value: string) =>
     OK.replace(new RegExp(`^${key}=.*$`, "m"), `${key}=${value}`);
   const table: [string, string, { ok: false; what: string }][] = [
-    ["count differs", replaceLine("b_count", "305"), { ok: false, what: "count differs" }],
-    ["rdev differs", replaceLine("b_rdev", "0".repeat(64)), { ok: false, what: "rdev differs" }],
-    ["xattr differs", replaceLine("a_xattr", "unavailable"), { ok: false, what: "xattr differs" }],
+    ["count differs", replaceLine("b_count", "307"), { ok: false, what: "entry count differs" }],
+    ["rdev differs", replaceLine("b_rdev", "0".repeat(64)), { ok: false, what: "device numbers differ" }],
+    ["xattr differs", replaceLine("a_xattr", "unavailable"), { ok: false, what: "xattrs differ" }],
+    [
+      "flags missing (a host script from before inode flags were verified)",
+      OK.replace(/^b_flags=.*\n/m, ""),
+      { ok: false, what: "no flags in the verification report" },
+    ],
     [
       "main missing",
       OK.replace(/^b_main=.*\n/m, ""),
@@ -217,7 +229,7 @@ describe("rootfs-provider: compareTreeReports", () => {
     ["@@a missing", OK.replace("@@a\0", ""), { ok: false, what: "hardlink report missing" }],
     [
       "a hardlink broken in the copy",
-      OK.replace(/(@@b\0(?:[^\0]*\0)*?)262 \.\/root\/b\0/, "$1999 ./root/b\0"),
+      OK.replace(/(@@b\0(?:[^\0]*\0)*?)266 \.\/root\/b\0/, "$1999 ./root/b\0"),
       { ok: false, what: "hardlink groups differ" },
     ],
     ["empty output", "", { ok: false, what: "no main in the verification report" }],
@@ -236,7 +248,7 @@ describe("rootfs-provider: compareTreeReports", () => {
 
   it("both sides without getfattr ('unavailable') still compare equal", () => {
     const out = replaceLine("a_xattr", "unavailable").replace(/^b_xattr=.*$/m, "b_xattr=unavailable");
-    expect(compareTreeReports(out)).to.deep.equal({ ok: true, entries: 306 });
+    expect(compareTreeReports(out)).to.deep.equal({ ok: true, entries: 308 });
   });
 });
 
@@ -260,7 +272,7 @@ describe("rootfs-provider: verifyReport (the verification at the end of a step b
   it("the report of a whole batch compares as the verification alone", () => {
     expect(compareTreeReports(verifyReport(`@@step 3 copy\n@@step 4 verify\n${report}`, 4))).to.deep.equal({
       ok: true,
-      entries: 306,
+      entries: 308,
     });
     expect(compareTreeReports(verifyReport("", 4))).to.deep.include({ ok: false });
   });
@@ -282,7 +294,7 @@ describe("rootfs-provider: the verification report cannot be forged or emptied b
     const add = (r: string, a: string, b: string) =>
       r.replace("@@a\0", `@@a\0${a}`).replace("\0@@b\0", `\0@@b\0${b}`);
     const same = add(OK, "7 ./q@@b\x007 ./r\0", "9 ./q@@b\x009 ./r\0");
-    expect(compareTreeReports(same)).to.deep.equal({ ok: true, entries: 306 });
+    expect(compareTreeReports(same)).to.deep.equal({ ok: true, entries: 308 });
     const regrouped = add(OK, "7 ./q@@b\x007 ./r\0", "9 ./q@@b\x008 ./r\0");
     expect(compareTreeReports(regrouped)).to.deep.equal({ ok: false, what: "hardlink groups differ" });
   });
