@@ -131,9 +131,10 @@ export function sourceProblem(insp: CloneInspection, lxcPath: string, source: st
 
 /**
  * The clone's config after lxc-copy, finished: lxc.mount.entry sources and lxc.log.file that still point
- * under the source's directory are moved to the clone's, lxc.uts.name is the hostname, and MACs listed in
- * `macs` are replaced: a string replaces every line with that MAC, a list (from uniqueMacs) gives the value
- * for each line with that MAC in file order. Every other byte stays.
+ * under the source's directory are moved to the clone's, lxc.uts.name is the hostname (added when the
+ * config has none: lxc-copy -K copies the source's line, or none), and MACs listed in `macs` are replaced:
+ * a string replaces every line with that MAC, a list (from uniqueMacs) gives the value for each line with
+ * that MAC in file order. Every other byte stays.
  */
 export function finishCloneConfig(
   text: string,
@@ -148,7 +149,7 @@ export function finishCloneConfig(
   const oldDir = `${o.lxcPath}/${o.source}/`;
   const newDir = `${o.lxcPath}/${o.name}/`;
   const occurrence = new Map<string, number>();
-  return text
+  const out = text
     .split("\n")
     .map((line) => {
       const m = /^(\s*)([a-z0-9._]+)(\s*=\s*)(.*)$/.exec(line);
@@ -169,6 +170,8 @@ export function finishCloneConfig(
       return line;
     })
     .join("\n");
+  if (getConfigValue(out, "lxc.uts.name") !== undefined) return out;
+  return `${out}${out === "" || out.endsWith("\n") ? "" : "\n"}lxc.uts.name = ${o.hostname}\n`;
 }
 
 /** /etc/hosts with every whole-word occurrence of `from` (outside comments) replaced by `to`. */

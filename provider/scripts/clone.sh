@@ -77,17 +77,28 @@ op_snapshot() ( # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
   freeze) lxc-freeze -n "$src" -P "$lxcpath"; frozen=1; extra=--allowrunning ;;
   restart) lxc-stop -n "$src" -P "$lxcpath" -t 30; restart=1 ;;
   esac
+  # -K (keep name): without it LXC writes the new name into <clone rootfs>/etc/hostname on the host and
+  # follows a symlink planted there by the source container (e.g. to /etc/shadow: a host file). We set
+  # lxc.uts.name and write /etc/hostname ourselves in finish, never through a symlink.
   if [ "$tool" = lxc-copy ]; then
-    lxc-copy -n "$src" -N "$name" -P "$lxcpath" -p "$lxcpath" -s -B btrfs $extra
+    lxc-copy -n "$src" -N "$name" -P "$lxcpath" -p "$lxcpath" -s -B btrfs -K $extra
   else
-    lxc-clone -o "$src" -n "$name" -P "$lxcpath" -s
+    lxc-clone -o "$src" -n "$name" -P "$lxcpath" -s -K
   fi
 )
 op_nested() { # snapshot each nested subvolume of the source into place, shallowest first
   find "$sd/rootfs" -mindepth 1 -type d -inum 256 -exec sh -c '
     sr=$1 cr=$2; shift 2
+    real=$(cd -P -- "$cr" && pwd -P) || exit 1
     for p in "$@"; do
       rel=${p#"$sr"/}
+      # The place in the clone must be reached through real directories only: a symlink planted on the
+      # way (the source may be running) must not send the snapshot elsewhere on the host.
+      at=$(cd -P -- "$(dirname -- "$cr/$rel")" 2>/dev/null && pwd -P)
+      if [ "$at" != "$(dirname -- "$real/$rel")" ] || [ -L "$cr/$rel" ]; then
+        printf "%s: a symlink on the way in the clone; not snapshotting the nested subvolume there\n" "$cr/$rel" >&2
+        exit 3
+      fi
       if [ "$(stat -c %i "$cr/$rel" 2>/dev/null)" = 256 ]; then continue; fi
       rmdir -- "$cr/$rel" 2>/dev/null || true
       btrfs subvolume snapshot "$p" "$cr/$rel" >/dev/null
@@ -96,7 +107,15 @@ op_nested() { # snapshot each nested subvolume of the source into place, shallow
 op_write() { # WHAT(config|hostname|hosts) [BYTES]: the next BYTES (default all) of stdin; temp, fsync, rename
   case $1 in
   config) f=$cd/config ;;
-  hostname|hosts) safe_file "$cd/rootfs" "$1" || fail "$cd/rootfs/etc/$1 is a symlink or not a regular file; not writing it"; f=$cd/rootfs/etc/$1 ;;
+  hostname|hosts)
+    e=$cd/rootfs/etc f=$cd/rootfs/etc/$1
+    { [ ! -L "$e" ] && [ -d "$e" ]; } ||
+      fail "$e is a symlink or not a directory in the source's snapshot; the clone's /etc/$1 cannot be written without following it: make /etc a directory in $src and run again"
+    # A symlink here is the clone's own (its snapshot of the source's): replace it by a regular file
+    # rather than write through it. Anything else that is not a regular file is refused.
+    if [ -L "$f" ]; then rm -f -- "$f"; fi
+    { [ -f "$f" ] || [ ! -e "$f" ]; } || fail "$f is not a regular file; not writing it"
+    ;;
   *) fail "unknown file $1" ;;
   esac
   # The temp file is created with O_EXCL (noclobber), so a symlink planted by the container under that
@@ -107,10 +126,13 @@ op_write() { # WHAT(config|hostname|hosts) [BYTES]: the next BYTES (default all)
     rm -f -- "$f.plb-tmp"
     fail "short input for $f: expected $2 bytes; nothing written"
   fi
+  [ -L "$f.plb-tmp" ] && fail "$f.plb-tmp was replaced by a symlink; not writing $f"
   if [ -e "$f" ]; then
-    [ -L "$f.plb-tmp" ] && fail "$f.plb-tmp was replaced by a symlink; not writing $f"
     chmod --reference="$f" "$f.plb-tmp"
     chown -h --reference="$f" "$f.plb-tmp"
+  elif [ "$1" != config ]; then
+    chmod 644 "$f.plb-tmp"
+    chown -h --reference="$cd/rootfs/etc" "$f.plb-tmp"  # the container's root, mapped or not
   fi
   sync -- "$f.plb-tmp" 2>/dev/null || sync  # fsync this file only, not the whole filesystem
   mv -f -- "$f.plb-tmp" "$f"

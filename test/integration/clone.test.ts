@@ -284,6 +284,119 @@ describe("LxcSnapshotClone on the fleet", function () {
     });
   });
 
+  describe("clones never write the host, whatever symlinks the source holds", () => {
+    // Files this test owns on the machine, outside every fleet host's /var/lib/lxc (the fleet hosts share
+    // the machine's filesystem but for /var/lib/lxc): a symlink in a source rootfs that LXC or we follow
+    // would change them.
+    const CANARY = "/var/tmp/plb-canary";
+    const canaries = ["hostname", "hosts", "tmp", "etc/hostname", "etc/hosts"];
+    const canaryState = () =>
+      sh(
+        'cd "$1" && for f in hostname hosts tmp etc/hostname etc/hosts; do printf "%s %s %s\\n" "$f" "$(stat -c "%s %.9Y %a" "$f")" "$(sha256sum <"$f" | cut -c1-16)"; done',
+        CANARY,
+      );
+    let pristine = "";
+    const OTHER = "ct-sym-other";
+    before(async () => {
+      await sh(
+        'rm -rf "$1" && mkdir -p "$1/etc" && for f in hostname hosts tmp etc/hostname etc/hosts; do printf "host file %s\\n" "$f" >"$1/$f"; done && touch -d "2001-01-01 00:00:00" "$1"/* "$1"/etc/*',
+        CANARY,
+      );
+      await makeSource(OTHER);
+      await sh('printf "other-secret\\n" >"/var/lib/lxc/$1/rootfs/etc/hostname"', OTHER);
+      pristine = await canaryState();
+      expect(pristine.split("\n").filter(Boolean)).to.have.length(canaries.length);
+    });
+    after(async () => {
+      await sh('rm -rf "$1"', CANARY);
+      await destroy(OTHER);
+    });
+
+    const ok: [string, string][] = [
+      ["/etc/hostname -> an absolute host file", `ln -sf ${CANARY}/hostname etc/hostname`],
+      [
+        "/etc/hostname -> a relative path out to a host file",
+        `ln -sf ../../../../../../${CANARY.slice(1)}/hostname etc/hostname`,
+      ],
+      [
+        "/etc/hostname -> another container's /etc/hostname",
+        `ln -sf /var/lib/lxc/${OTHER}/rootfs/etc/hostname etc/hostname`,
+      ],
+      ["/etc/hosts -> an absolute host file", `ln -sf ${CANARY}/hosts etc/hosts`],
+      [
+        "our temp names -> host files",
+        `ln -s ${CANARY}/tmp etc/hostname.plb-tmp && ln -s ${CANARY}/tmp etc/hosts.plb-tmp && ln -s ${CANARY}/tmp config.plb-tmp`,
+      ],
+    ];
+    for (const [what, plant] of ok) {
+      it(`${what}: the clone gets its own hostname; no host file or other container changes`, async () => {
+        const src = "ct-sym";
+        const cl = "ct-sym-c";
+        try {
+          await makeSource(src);
+          await sh('cd "/var/lib/lxc/$1/rootfs" && printf "127.0.1.1 ct-sym\\n" >etc/hosts && ' + plant, src);
+          await convert(src);
+          const { outs } = await clone.create(args(src, cl));
+          expect(outs.state).to.equal("STOPPED");
+          expect(await canaryState()).to.equal(pristine);
+          expect(await sh('cat "/var/lib/lxc/$1/rootfs/etc/hostname"', OTHER)).to.equal("other-secret\n");
+          expect(await sh('grep "^lxc.uts.name" "/var/lib/lxc/$1/config"', cl)).to.equal(
+            `lxc.uts.name = ${cl}\n`,
+          );
+          // /etc/hostname is a regular file with the clone's name (a symlink there was replaced, not followed).
+          expect(
+            await sh(
+              'stat -c %F "/var/lib/lxc/$1/rootfs/etc/hostname" && cat "/var/lib/lxc/$1/rootfs/etc/hostname"',
+              cl,
+            ),
+          ).to.equal(`regular file\n${cl}\n`);
+          // The source keeps its own name (the busybox template quotes it) and its symlinks.
+          expect(await sh('grep "^lxc.uts.name" "/var/lib/lxc/$1/config"', src)).to.equal(
+            `lxc.uts.name = "${src}"\n`,
+          );
+        } finally {
+          await destroy(cl, src);
+        }
+      });
+    }
+
+    it("/etc -> a host directory: a clear refusal naming the file, nothing left behind, no host file changed", async () => {
+      const src = "ct-sym";
+      const cl = "ct-sym-c";
+      try {
+        await makeSource(src);
+        await sh(`cd "/var/lib/lxc/$1/rootfs" && mv etc etc.real && ln -s ${CANARY}/etc etc`, src);
+        await convert(src);
+        const msg = await expectRefused(clone.create(args(src, cl)));
+        expect(msg).to.include(
+          `/var/lib/lxc/${cl}/rootfs/etc is a symlink or not a directory in the source's snapshot; the clone's /etc/hostname cannot be written without following it: make /etc a directory in ${src} and run again`,
+        );
+        expect(await canaryState()).to.equal(pristine);
+        expect(
+          await sh('ls -A /var/lib/lxc | grep -c -e "^$1\\$" -e "^.plb-making-$1\\$" || true', cl),
+        ).to.equal("0\n");
+      } finally {
+        await destroy(cl, src);
+      }
+    });
+
+    it("a started clone of a source with a symlinked /etc/hostname says its own name inside", async () => {
+      const src = "ct-sym";
+      const cl = "ct-sym-run";
+      try {
+        await makeSource(src, "lxc.net.0.type = empty\n");
+        await sh(`cd "/var/lib/lxc/$1/rootfs" && ln -sf ${CANARY}/etc/hostname etc/hostname`, src);
+        await convert(src);
+        const { outs } = await clone.create(args(src, cl, { start: true }));
+        expect(outs.state).to.equal("RUNNING");
+        expect((await hostExec(h2, ["lxc-attach", "-n", cl, "--", "hostname"])).stdout).to.equal(`${cl}\n`);
+        expect(await canaryState()).to.equal(pristine);
+      } finally {
+        await destroy(cl, src);
+      }
+    });
+  });
+
   describe("nested subvolumes and Debian", () => {
     after(() => destroy("ct-nested-c", "ct-nested", "deb2-c", "ct-deb"));
 

@@ -252,6 +252,12 @@ describe("clone-plan: finishCloneConfig", () => {
     );
   });
 
+  it("adds lxc.uts.name when the config has none (lxc-copy -K keeps the source's lines, which may lack it)", () => {
+    expect(finishCloneConfig("lxc.arch = x86_64\n", o)).to.equal("lxc.arch = x86_64\nlxc.uts.name = web1\n");
+    expect(finishCloneConfig("lxc.arch = x86_64", o)).to.equal("lxc.arch = x86_64\nlxc.uts.name = web1\n");
+    expect(finishCloneConfig("", o)).to.equal("lxc.uts.name = web1\n");
+  });
+
   it("keeps indentation and spacing of the uts.name line and replaces a quoted value", () => {
     expect(finishCloneConfig('  lxc.uts.name="src"\n', o)).to.equal("  lxc.uts.name=web1\n");
   });
@@ -260,7 +266,7 @@ describe("clone-plan: finishCloneConfig", () => {
     const text = "lxc.net.0.hwaddr = 00:16:3E:AA:BB:CC\nlxc.net.1.hwaddr = 00:16:3e:11:11:11\n";
     const macs = new Map([["00:16:3e:aa:bb:cc", "00:16:3e:01:02:03"]]);
     expect(finishCloneConfig(text, { ...o, macs })).to.equal(
-      "lxc.net.0.hwaddr = 00:16:3e:01:02:03\nlxc.net.1.hwaddr = 00:16:3e:11:11:11\n",
+      "lxc.net.0.hwaddr = 00:16:3e:01:02:03\nlxc.net.1.hwaddr = 00:16:3e:11:11:11\nlxc.uts.name = web1\n",
     );
   });
 
@@ -268,7 +274,7 @@ describe("clone-plan: finishCloneConfig", () => {
     const text = "lxc.net.0.hwaddr = 00:16:3e:aa:aa:aa\nlxc.net.1.hwaddr = 00:16:3e:aa:aa:aa\n";
     const macs = new Map([["00:16:3e:aa:aa:aa", ["00:16:3e:aa:aa:aa", "00:16:3e:40:80:80"]]]);
     expect(finishCloneConfig(text, { ...o, macs })).to.equal(
-      "lxc.net.0.hwaddr = 00:16:3e:aa:aa:aa\nlxc.net.1.hwaddr = 00:16:3e:40:80:80\n",
+      "lxc.net.0.hwaddr = 00:16:3e:aa:aa:aa\nlxc.net.1.hwaddr = 00:16:3e:40:80:80\nlxc.uts.name = web1\n",
     );
   });
 
@@ -396,6 +402,7 @@ describe("clone-plan: randomMac and uniqueMacs (seeded rand)", () => {
         "lxc.net.2.hwaddr = 00:16:3e:20:40:40",
         "lxc.net.3.hwaddr = 00:16:3e:60:c0:c0",
         "lxc.net.4.hwaddr = 00:16:3e:cc:cc:cc",
+        "lxc.uts.name = n",
         "",
       ].join("\n"),
     );
