@@ -6,12 +6,34 @@ import type { BackingStore } from "./lxc-config";
 import { classifyBackingStore } from "./lxc-config";
 
 export interface DiscoveredContainer {
+  /** The name; for a name we cannot manage (see `problem`), a printable form with `\xNN` escapes. */
   name: string;
   fstype: string;
   rootfs: "dir" | "symlink" | "missing";
   rootfsIsSubvolume: boolean;
   configBackingStore: BackingStore | "missing";
   state: string;
+  /** Why this container cannot be managed as it is (its name), with what to do; unset when it can. */
+  problem?: string;
+}
+
+/** Why a name that LXC allows is refused by our schema, and what to do about it. */
+export const ODD_NAME_PROBLEM =
+  "its name is not one this provider accepts (1-64 letters, digits, '_', '.' or '-', starting with a letter or digit, without '..'); rename it with lxc-copy -R to manage it";
+
+/**
+ * A directory name as the host returned it in hex, in a printable and unambiguous form: printable ASCII
+ * stays, a backslash is doubled, every other byte (tab, newline, non-UTF-8) becomes `\xNN`.
+ */
+export function printableName(hex: string): string {
+  let out = "";
+  for (let i = 0; i + 1 < hex.length; i += 2) {
+    const b = Number.parseInt(hex.slice(i, i + 2), 16);
+    if (b === 0x5c) out += "\\\\";
+    else if (b >= 0x20 && b <= 0x7e) out += String.fromCharCode(b);
+    else out += `\\x${hex.slice(i, i + 2).toLowerCase()}`;
+  }
+  return out;
 }
 
 /** Parses discover.sh output; fails closed on a record it cannot read. */
@@ -23,11 +45,22 @@ export function parseDiscovery(out: string): DiscoveredContainer[] {
     .slice(nl + 1)
     .split("\0")
     .filter(Boolean)
-    .map((rec) => {
+    .map((rec): DiscoveredContainer => {
       const f = rec.split("\t");
-      if (f.length !== 6)
+      if (f[0] === "odd" && f.length === 2 && /^([0-9a-f]{2})+$/.test(f[1])) {
+        return {
+          name: printableName(f[1]),
+          fstype: "unknown",
+          rootfs: "missing",
+          rootfsIsSubvolume: false,
+          configBackingStore: "missing",
+          state: "UNKNOWN",
+          problem: ODD_NAME_PROBLEM,
+        };
+      }
+      if (f[0] !== "ok" || f.length !== 7)
         throw new Error(`unrecognised discovery record ${JSON.stringify(rec.slice(0, 100))}`);
-      const [name, fstype, rootfs, ino, state, line] = f;
+      const [, name, fstype, rootfs, ino, state, line] = f;
       return {
         name,
         fstype,

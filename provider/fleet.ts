@@ -127,12 +127,13 @@ export class LxcFleetRollout extends pulumi.ComponentResource {
       args.hosts.map(async (h): Promise<FleetHostArgs> => {
         try {
           const found = await discoverContainers(h.connection, h);
-          const usable = found.filter((c) => c.fstype === "btrfs" && c.rootfs === "dir");
+          const usable = found.filter((c) => !c.problem && c.fstype === "btrfs" && c.rootfs === "dir");
           const skipped = found
             .filter((c) => !usable.includes(c))
             .map((c) => ({
               container: c.name,
-              reason: c.fstype !== "btrfs" ? `on ${c.fstype}, not btrfs` : `rootfs is ${c.rootfs}`,
+              reason:
+                c.problem ?? (c.fstype !== "btrfs" ? `on ${c.fstype}, not btrfs` : `rootfs is ${c.rootfs}`),
             }));
           return {
             name: h.name,

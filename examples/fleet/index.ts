@@ -4,7 +4,11 @@
 //   pulumi config set --path 'hosts[0].name' a; pulumi config set --path 'hosts[0].host' 10.0.0.5
 //   pulumi config set --path 'hosts[1].name' b; pulumi config set --path 'hosts[1].host' 10.0.0.6
 //   pulumi config set privateKeyPath ~/.ssh/id_ed25519
+//   pulumi config set lxcPath /srv/lxc          # optional: where the containers live (default /var/lib/lxc)
 //   pulumi up
+//
+// Directories whose names LXC allows but this provider does not (spaces, tabs, shell characters, a
+// leading dash, non-UTF-8 bytes) are listed under summary.<host>.skipped with the reason; the rest go on.
 //
 // Without config it rolls out over the btrfs hosts of the local sandbox fleet (`npm run fleet:up`).
 import { readFileSync } from "node:fs";
@@ -39,6 +43,7 @@ export = async () => {
         privateKeyPath: cfg.get("privateKeyPath") ?? fleet?.users.root.privateKeyPath,
         knownHostsPath: cfg.get("knownHostsPath") ?? fleet?.knownHostsPath,
       },
+      lxcPath: cfg.get("lxcPath"),
       include: cfg.getObject<string[]>("include"),
       exclude: cfg.getObject<string[]>("exclude") ?? ["*-clone", "it-*", "ct-*", "e2e-*", "bench-*"],
     })),
