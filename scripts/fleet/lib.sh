@@ -28,6 +28,10 @@ DEBIAN_SUITE=bookworm
 DEBIAN_TARBALL="$CACHE_DIR/debian-$DEBIAN_SUITE-minbase.tar.gz"
 # lxc-local wants an xz metadata tarball and an xz rootfs tarball: derived once from the .tar.gz.
 DEBIAN_LXC_IMAGE="$CACHE_DIR/debian-$DEBIAN_SUITE-minbase.lxc"
+# The same with systemd as init (debootstrap --include=systemd,systemd-sysv), for a container that has
+# really booted: its journald wrote a NOCOW journal on btrfs, as on users' hosts.
+SYSTEMD_TARBALL="$CACHE_DIR/debian-$DEBIAN_SUITE-systemd.tar.gz"
+SYSTEMD_LXC_IMAGE="$CACHE_DIR/debian-$DEBIAN_SUITE-systemd.lxc"
 
 # Packages the fleet needs (Debian names). lxc-templates ships /usr/share/lxc/config/*.common.conf.
 FLEET_PACKAGES=(btrfs-progs e2fsprogs openssh-server openssh-client lxc lxc-templates busybox-static
@@ -52,9 +56,10 @@ host_dir() { echo "$FLEET_DIR/hosts/$1"; }
 host_image() { echo "$(host_dir "$1")/image.img"; }
 host_pristine() { echo "$(host_dir "$1")/image.pristine.img"; }
 # Containers per host as NAME:KIND:STARTABLE. Names are unique fleet-wide: cgroup names are global.
+# STARTABLE "boot": started once with its own init (systemd), run until its journal rotates, then stopped.
 host_containers() {
   case "$1" in
-  h1) echo "web1:busybox:false web2:busybox:false deb1:debian:false run1:busybox:true" ;;
+  h1) echo "web1:busybox:false web2:busybox:false deb1:debian:false run1:busybox:true sd1:systemd:boot" ;;
   h2) echo "app1:busybox:false app2:busybox:false deb2:debian:false" ;;
   h3) echo "ext1:busybox:false" ;;
   h4) echo "" ;; # a third btrfs host, empty: the fleet benchmark and rollouts fill it

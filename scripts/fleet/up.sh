@@ -156,9 +156,10 @@ debian_overlay() { # DIR
   printf '127.0.0.1\tlocalhost\n127.0.1.1\tLXC_NAME\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$1/etc/hosts"
 }
 
-# lxc-local input: meta.tar.xz (config, templates) + rootfs.tar.xz, derived from PLAIN_TAR.
-build_lxc_image() { # PLAIN_TAR WORKDIR
-  local plain="$1" work="$2" out="$DEBIAN_LXC_IMAGE"
+# lxc-local input: meta.tar.xz (config, templates) + rootfs.tar.xz, derived from PLAIN_TAR, into OUT.
+build_lxc_image() { # PLAIN_TAR WORKDIR OUT DESCRIPTION
+  local plain="$1" work="$2" out="$3"
+  rm -rf "$work/overlay" "$work/meta"
   debian_overlay "$work/overlay"
   tar --numeric-owner --owner=0 --group=0 -rf "$plain" -C "$work/overlay" ./etc/hostname ./etc/hosts
   mkdir -p "$work/meta"
@@ -166,7 +167,7 @@ build_lxc_image() { # PLAIN_TAR WORKDIR
   printf 'lxc.include = LXC_TEMPLATE_CONFIG/debian.common.conf\nlxc.include = LXC_TEMPLATE_CONFIG/debian.userns.conf\nlxc.arch = %s\n' \
     "$(uname -m)" >"$work/meta/config-user"
   printf '/etc/hostname\n/etc/hosts\n' >"$work/meta/templates"
-  printf 'Debian %s minbase (debootstrap), built by pulumi-lxc-btrfs scripts/fleet/up.sh\n' "$DEBIAN_SUITE" >"$work/meta/create-message"
+  printf 'Debian %s %s (debootstrap), built by pulumi-lxc-btrfs scripts/fleet/up.sh\n' "$DEBIAN_SUITE" "$4" >"$work/meta/create-message"
   tar -cJf "$work/meta.tar.xz" -C "$work/meta" .
   xz -T0 -0 -c "$plain" >"$work/rootfs.tar.xz"
   rm -rf "$out.tmp"
@@ -176,19 +177,21 @@ build_lxc_image() { # PLAIN_TAR WORKDIR
   mv "$out.tmp" "$out"
 }
 
-ensure_debian_cache() {
-  [[ -s "$DEBIAN_TARBALL" && -s "$DEBIAN_LXC_IMAGE/meta.tar.xz" && -s "$DEBIAN_LXC_IMAGE/rootfs.tar.xz" ]] && return 0
+# debootstrap once into TARBALL (cached), and the lxc-local image IMAGE derived from it.
+ensure_rootfs_cache() { # TARBALL IMAGE DESCRIPTION [debootstrap args...]
+  local tarball="$1" image="$2" what="$3"
+  shift 3
+  [[ -s "$tarball" && -s "$image/meta.tar.xz" && -s "$image/rootfs.tar.xz" ]] && return 0
   mkdir -p "$CACHE_DIR"
-  rm -rf "$CACHE_DIR"/.work.* # left over by an interrupted run (we hold the fleet lock)
   local work
   work="$(mktemp -d "$CACHE_DIR/.work.XXXXXX")"
   # shellcheck disable=SC2064
   trap "rm -rf '$work'; trap - RETURN" RETURN
-  if [[ ! -s "$DEBIAN_TARBALL" ]]; then
+  if [[ ! -s "$tarball" ]]; then
     local mirror start=$SECONDS
     mirror="$(debian_mirror)"
-    log "fleet: debootstrap --variant=minbase $DEBIAN_SUITE from $mirror (once, cached in $CACHE_DIR)"
-    debootstrap --variant=minbase "$DEBIAN_SUITE" "$work/root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+    log "fleet: debootstrap --variant=minbase $* $DEBIAN_SUITE from $mirror (once, cached in $CACHE_DIR)"
+    debootstrap --variant=minbase "$@" "$DEBIAN_SUITE" "$work/root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
       tail -n 20 "$work/debootstrap.log" >&2
       die "debootstrap failed"
     }
@@ -198,15 +201,22 @@ ensure_debian_cache() {
     cp "$work/rootfs.tar" "$work/plain.tar"
     gzip -c "$work/rootfs.tar" >"$work/out.tar.gz" &
     local gz=$!
-    build_lxc_image "$work/plain.tar" "$work"
+    build_lxc_image "$work/plain.tar" "$work" "$image" "$what"
     wait "$gz"
-    mv "$work/out.tar.gz" "$DEBIAN_TARBALL"
-    log "fleet: cached $DEBIAN_TARBALL and $DEBIAN_LXC_IMAGE in $((SECONDS - start))s"
+    mv "$work/out.tar.gz" "$tarball"
+    log "fleet: cached $tarball and $image in $((SECONDS - start))s"
   else
-    log "fleet: deriving lxc-local image from $DEBIAN_TARBALL"
-    gzip -dc "$DEBIAN_TARBALL" >"$work/plain.tar"
-    build_lxc_image "$work/plain.tar" "$work"
+    log "fleet: deriving lxc-local image from $tarball"
+    gzip -dc "$tarball" >"$work/plain.tar"
+    build_lxc_image "$work/plain.tar" "$work" "$image" "$what"
   fi
+}
+
+ensure_debian_cache() {
+  mkdir -p "$CACHE_DIR"
+  rm -rf "$CACHE_DIR"/.work.* # left over by an interrupted run (we hold the fleet lock)
+  ensure_rootfs_cache "$DEBIAN_TARBALL" "$DEBIAN_LXC_IMAGE" minbase
+  ensure_rootfs_cache "$SYSTEMD_TARBALL" "$SYSTEMD_LXC_IMAGE" "minbase with systemd" --include=systemd,systemd-sysv
 }
 
 # --- network ----------------------------------------------------------------------------------
@@ -339,7 +349,11 @@ start_holder() {
 ensure_container() { # HOST NAME KIND STARTABLE
   local h="$1" c="$2" kind="$3" startable="$4" d out
   d="$(host_dir "$h")"
-  hexec "$h" test -f "$LXC_PATH/$c/config" && return 0
+  if hexec "$h" test -f "$LXC_PATH/$c/config"; then
+    # A booted container is complete only once its journal was rotated (the last step of boot_systemd).
+    [[ "$startable" != boot ]] && return 0
+    [[ -n "$(hexec "$h" find "$LXC_PATH/$c/rootfs/var/log/journal" -name 'system@*.journal' 2>/dev/null)" ]] && return 0
+  fi
   if hexec "$h" test -e "$LXC_PATH/$c"; then
     hlog "$h" "removing half-created container dir $c"
     hexec "$h" rm -rf "${LXC_PATH:?}/$c"
@@ -351,15 +365,19 @@ ensure_container() { # HOST NAME KIND STARTABLE
     cat "$out" >&2
     die "$h: lxc-create $c failed"
   } ;;
-  debian)
+  debian | systemd)
     ensure_debian_cache
+    local image="$DEBIAN_LXC_IMAGE"
+    [[ "$kind" == systemd ]] && image="$SYSTEMD_LXC_IMAGE"
     hexec "$h" lxc-create -n "$c" -t local -- \
-      --metadata "$DEBIAN_LXC_IMAGE/meta.tar.xz" --fstree "$DEBIAN_LXC_IMAGE/rootfs.tar.xz" >"$out" 2>&1 || {
+      --metadata "$image/meta.tar.xz" --fstree "$image/rootfs.tar.xz" >"$out" 2>&1 || {
       cat "$out" >&2
       die "$h: lxc-create $c failed"
     }
     ;;
   esac
+  # A new container changes the image: save the pristine copy again (make_pristine).
+  : >"$d/image.fresh"
   hexec "$h" grep -qx "lxc.rootfs.path = dir:$LXC_PATH/$c/rootfs" "$LXC_PATH/$c/config" ||
     die "$h: $c config has no dir: rootfs path"
   if [[ "$startable" == true ]]; then
@@ -372,7 +390,37 @@ ensure_container() { # HOST NAME KIND STARTABLE
     [[ "$name" == "$c" ]] || die "$h: $c says hostname '$name'"
     hexec "$h" lxc-stop -n "$c" -t 10 >>"$out" 2>&1 || die "$h: lxc-stop $c failed"
     hlog "$h" "$c starts, attaches ($name) and stops"
+  elif [[ "$startable" == boot ]]; then
+    boot_systemd "$h" "$c" "$out"
   fi
+}
+
+# Boots a systemd container once as users' containers have booted: systemd runs as init, its tmpfiles
+# rule journal-nocow.conf marks /var/log/journal NOCOW on btrfs, journald writes there; a rotation (what
+# journald does by itself after a while) makes the active journal a NOCOW file; then a clean shutdown.
+boot_systemd() { # HOST NAME LOG
+  local h="$1" c="$2" out="$3" st flagged
+  hexec "$h" lxc-start -n "$c" >>"$out" 2>&1 || {
+    cat "$out" >&2
+    die "$h: lxc-start $c (systemd) failed"
+  }
+  local i
+  # Until systemd has its bus up, systemctl says "Failed to connect to bus" and nothing on stdout.
+  for i in $(seq 240); do
+    st="$(hexec "$h" timeout 120 lxc-attach -n "$c" -- systemctl is-system-running --wait 2>>"$out" || true)"
+    [[ -n "$st" ]] && break
+    sleep 0.5
+  done
+  [[ "$st" == running || "$st" == degraded ]] || {
+    hexec "$h" lxc-stop -n "$c" -k >/dev/null 2>&1 || true
+    die "$h: systemd in $c did not come up (is-system-running: '${st:-no answer}')"
+  }
+  hexec "$h" lxc-attach -n "$c" -- sh -c 'logger "pulumi-lxc-btrfs fleet: first boot"; journalctl --flush && journalctl --rotate' >>"$out" 2>&1 ||
+    die "$h: journalctl in $c failed"
+  hexec "$h" lxc-stop -n "$c" -t 60 >>"$out" 2>&1 || die "$h: lxc-stop $c failed"
+  flagged="$(hexec "$h" sh -c 'find "$1" \( -type f -o -type d \) -exec lsattr -d {} + | grep -c "^[^ ]*C"' - "$LXC_PATH/$c/rootfs/var/log/journal")" ||
+    die "$h: $c has no NOCOW entries under /var/log/journal after booting"
+  hlog "$h" "$c booted systemd ($st), journal rotated, stopped; $flagged NOCOW entries under /var/log/journal"
 }
 
 stop_fleet_containers() {
@@ -507,7 +555,10 @@ write_inventory() {
         IFS=: read -r c kind startable <<<"$spec"
         ((first_c)) || printf ',\n'
         first_c=0
-        printf '        {"name": %s, "kind": %s, "startable": %s}' "$(json_str "$c")" "$(json_str "$kind")" "$startable"
+        local booted=false
+        if [[ "$startable" == boot ]]; then booted=true startable=true; fi
+        printf '        {"name": %s, "kind": %s, "startable": %s, "booted": %s}' \
+          "$(json_str "$c")" "$(json_str "$kind")" "$startable" "$booted"
       done
       printf '\n      ]\n    }'
     done

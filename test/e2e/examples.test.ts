@@ -108,6 +108,7 @@ describe("examples/ with the real Pulumi CLI", function () {
     expect([...summary.h1.converted, ...summary.h1.adopted].sort()).to.deep.equal([
       "deb1",
       "run1",
+      "sd1",
       "web1",
       "web2",
     ]);

@@ -5,8 +5,9 @@
  */
 import { readFileSync } from "node:fs";
 import { expect } from "chai";
+import * as clone from "../../provider/clone-provider";
 import * as rootfs from "../../provider/rootfs-provider";
-import { type RootfsInputs, rootfsArgsSchema } from "../../provider/schema";
+import { cloneArgsSchema, type RootfsInputs, rootfsArgsSchema } from "../../provider/schema";
 import { closeAllConnections } from "../../provider/ssh";
 import { type FleetHost, fault, hostExec, loadInventory, manifest } from "../support/fleet";
 import { destroyContainers as destroy, expectRefused, hostSh, waitFor } from "../support/host";
@@ -200,6 +201,73 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       const ran = await manifest(h1, `${LXC}/${deb}/rootfs`);
       await rootfs.del("", outs);
       expect(await manifest(h1, `${LXC}/${deb}/rootfs`)).to.equal(ran);
+    });
+  });
+
+  describe("a Debian container that booted systemd (journald wrote a NOCOW journal on btrfs)", () => {
+    const sd = h1.containers.find((c) => c.kind === "systemd" && c.booted)?.name as string;
+    const cl = `${sd}-c`;
+    after(() => destroy(h1, cl));
+
+    it("converts losslessly, flags included, with data growth < 1%; a started clone boots with its own name", async () => {
+      expect(sd, "the fleet has a booted systemd container").to.be.a("string");
+      const before = await manifest(h1, `${LXC}/${sd}/rootfs`);
+      const nocow = before.split("\n").filter((l) => /\tflags=[^\t]*C/.test(l));
+      const journals = nocow.filter((l) => /^var\/log\/journal\/[0-9a-f]{32}\/system\.journal\t/.test(l));
+      expect(journals, "the active journal is a NOCOW file with data").to.have.length(1);
+      expect(Number(/\tsize=(\d+)/.exec(journals[0])?.[1])).to.be.greaterThan(0);
+      const tree = Number(
+        await hostSh(h1, 'du -s -B1 --apparent-size "/var/lib/lxc/$1/rootfs" | cut -f1', sd),
+      );
+      const dataUsed = async () =>
+        Number(
+          await hostSh(
+            h1,
+            'sync -f /var/lib/lxc && btrfs filesystem df -b /var/lib/lxc | sed -n "s/^Data, [a-z0-9]*: total=[0-9]*, used=//p"',
+          ),
+        );
+      const usedBefore = await dataUsed();
+      const { outs } = await rootfs.create(inputs(h1, sd, { keepBackup: true }));
+      expect(outs).to.include({ rootfsIsSubvolume: true, configBackingStore: "btrfs", adopted: false });
+      expect(await manifest(h1, `${LXC}/${sd}/rootfs`)).to.equal(before);
+      const growth = (await dataUsed()) - usedBefore;
+      console.log(
+        `      ${sd}: ${outs.files} entries, ${nocow.length} NOCOW (lsattr C), tree ${tree} bytes; data usage grew by ${growth} bytes`,
+      );
+      expect(growth).to.be.below(tree / 100);
+
+      const made = await clone.create(
+        cloneArgsSchema.parse({
+          connection: inputs(h1, sd).connection,
+          source: sd,
+          name: cl,
+          start: true,
+        }),
+      );
+      expect(made.outs.state).to.equal("RUNNING");
+      const up = await hostExec(h1, [
+        "lxc-attach",
+        "-n",
+        cl,
+        "--",
+        "systemctl",
+        "is-system-running",
+        "--wait",
+      ]);
+      expect(up.stdout.trim()).to.be.oneOf(["running", "degraded"]);
+      expect((await hostExec(h1, ["lxc-attach", "-n", cl, "--", "hostname"])).stdout).to.equal(`${cl}\n`);
+      // The clone's journald writes its own NOCOW journal; the source's tree does not change.
+      await hostExec(h1, [
+        "lxc-attach",
+        "-n",
+        cl,
+        "--",
+        "sh",
+        "-c",
+        "logger clone-was-here && journalctl --flush",
+      ]);
+      expect(await manifest(h1, `${LXC}/${sd}/rootfs`)).to.equal(before);
+      await clone.del("", made.outs);
     });
   });
 

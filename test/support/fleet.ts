@@ -28,10 +28,15 @@ export interface FleetUser {
 /** A container that `up.sh` creates on a host (stopped, `dir:` rootfs). */
 export interface FleetContainer {
   name: string;
-  /** `busybox`: `lxc-create -t busybox`; `debian`: debootstrap minbase via `lxc-create -t local`. */
-  kind: "busybox" | "debian";
+  /**
+   * `busybox`: `lxc-create -t busybox`; `debian`: debootstrap minbase via `lxc-create -t local`;
+   * `systemd`: the same with systemd and systemd-sysv, booted once (see `booted`).
+   */
+  kind: "busybox" | "debian" | "systemd";
   /** Can be started with `lxc-start` (Debian minbase has no init). */
   startable: boolean;
+  /** Was booted once by up.sh with its own init (systemd), its journal rotated, then stopped. */
+  booted: boolean;
 }
 
 /** One fleet host. */
