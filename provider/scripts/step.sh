@@ -207,9 +207,15 @@ move-nested)    # FROM TO: move every subvolume nested in FROM to the same place
                 # replacing the flattened copy cp made there (snapshots and cp are not recursive).
   find "$1" -mindepth 1 -type d -inum 256 -prune -exec sh -c '
     from=$1 to=$2; shift 2
+    real=$(cd -P -- "$to" && pwd -P) || exit 1
     for p in "$@"; do
       rel=${p#"$from"/}
       t=$to/$rel
+      # Only through real directories: never let a symlink on the way move a subvolume out of the tree.
+      if [ "$(cd -P -- "${t%/*}" 2>/dev/null && pwd -P)" != "${real}/${rel%/*}" ] && [ "${rel%/*}" != "$rel" ]; then
+        printf "%s: a symlink on the way; not moving the nested subvolume there\n" "$t" >&2
+        exit 3
+      fi
       if [ "$(stat -c %i "$t" 2>/dev/null)" = 256 ]; then continue; fi
       # Replacing an entry changes its directory mtime; put the verified one back afterwards.
       ref=$(mktemp)

@@ -227,7 +227,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
           ),
         );
       const usedBefore = await dataUsed();
-      const { outs } = await rootfs.create(inputs(h1, sd, { keepBackup: true }));
+      const { outs } = await rootfs.create(inputs(h1, sd, { keepBackup: true, onDelete: "revert" }));
       expect(outs).to.include({ rootfsIsSubvolume: true, configBackingStore: "btrfs", adopted: false });
       expect(await manifest(h1, `${LXC}/${sd}/rootfs`)).to.equal(before);
       const growth = (await dataUsed()) - usedBefore;
@@ -245,16 +245,22 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
         }),
       );
       expect(made.outs.state).to.equal("RUNNING");
-      const up = await hostExec(h1, [
-        "lxc-attach",
-        "-n",
-        cl,
-        "--",
-        "systemctl",
-        "is-system-running",
-        "--wait",
-      ]);
-      expect(up.stdout.trim()).to.be.oneOf(["running", "degraded"]);
+      // Until systemd has its bus up, systemctl prints nothing ("Failed to connect to bus" on stderr).
+      let up = "";
+      await waitFor(async () => {
+        const r = await hostExec(h1, [
+          "lxc-attach",
+          "-n",
+          cl,
+          "--",
+          "systemctl",
+          "is-system-running",
+          "--wait",
+        ]);
+        up = r.stdout.trim();
+        return up !== "";
+      }, 120_000);
+      expect(up).to.be.oneOf(["running", "degraded"]);
       expect((await hostExec(h1, ["lxc-attach", "-n", cl, "--", "hostname"])).stdout).to.equal(`${cl}\n`);
       // The clone's journald writes its own NOCOW journal; the source's tree does not change.
       await hostExec(h1, [
@@ -268,6 +274,15 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       ]);
       expect(await manifest(h1, `${LXC}/${sd}/rootfs`)).to.equal(before);
       await clone.del("", made.outs);
+
+      // Back to a directory, flags and all, as the fleet made it (the kept backup goes too).
+      await rootfs.del("", outs);
+      expect(await manifest(h1, `${LXC}/${sd}/rootfs`)).to.equal(before);
+      await hostSh(
+        h1,
+        'cd "/var/lib/lxc/$1" && find rootfs.pre-btrfs \\( -type f -o -type d \\) -exec chattr -i -a {} + && rm -rf rootfs.pre-btrfs config.pre-btrfs config.pre-dir',
+        sd,
+      );
     });
   });
 
