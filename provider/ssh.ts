@@ -40,14 +40,23 @@ export interface Remote {
   check(argv: readonly string[], opts?: RunOptions & { hint?: string }): Promise<RunResult>;
 }
 
-/** Most OpenSSH servers allow 10 sessions per connection (MaxSessions); stay below it. */
+/**
+ * Channels (sessions) opened at once on one connection, at most. OpenSSH allows 10 by default (MaxSessions)
+ * and some servers fewer; a server that refuses a channel teaches the connection its real limit, and the
+ * command waits for a channel instead of failing (see runPooled).
+ */
 const MAX_CHANNELS = 8;
+/** A refused channel with none of ours open (the server still closing old ones): retry this often. */
+const REFUSED_RETRIES = 100;
+const REFUSED_PAUSE_MS = 50;
 const IDLE_CLOSE_MS = 15_000;
 
 interface PooledConnection {
   client: import("ssh2").Client;
   jump?: import("ssh2").Client;
   active: number;
+  /** Channels this connection may have open at once: MAX_CHANNELS until the server refuses one. */
+  limit: number;
   waiters: (() => void)[];
   idleTimer?: NodeJS.Timeout;
   closed: boolean;
@@ -144,15 +153,37 @@ async function runPooled(
 ): Promise<RunResult> {
   const command = buildCommandLine(argv, conn.sudo);
   const started = Date.now();
-  const pc = await acquire(conn, target);
   try {
-    return await execOnChannel(pc, target, argv, command, opts, opts.timeoutSec ?? conn.commandTimeout);
+    for (let refused = 0; ; refused++) {
+      const pc = await acquire(conn, target);
+      let others = 0;
+      try {
+        return await execOnChannel(pc, target, argv, command, opts, opts.timeoutSec ?? conn.commandTimeout);
+      } catch (e) {
+        // A refused channel is back-pressure, not a failure: the server's session limit (MaxSessions) is
+        // lower than ours, or it has not yet freed channels we closed. Learn the limit and wait for a
+        // channel of ours to be released; with none of ours open, pause briefly and try again.
+        if (!(e instanceof ChannelRefused)) throw e;
+        if (refused >= REFUSED_RETRIES) throw e.cause;
+        others = pc.active - 1;
+        pc.limit = Math.max(1, Math.min(pc.limit, others));
+        trace(`${target} channel refused with ${others} other(s) open; limit now ${pc.limit}`);
+      } finally {
+        release(pc);
+      }
+      if (others === 0) await sleep(REFUSED_PAUSE_MS);
+    }
   } finally {
-    release(pc);
-    if (process.env.LXC_BTRFS_TRACE)
-      console.error(`[lxc-btrfs trace] ${target} ${Date.now() - started}ms ${describeArgv(argv)}`);
+    trace(`${target} ${Date.now() - started}ms ${describeArgv(argv)}`);
   }
 }
+
+function trace(msg: string): void {
+  if (process.env.LXC_BTRFS_TRACE) console.error(`[lxc-btrfs trace] ${msg}`);
+}
+
+/** The server refused to open a channel (session) on a live connection. */
+class ChannelRefused extends Error {}
 
 function poolKey(conn: Connection | JumpConnection, proxy?: JumpConnection): string {
   // Credentials and the host key policy are part of the identity: a connection verified against one
@@ -190,7 +221,7 @@ async function acquire(conn: Connection, target: string): Promise<PooledConnecti
   const pc = await p;
   if (pc.idleTimer) clearTimeout(pc.idleTimer);
   pc.idleTimer = undefined;
-  if (pc.active >= MAX_CHANNELS) await new Promise<void>((resolve) => pc.waiters.push(resolve));
+  while (pc.active >= pc.limit) await new Promise<void>((resolve) => pc.waiters.push(resolve));
   pc.active++;
   return pc;
 }
@@ -242,6 +273,7 @@ async function dialWithRetries(conn: Connection, target: string): Promise<Pooled
         client,
         jump,
         active: 0,
+        limit: MAX_CHANNELS,
         waiters: [],
         closed: false,
         channels: new Set(),
@@ -392,11 +424,13 @@ function execOnChannel(
   return new Promise((resolve, reject) => {
     pc.client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
       if (err) {
-        reject(
-          new UserError(
-            `on ${target}: cannot start a command (${err.message}); the connection was lost or refused a session`,
-          ),
+        const failure = new UserError(
+          `on ${target}: cannot start a command (${err.message}); the connection was lost or refused a session`,
         );
+        // "Channel open failure" on a connection that is still up: the server said no to one more session.
+        if (/Channel open failure/i.test(err.message) && !pc.closed)
+          reject(new ChannelRefused(err.message, { cause: failure }));
+        else reject(failure);
         return;
       }
       const out: Buffer[] = [];

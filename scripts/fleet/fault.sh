@@ -7,6 +7,8 @@
 #   bash scripts/fleet/fault.sh <host> clear         undo latency
 #   bash scripts/fleet/fault.sh <host> sshd-stop     kill sshd and all its sessions
 #   bash scripts/fleet/fault.sh <host> sshd-start    start sshd again (same mount namespace)
+#   bash scripts/fleet/fault.sh <host> sshd-max-sessions <n|default>
+#                                                    restart sshd with MaxSessions n (default: the stock 10)
 #   bash scripts/fleet/fault.sh <host> fill          fill /var/lib/lxc until ENOSPC (one file)
 #   bash scripts/fleet/fault.sh <host> unfill        remove that file
 #
@@ -18,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PROXY_PORT=60022
 
 usage() {
-  sed -n '4,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '4,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -166,6 +168,12 @@ sshd-start)
     start_sshd "$host"
     hlog "$host" "sshd $(sshd_pid "$host") started"
   fi
+  ;;
+sshd-max-sessions)
+  (($# == 1)) && [[ "$1" =~ ^([0-9]+|default)$ ]] || usage
+  stop_sshd "$host"
+  if [[ "$1" == default ]]; then start_sshd "$host"; else start_sshd "$host" -o "MaxSessions=$1"; fi
+  hlog "$host" "sshd $(sshd_pid "$host") started with MaxSessions $1"
   ;;
 fill) fill_fs ;;
 unfill) unfill_fs ;;

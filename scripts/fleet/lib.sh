@@ -184,8 +184,9 @@ stop_sshd() {
 }
 
 # Start sshd in the host's namespaces (the holder's), return once it listens.
-start_sshd() {
+start_sshd() { # HOST [sshd -o OPTION=VALUE ...]
   local h="$1" d pid
+  shift
   d="$(host_dir "$h")"
   pid="$(holder_pid "$h")" || die "$h: holder not running, cannot start sshd (run: npm run fleet:up)"
   mkdir -p /run/sshd
@@ -193,7 +194,7 @@ start_sshd() {
   /usr/sbin/sshd -t -f "$d/sshd_config" || die "$h: sshd_config invalid"
   # shellcheck disable=SC2094 # early errors (before sshd opens its -E log) land in the same file
   nsenter --target "$pid" --mount --net --uts --wd=/ -- \
-    /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log" </dev/null >>"$d/sshd.log" 2>&1 9>&- ||
+    /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log" "$@" </dev/null >>"$d/sshd.log" 2>&1 9>&- ||
     die "$h: sshd failed to start (see $d/sshd.log)"
   for _ in $(seq 100); do
     if sshd_pid "$h" >/dev/null && nsenter --target "$pid" --net -- ss -Hltn "src $(host_addr "$h")" "sport = :22" | grep -q .; then

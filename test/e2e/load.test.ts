@@ -40,7 +40,8 @@ if (spec.rollout) {
   for (const h of spec.hosts) {
     for (const c of h.containers) {
       const r = new LxcSubvolumeRootfs(\`\${h.name}-\${c}\`, { connection: conn(h.address), container: c, onDelete: "retain" });
-      new LxcSnapshotClone(\`\${h.name}-\${c}-c\`, { connection: conn(h.address), source: c, name: \`\${c}-c\` }, { dependsOn: [r] });
+      if (!spec.noClones)
+        new LxcSnapshotClone(\`\${h.name}-\${c}-c\`, { connection: conn(h.address), source: c, name: \`\${c}-c\` }, { dependsOn: [r] });
     }
   }
 }
@@ -58,13 +59,14 @@ function project(tag: string) {
     stateDir: path.join(dir, "state"),
     extra: { PULUMI_NODEJS_TRANSPILE_ONLY: "true", PLB_SPEC: specFile },
   });
-  const spec = (hosts: { host: FleetHost; containers: string[] }[], rollout = false) =>
+  const spec = (hosts: { host: FleetHost; containers: string[] }[], rollout = false, noClones = false) =>
     fs.writeFileSync(
       specFile,
       JSON.stringify({
         key: inv.users.root.privateKeyPath,
         knownHosts: inv.knownHostsPath,
         rollout,
+        noClones,
         hosts: hosts.map((h) => ({ name: h.host.name, address: h.host.address, containers: h.containers })),
       }),
     );
@@ -203,6 +205,62 @@ done; echo $ok`,
       expect(stdout).to.match(/201 unchanged/);
       expect([countAccepted(h1), countAccepted(h2)]).to.deep.equal(logins);
     });
+  });
+
+  describe("sshd's session limit: refused channels are back-pressure, never failures", () => {
+    // 100 containers that are already converted, so every resource only adopts (create) or inspects
+    // (refresh): many short commands at once, the load under which a refused channel used to fail a read.
+    const names = Array.from({ length: 100 }, (_, i) => `ms-${String(i).padStart(3, "0")}`);
+    before(async () => {
+      await removeContainers(h2, "ms-*");
+      await hostSh(
+        h2,
+        `set -e; cd /var/lib/lxc; t=plb-ms-tpl
+lxc-destroy -n $t >/dev/null 2>&1 || true
+lxc-create -n $t -t busybox -B btrfs >/dev/null 2>&1
+for n in "$@"; do
+  mkdir "$n"; btrfs subvolume snapshot $t/rootfs "$n/rootfs" >/dev/null
+  sed "s#/var/lib/lxc/$t/#/var/lib/lxc/$n/#; s#^lxc.uts.name = .*#lxc.uts.name = $n#" $t/config >"$n/config"
+done
+lxc-destroy -n $t >/dev/null`,
+        ...names,
+      );
+    });
+    after(async () => {
+      await fault(h2, "sshd-max-sessions", "default");
+      await removeContainers(h2, "ms-*");
+    });
+
+    // 10 is OpenSSH's stock MaxSessions (the fleet runs stock sshd); 2 is a server stricter than our
+    // default of 8 channels per connection. Set here only, for this test, and restored after it.
+    for (const max of ["default", "2"]) {
+      it(`MaxSessions ${max === "default" ? "10 (stock)" : max}: up adopting 100 and a refresh never fail on channel opens`, async () => {
+        await fault(h2, "sshd-max-sessions", max);
+        const p = project(`ms${max}`);
+        await p.init();
+        p.spec([{ host: h2, containers: names }], false, true);
+        const t0 = Date.now();
+        const up = await p.pulumi(["up", "--yes", "--skip-preview", "--parallel", "32"]);
+        const t1 = Date.now();
+        const refresh = await p.pulumi(["preview", "--refresh", "--parallel", "32"]);
+        const t2 = Date.now();
+        console.log(
+          `      MaxSessions ${max}: up (100 adopted) ${((t1 - t0) / 1000).toFixed(1)} s, preview --refresh ${((t2 - t1) / 1000).toFixed(1)} s`,
+        );
+        expect(up.stdout).to.match(/\+ 101 created/);
+        expect(refresh.stdout).to.match(/101 unchanged/);
+        for (const out of [up, refresh])
+          expect(out.stdout + out.stderr).to.not.match(/Channel open failure|refused a session/);
+        const outs = JSON.parse((await p.pulumi(["stack", "export"])).stdout).deployment.resources.filter(
+          (r: { type: string }) => r.type.endsWith(":LxcSubvolumeRootfs"),
+        );
+        expect(outs).to.have.length(100);
+        expect(outs.every((r: { outputs: { adopted: boolean } }) => r.outputs.adopted === true)).to.equal(
+          true,
+        );
+        await p.pulumi(["destroy", "--yes", "--skip-preview"]);
+      });
+    }
   });
 
   describe("a host down during a rollout", () => {

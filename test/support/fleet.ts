@@ -245,13 +245,15 @@ export type FaultAction =
   | "clear"
   | "sshd-stop"
   | "sshd-start"
+  | "sshd-max-sessions"
   | "fill"
   | "unfill";
 
 /**
  * Injects (or removes) a fault on a host via `scripts/fleet/fault.sh` and resolves with its output.
  * cut/restore: drop all packets on the host's link; latency ms/clear: delay tcp/22 each way;
- * sshd-stop/sshd-start: kill sshd and its sessions / start it again; fill/unfill: fill the host's
+ * sshd-stop/sshd-start: kill sshd and its sessions / start it again; sshd-max-sessions n|default: restart
+ * sshd with that MaxSessions (default: the stock 10); fill/unfill: fill the host's
  * /var/lib/lxc until ENOSPC / free it. Rejects when the script fails.
  */
 export async function fault(
