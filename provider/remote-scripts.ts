@@ -7,7 +7,9 @@ import { join } from "node:path";
 
 const cache = new Map<string, string>();
 
-export function script(name: "inspect-rootfs" | "step" | "clone" | "discover"): string {
+export type ScriptName = "inspect-rootfs" | "step" | "clone" | "discover" | "batch";
+
+export function script(name: ScriptName): string {
   let text = cache.get(name);
   if (text === undefined) {
     text = readFileSync(join(__dirname, "scripts", `${name}.sh`), "utf8");
@@ -17,6 +19,6 @@ export function script(name: "inspect-rootfs" | "step" | "clone" | "discover"): 
 }
 
 /** argv for running a named script with arguments. */
-export function scriptArgv(name: Parameters<typeof script>[0], args: readonly string[]): string[] {
+export function scriptArgv(name: ScriptName, args: readonly string[]): string[] {
   return ["sh", "-c", script(name), `plb-${name}`, ...args];
 }

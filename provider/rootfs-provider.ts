@@ -3,7 +3,8 @@
  * Loaded lazily inside the dynamic provider's methods (see resources.ts), so node-ssh and zod are never
  * captured into the serialized provider.
  */
-import { UserError } from "./errors";
+import { runBatched } from "./batch";
+import { RemoteCommandError, UserError } from "./errors";
 import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspect";
 import { scriptArgv } from "./remote-scripts";
 import { guardProviderProcess } from "./process-guard";
@@ -114,7 +115,9 @@ export async function read(
 ): Promise<{ id?: string; props?: RootfsOutputs; inputs?: RootfsInputs }> {
   const inputs = parseInputs(pickInputs(props));
   const remote = openRemote(inputs.connection);
-  const insp = await inspect(remote, inputs, "0");
+  const insp = await inspect(remote, inputs, "0").catch((e) => {
+    throw named(inputs, e);
+  });
   if (insp.containerDir === "missing") return {};
   const outs = toOutputs(inputs, remote, insp, props.adopted ?? false, props);
   return { id, props: outs, inputs: pickInputs(props) };
@@ -175,11 +178,15 @@ async function runPlans(
   try {
     return await runPlansOnce(remote, inputs, planner, verb);
   } catch (e) {
-    // Name the resource in every failure (a failed command, a host that cannot be reached), not only in refusals.
-    if (e instanceof UserError && !e.message.startsWith("LxcSubvolumeRootfs "))
-      throw new UserError(`LxcSubvolumeRootfs ${inputs.container}: ${e.message}`);
-    throw e;
+    throw named(inputs, e);
   }
+}
+
+/** Names the resource in every failure (a failed command, a host that cannot be reached), not only in refusals. */
+function named(inputs: RootfsInputs, e: unknown): unknown {
+  if (e instanceof UserError && !e.message.startsWith("LxcSubvolumeRootfs "))
+    return new UserError(`LxcSubvolumeRootfs ${inputs.container}: ${e.message}`);
+  return e;
 }
 
 async function runPlansOnce(
@@ -191,8 +198,9 @@ async function runPlansOnce(
   let changed = false;
   let first: RootfsInspection | undefined;
   for (let round = 0; round < MAX_PLAN_ROUNDS; round++) {
-    // A conversion moves the tree without changing it: later rounds walk only if there is work left.
-    const insp = await inspect(remote, inputs, first ? "auto" : "1");
+    // Walk (count the tree) only when it will be copied: adopting a converted rootfs costs no walk, and a
+    // conversion moves the tree without changing it, so later rounds keep the first count.
+    const insp = await inspect(remote, inputs, "auto");
     first ??= insp;
     insp.files ??= first.files;
     insp.bytes ??= first.bytes;
@@ -218,7 +226,11 @@ async function inspect(
   inputs: RootfsInputs,
   walk: "0" | "1" | "auto",
 ): Promise<RootfsInspection> {
-  const res = await remote.check(scriptArgv("inspect-rootfs", [inputs.lxcPath, inputs.container, walk]));
+  const args = [inputs.lxcPath, inputs.container, walk];
+  // Batched with the other resources' inspections of this host (reads and adoptions come in hundreds).
+  const res = await runBatched(remote, "inspect-rootfs", args);
+  if (res.code !== 0)
+    throw new RemoteCommandError(remote.target, scriptArgv("inspect-rootfs", args), res.code, res.stderr);
   try {
     return parseRootfsInspection(res.stdout);
   } catch (e) {

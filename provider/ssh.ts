@@ -29,11 +29,15 @@ export interface RunResult {
   code: number | null;
   stdout: string;
   stderr: string;
+  /** stdout as received, for output framed by byte counts (see batch.ts). */
+  stdoutBytes?: Buffer;
 }
 
 export interface Remote {
   /** `user@host:port` (and the jump host), for messages. Never contains secrets. */
   readonly target: string;
+  /** Identifies the pooled connection (user, host, jump host, a hash of the credentials): no secret. */
+  readonly key: string;
   /** Runs argv; resolves with any exit code. */
   run(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
   /** Runs argv; rejects with a RemoteCommandError naming host, command, code and stderr unless it exits 0. */
@@ -119,6 +123,7 @@ export function openRemote(conn: Connection): Remote {
   const run = (argv: readonly string[], opts: RunOptions = {}) => runPooled(conn, target, argv, opts);
   return {
     target,
+    key: poolKey(conn, conn.proxy),
     run,
     async check(argv, opts = {}) {
       const res = await run(argv, opts);
@@ -467,7 +472,8 @@ function execOnChannel(
         } else if (code === null && pc.closed) {
           fail("the SSH connection was lost while the command ran");
         } else {
-          resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr });
+          const bytes = Buffer.concat(out);
+          resolve({ code, stdout: bytes.toString("utf8"), stderr, stdoutBytes: bytes });
         }
       });
       if (opts.stdin !== undefined) channel.end(opts.stdin);

@@ -56,5 +56,5 @@ export function timedRemote(inner: Remote, sink: CommandTiming[]): Remote {
         });
       }
     };
-  return { target: inner.target, run: wrap(inner.run), check: wrap(inner.check) };
+  return { target: inner.target, key: inner.key, run: wrap(inner.run), check: wrap(inner.check) };
 }

@@ -549,6 +549,59 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     });
   });
 
+  describe("batched reads", () => {
+    const names = ["it-rd-1", "it-rd-2", "it-rd-3"];
+    const conn = {
+      host: h1.address,
+      privateKey: rootKey,
+      knownHostsPath: inv.knownHostsPath,
+      dialErrorLimit: 1,
+      perDialTimeout: 4,
+    };
+    const readAll = () =>
+      Promise.allSettled(
+        names.map((n) => rootfs.read("", inputs(h1, n, { connection: conn as never }) as never)),
+      );
+    before(async () => {
+      for (const n of names) await makeContainer(h1, n);
+    });
+    after(async () => {
+      await fault(h1, "restore");
+      await fault(h1, "clear");
+      await destroy(h1, ...names);
+    });
+
+    it("concurrent reads of one host each get their own inspection", async () => {
+      const res = await readAll();
+      expect(
+        res.map((r) => (r.status === "fulfilled" ? r.value.props?.container : r.reason.message)),
+      ).to.deep.equal(names);
+      expect(
+        res.every((r) => r.status === "fulfilled" && r.value.props?.rootfsIsSubvolume === false),
+      ).to.equal(true);
+    });
+
+    it("a link cut while a batch is in flight fails each waiting read with its own resource name", async () => {
+      await readAll(); // the pooled connection is up
+      await fault(h1, "latency", 400);
+      const pending = readAll();
+      // 400 ms each way: the channel opens after ~0.8 s and the batch runs after ~1.6 s; cut while it runs.
+      await new Promise((r) => setTimeout(r, 2000));
+      await fault(h1, "cut");
+      const res = await pending;
+      await fault(h1, "restore");
+      await fault(h1, "clear");
+      const messages = res.map((r) => (r.status === "rejected" ? (r.reason as Error).message : "succeeded"));
+      names.forEach((n, i) => {
+        expect(messages[i]).to.match(
+          new RegExp(
+            `^LxcSubvolumeRootfs ${n}: on root@${h1.address.replace(/\./g, "\\.")}:22: .*(the SSH connection was lost while the command ran|the connection was lost or refused a session)`,
+          ),
+        );
+      });
+    });
+  });
+
   describe("crash safety", () => {
     const name = "it-crash";
     beforeEach(async () => {

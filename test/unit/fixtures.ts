@@ -20,6 +20,11 @@ export function fixture(name: string): string {
   return readFileSync(join(ROOT, "test", "fixtures", name), "utf8");
 }
 
+/** A fixture's bytes as received, for output framed by byte counts. */
+export function fixtureBytes(name: string): Buffer {
+  return readFileSync(join(ROOT, "test", "fixtures", name));
+}
+
 /** The temporary directory the capture run used; the fixtures name paths under it. */
 export const CAPTURE = "/tmp/plb-capture.tuqxOG";
 /** lxcPath of the containers on the capture run's loop-mounted btrfs. */
