@@ -27,16 +27,16 @@ let configured: ProviderCredentials | Error | undefined;
 
 /**
  * Reads the credentials from the stack config (`get("lxc-btrfs:privateKey")`, ...) and keeps them for this
- * process. Throws, naming the key and what to do, for a value that is set but unusable (never the value);
- * every later use of the credentials throws the same error.
+ * process. A value that is set but unusable is kept as an error, thrown (naming the key and what to do, never
+ * the value) by each connection that needs the config, so that connections with credentials of their own
+ * are not held up by it.
  */
-export function configureCredentials(config: { get(key: string): string | undefined }): ProviderCredentials {
+export function configureCredentials(config: { get(key: string): string | undefined }): void {
   try {
     configured = readCredentials((k) => config.get(`${CONFIG_NAMESPACE}:${k}`));
   } catch (e) {
     configured = e as Error;
   }
-  return providerCredentials();
 }
 
 /** Forgets what `configureCredentials` kept (tests). */
@@ -92,10 +92,12 @@ export function hasOwnCredentials(
  */
 export function withProviderCredentials<T extends JumpConnection & { proxy?: JumpConnection }>(
   conn: T,
-  creds: ProviderCredentials = providerCredentials(),
+  given?: ProviderCredentials,
 ): T & FromConfig {
   const fill = <C extends JumpConnection>(c: C): C & FromConfig => {
-    if (hasOwnCredentials(c) || !(creds.privateKey || creds.password)) return c;
+    if (hasOwnCredentials(c)) return c;
+    const creds = given ?? providerCredentials();
+    if (!(creds.privateKey || creds.password)) return c;
     const filled: C & FromConfig = { ...c, credentialsFrom: "config" };
     if (creds.privateKey) filled.privateKey = creds.privateKey;
     if (creds.password) filled.password = creds.password;

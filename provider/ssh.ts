@@ -120,9 +120,12 @@ export function describeTarget(
  * connection without credentials of its own gets those of the stack config (see credentials.ts).
  */
 export function openRemote(given: Connection): Remote {
-  const conn = withProviderCredentials(given);
-  const target = describeTarget(conn);
-  const run = (argv: readonly string[], opts: RunOptions = {}) => runPooled(conn, target, argv, opts);
+  const target = describeTarget(given);
+  let conn: Connection | undefined; // decided on the first command, so that a config error fails that command
+  const run = async (argv: readonly string[], opts: RunOptions = {}) => {
+    conn ??= withProviderCredentials(given);
+    return runPooled(conn, target, argv, opts);
+  };
   return {
     target,
     run,

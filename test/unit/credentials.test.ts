@@ -11,6 +11,7 @@ import {
   withProviderCredentials,
 } from "../../provider/credentials";
 import { type Connection, connectionSchema } from "../../provider/schema";
+import { openRemote, poolStats } from "../../provider/ssh";
 
 const KEY =
   "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-config\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -20,6 +21,10 @@ const config = (values: Record<string, string>) => ({ get: (k: string) => values
 
 describe("credentials from provider configuration", () => {
   afterEach(() => resetCredentials());
+  let dialsBefore = 0;
+  beforeEach(() => {
+    dialsBefore = poolStats().dials;
+  });
 
   it("fill in a connection that names no credential, and say so", () => {
     const c = conn({});
@@ -75,24 +80,39 @@ describe("credentials from provider configuration", () => {
   });
 
   it("are read by configure from the lxc-btrfs namespace and kept for the process", () => {
-    const got = configureCredentials(
+    configureCredentials(
       config({ "lxc-btrfs:privateKey": KEY, "lxc-btrfs:password": "p", "proj:privateKey": "other" }),
     );
-    expect(got).to.deep.equal({ privateKey: KEY, password: "p" });
     expect(providerCredentials()).to.deep.equal({ privateKey: KEY, password: "p" });
-    expect(configureCredentials(config({}))).to.deep.equal({});
+    configureCredentials(config({}));
+    expect(providerCredentials()).to.deep.equal({});
   });
 
-  it("refuse an empty value naming the key and what to run, never the value, on every later use too", () => {
+  it("refuse an empty value naming the key and what to run, never the value, where the config is needed", () => {
     const msg =
       "stack config lxc-btrfs:privateKeyPassword is set but empty or not a string; set it with " +
       "`pulumi config set --secret lxc-btrfs:privateKeyPassword ...` or remove it with " +
       "`pulumi config rm lxc-btrfs:privateKeyPassword`";
-    expect(() =>
-      configureCredentials(config({ "lxc-btrfs:privateKey": KEY, "lxc-btrfs:privateKeyPassword": "  " })),
-    ).to.throw(msg);
+    configureCredentials(config({ "lxc-btrfs:privateKey": KEY, "lxc-btrfs:privateKeyPassword": "  " }));
     expect(() => providerCredentials()).to.throw(msg);
     expect(() => withProviderCredentials(conn({}))).to.throw(msg);
+    const own = conn({ privateKeyPath: "/k" });
+    expect(withProviderCredentials(own)).to.equal(own);
+  });
+
+  it("fail a remote's first command, not its opening, when the config is unusable (no dial)", async () => {
+    configureCredentials(config({ "lxc-btrfs:password": "" }));
+    const remote = openRemote(conn({ host: "127.0.0.1", port: 1 }));
+    expect(remote.target).to.equal("root@127.0.0.1:1");
+    let err: Error | undefined;
+    await remote.run(["true"]).catch((e: Error) => {
+      err = e;
+    });
+    expect(err?.message).to.equal(
+      "stack config lxc-btrfs:password is set but empty or not a string; set it with " +
+        "`pulumi config set --secret lxc-btrfs:password ...` or remove it with `pulumi config rm lxc-btrfs:password`",
+    );
+    expect(poolStats().dials).to.equal(dialsBefore);
   });
 
   it("come from the program's own stack config where configure never runs (discovery)", () => {
