@@ -1,43 +1,41 @@
 /**
  * The Pulumi side: resource classes and the dynamic providers behind them.
  *
- * Pulumi serializes a dynamic provider into state as source text (`__provider`) for every resource. Ours
- * is a few lines: each method loads the implementation module by absolute path at call time, so nothing
- * heavy (node-ssh, zod, a schema object) and no secret is ever captured (pulumi/pulumi#5294, #13960).
+ * Pulumi serializes a dynamic provider into state as source text (`__provider`) for every resource, and runs
+ * `read` and `delete` with the text in state. Ours is a few lines that name the implementation by package,
+ * `require("pulumi-lxc-btrfs/dynamic")`, at call time: the provider process resolves it from the program's
+ * directory like any dependency, so state works from any checkout or machine that has the package
+ * installed, and nothing heavy (node-ssh, zod, a schema object) and no secret is ever captured
+ * (pulumi/pulumi#5294, #13960). The implementation is in dynamic.ts.
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { CloneOutputs } from "./clone-provider";
 import type { RootfsOutputs } from "./rootfs-provider";
 import type { ConnectionArgs } from "./schema";
 
-const ROOTFS_IMPL = require.resolve("./rootfs-provider");
-const CLONE_IMPL = require.resolve("./clone-provider");
-
-function loadRootfs(): typeof import("./rootfs-provider") {
-  return require(ROOTFS_IMPL);
-}
-function loadClone(): typeof import("./clone-provider") {
-  return require(CLONE_IMPL);
-}
+// Each method names the package and the method in full, capturing nothing: the serialized text is these
+// lines and nothing else (test/unit/serialization.test.ts).
 
 /** The provider behind LxcSubvolumeRootfs; usable directly with plain inputs. */
 export const rootfsProvider: pulumi.dynamic.ResourceProvider = {
-  check: (olds, news) => loadRootfs().check(olds, news),
-  diff: async (_id, olds, news) => loadRootfs().diffRootfs(olds, news),
-  create: (inputs) => loadRootfs().create(inputs),
-  read: (id, props) => loadRootfs().read(id, props),
-  update: (id, olds, news) => loadRootfs().update(id, olds, news),
-  delete: (id, props) => loadRootfs().del(id, props),
+  configure: (req) => require("pulumi-lxc-btrfs/dynamic").rootfs.configure(req),
+  check: (olds, news) => require("pulumi-lxc-btrfs/dynamic").rootfs.check(olds, news),
+  diff: (id, olds, news) => require("pulumi-lxc-btrfs/dynamic").rootfs.diff(id, olds, news),
+  create: (inputs) => require("pulumi-lxc-btrfs/dynamic").rootfs.create(inputs),
+  read: (id, props) => require("pulumi-lxc-btrfs/dynamic").rootfs.read(id, props),
+  update: (id, olds, news) => require("pulumi-lxc-btrfs/dynamic").rootfs.update(id, olds, news),
+  delete: (id, props) => require("pulumi-lxc-btrfs/dynamic").rootfs.delete(id, props),
 };
 
 /** The provider behind LxcSnapshotClone; usable directly with plain inputs. */
 export const cloneProvider: pulumi.dynamic.ResourceProvider = {
-  check: (olds, news) => loadClone().check(olds, news),
-  diff: async (_id, olds, news) => loadClone().diffClone(olds, news),
-  create: (inputs) => loadClone().create(inputs),
-  read: (id, props) => loadClone().read(id, props),
-  update: (id, olds, news) => loadClone().update(id, olds, news),
-  delete: (id, props) => loadClone().del(id, props),
+  configure: (req) => require("pulumi-lxc-btrfs/dynamic").clone.configure(req),
+  check: (olds, news) => require("pulumi-lxc-btrfs/dynamic").clone.check(olds, news),
+  diff: (id, olds, news) => require("pulumi-lxc-btrfs/dynamic").clone.diff(id, olds, news),
+  create: (inputs) => require("pulumi-lxc-btrfs/dynamic").clone.create(inputs),
+  read: (id, props) => require("pulumi-lxc-btrfs/dynamic").clone.read(id, props),
+  update: (id, olds, news) => require("pulumi-lxc-btrfs/dynamic").clone.update(id, olds, news),
+  delete: (id, props) => require("pulumi-lxc-btrfs/dynamic").clone.delete(id, props),
 };
 
 type Inputs<T> = { [K in keyof T]: pulumi.Input<T[K]> };

@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import type { ClientChannel, ConnectConfig } from "ssh2";
+import { type FromConfig, withProviderCredentials } from "./credentials";
 import { describeArgv, RemoteCommandError, UserError } from "./errors";
 import { describeVerdict, type HostKeyPolicy, type HostKeyVerdict, verifyHostKey } from "./hostkeys";
 import { quoteArgv } from "./quote";
@@ -96,7 +97,8 @@ export async function closeAllConnections(): Promise<void> {
  * Closes the pooled connection for `conn` once no command is using it (program-time callers such as
  * discovery use this so an open socket does not keep the program alive; other hosts are not touched).
  */
-export async function closeConnection(conn: Connection): Promise<void> {
+export async function closeConnection(given: Connection): Promise<void> {
+  const conn = withProviderCredentials(given);
   const key = poolKey(conn, conn.proxy);
   const p = pool.get(key);
   if (!p) return;
@@ -117,10 +119,17 @@ export function describeTarget(
   return conn.proxy ? `${t} (via ${conn.proxy.user}@${conn.proxy.host}:${conn.proxy.port})` : t;
 }
 
-/** A handle on a host; dials lazily on the first command and reuses the pooled connection after that. */
-export function openRemote(conn: Connection): Remote {
-  const target = describeTarget(conn);
-  const run = (argv: readonly string[], opts: RunOptions = {}) => runPooled(conn, target, argv, opts);
+/**
+ * A handle on a host; dials lazily on the first command and reuses the pooled connection after that. A
+ * connection without credentials of its own gets those of the stack config (see credentials.ts).
+ */
+export function openRemote(given: Connection): Remote {
+  const target = describeTarget(given);
+  let conn: Connection | undefined; // decided on the first command, so that a config error fails that command
+  const run = async (argv: readonly string[], opts: RunOptions = {}) => {
+    conn ??= withProviderCredentials(given);
+    return runPooled(conn, target, argv, opts);
+  };
   return {
     target,
     key: poolKey(conn, conn.proxy),
@@ -388,13 +397,13 @@ function classifyDialError(
   const msg = e.message ?? String(e);
   if (e.level === "client-authentication" || /authentication methods failed/i.test(msg)) {
     return new PermanentDialError(
-      `cannot log in to ${target}: the server rejected the credentials given (connection.${describeAuth(conn)}). ` +
+      `cannot log in to ${target}: the server rejected the credentials given (${describeAuth(conn)}). ` +
         `Check the user, and that the key is in the user's authorized_keys.`,
     );
   }
   if (/passphrase|Encrypted private key|bad decrypt|Cannot parse privateKey/i.test(msg)) {
     return new PermanentDialError(
-      `cannot use the private key for ${target}: it is encrypted or unreadable; set connection.privateKeyPassword or check the key`,
+      `cannot use the private key for ${target}: it is encrypted or unreadable; set ${(conn as FromConfig).credentialsFrom === "config" ? "stack config lxc-btrfs:privateKeyPassword" : "connection.privateKeyPassword"} or check the key`,
     );
   }
   if (/Timed out while waiting for handshake/i.test(msg)) {
@@ -410,12 +419,14 @@ function classifyDialError(
   );
 }
 
-function describeAuth(conn: JumpConnection): string {
-  if (conn.privateKey) return "privateKey";
-  if (conn.privateKeyPath) return "privateKeyPath";
-  if (conn.password) return "password";
-  if (conn.agentSocketPath) return "agentSocketPath";
-  return "(no credentials)";
+function describeAuth(conn: JumpConnection & FromConfig): string {
+  if (conn.credentialsFrom === "config")
+    return conn.privateKey ? "stack config lxc-btrfs:privateKey" : "stack config lxc-btrfs:password";
+  if (conn.privateKey) return "connection.privateKey";
+  if (conn.privateKeyPath) return "connection.privateKeyPath";
+  if (conn.password) return "connection.password";
+  if (conn.agentSocketPath) return "connection.agentSocketPath";
+  return "none: set connection.privateKey, privateKeyPath, password or agentSocketPath, or stack config lxc-btrfs:privateKey";
 }
 
 function execOnChannel(

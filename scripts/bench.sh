@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # npm run bench: benchmarks on the local fleet (as root), written to bench/RESULTS.md, bench/chart.svg and
 # bench/results.json. Waits for any running test suite first (the fleet is shared), compiles the bench
-# into dist/.bench/build (leaving dist/ of `npm run build` alone) and removes every bench- container at the end.
+# into dist/.bench/build, runs `npm run build` for the providers and removes every bench- container at the end.
 #
 # Env: BENCH_RUNS (5), BENCH_SIZES (1k,debian,10k,50k,100k), BENCH_PARTS (clone,preview,fleet,conversion),
 # BENCH_BUDGET_S (1200: a conversion size that would not fit is skipped and the report says so).
@@ -20,6 +20,10 @@ while busy; do
   sleep 20
 done
 
+# Node.js 22, as for npm test (the Pulumi language host and dynamic providers find it on PATH).
+PATH="$(bash scripts/node-install.sh 22 | tail -n 1):$PATH"
+export PATH
+
 t0=$(date +%s%3N) # the bench's own time starts here, after any wait
 bash scripts/fleet/up.sh >/dev/null
 bash scripts/pulumi-install.sh >/dev/null
@@ -29,6 +33,10 @@ rm -rf "$base/build"
 mkdir -p "$base"
 npx tsc -p tsconfig.json --outDir "$base/build"
 cp -r provider/scripts "$base/build/provider/scripts"
+# The providers that Pulumi runs load this package by name (pulumi-lxc-btrfs/dynamic, i.e. dist/provider),
+# resolved from the bench's project directories inside the repository.
+npm run --silent build
+ln -sfn .. node_modules/pulumi-lxc-btrfs
 
 main=$base/build/bench/main.js
 trap 'node "$main" --cleanup' EXIT

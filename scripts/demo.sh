@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "npm run demo needs root (it builds a sandbox fleet of network namespaces and loop-mounted btrfs)" >&2; exit 1; }
 
+# Node.js 22, as @pulumi/pulumi requires (the machine's own node is left alone); the Pulumi CLI's language
+# host and dynamic providers find it on PATH too.
+PATH="$(bash scripts/node-install.sh 22 | tail -n 1):$PATH"
+export PATH
+
 echo "== dependencies"
 [ -d node_modules/@pulumi/pulumi ] || npm ci --no-audit --no-fund
 npm run --silent build
