@@ -132,7 +132,8 @@ export function openRemote(given: Connection): Remote {
   };
   return {
     target,
-    key: poolKey(conn, conn.proxy),
+    // The same given connection always resolves to the same credentials: it names the pooled connection.
+    key: poolKey(given, given.proxy),
     run,
     async check(argv, opts = {}) {
       const res = await run(argv, opts);
