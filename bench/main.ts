@@ -3,7 +3,8 @@
  * bench/results.json. Every figure is a ratio against a baseline run in the same invocation, interleaved
  * run by run; see bench/lib/report.ts for how they are summarized and judged.
  *
- *   node main.js                 run everything (env: BENCH_RUNS, BENCH_SIZES, BENCH_PARTS, BENCH_BUDGET_S)
+ *   node main.js                 run everything (env: BENCH_RUNS, BENCH_SIZES, BENCH_SCALE, BENCH_PARTS,
+ *                                BENCH_BUDGET_S)
  *   node main.js --cleanup       remove every bench- container from h1 and h2
  *   node main.js --report FILE   render RESULTS.md and chart.svg again from a results.json
  */
@@ -27,6 +28,7 @@ import {
 } from "./parts/conversion";
 import { benchFleet } from "./parts/fleet";
 import { benchPreview } from "./parts/preview";
+import { benchScale, parseScale } from "./parts/scale";
 
 /** Scratch space next to the build (scripts/bench.sh compiles into dist/.bench/build): ignored by git. */
 const BASE = path.resolve(__dirname, "..", "..");
@@ -132,7 +134,7 @@ async function runAll(): Promise<BenchResults> {
     budgetMs: Number(process.env.BENCH_BUDGET_S ?? "1200") * 1000,
   });
   const t0 = process.env.BENCH_T0 ? Number(process.env.BENCH_T0) : ctx.started;
-  const parts = (process.env.BENCH_PARTS ?? "clone,preview,fleet,conversion").split(",");
+  const parts = (process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,conversion").split(",");
   const sizes = parseSizes(process.env.BENCH_SIZES ?? "1k,debian,10k,50k,100k");
   const res: BenchResults = {
     version: 1,
@@ -170,6 +172,12 @@ async function runAll(): Promise<BenchResults> {
     });
     await attempt("fleet", async () => {
       res.fleet = await benchFleet(ctx);
+    });
+    await attempt("scale", async () => {
+      res.scale = await benchScale(
+        ctx,
+        parseScale(process.env.BENCH_SCALE ?? "20,200:1,1000", ctx.btrfsHosts.length),
+      );
     });
     await attempt("conversion", async () => {
       res.notes.postDotfiles = await demonstrateDotfileLoss(ctx);

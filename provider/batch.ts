@@ -77,7 +77,7 @@ function flush(key: string, b: Batch): void {
         for (const i of items) i.reject(e);
         return;
       }
-      items.forEach((item, n) => item.resolve(results[n]));
+      for (const [n, item] of items.entries()) item.resolve(results[n]);
     },
     (e) => {
       for (const i of items) i.reject(e);

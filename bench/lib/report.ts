@@ -18,6 +18,13 @@ import {
   summarize,
   verdict,
 } from "./stats";
+import {
+  type CpuSplit,
+  SCALE_COMMANDS,
+  type ScaleCommand,
+  type ScaleResult,
+  type ScaleSample,
+} from "../parts/scale";
 
 export interface BenchResults {
   version: 1;
@@ -28,6 +35,7 @@ export interface BenchResults {
   clone?: CloneResult;
   preview?: PreviewResult;
   fleet?: FleetResult;
+  scale?: ScaleResult[];
   conversions: ConversionResult[];
   skipped: { tag: string; reason: string }[];
   errors: { part: string; message: string }[];
@@ -168,6 +176,7 @@ export function computeFigures(res: BenchResults): Figure[] {
       baseMs: med(pv.trivial),
     });
   }
+  figs.push(...scaleFigures(res.scale ?? []));
   const mem = largestConversion(res);
   if (mem) {
     figs.push({
@@ -301,6 +310,7 @@ export function renderReport(res: BenchResults): string {
   L.push(...cloneSection(res));
   L.push(...fleetSection(res));
   L.push(...previewSection(res));
+  L.push(...scaleSection(res));
   L.push(...memorySection(res));
   L.push(...missedSection(res, failed));
   return `${L.join("\n")}\n`;
@@ -670,4 +680,101 @@ export function renderChart(res: BenchResults): string {
   });
   o.push("</svg>");
   return `${o.join("\n")}\n`;
+}
+
+const SCALE_LABEL: Record<ScaleCommand, string> = {
+  up: "`up` (all adopted)",
+  preview: "no-op `preview`",
+  refresh: "`preview --refresh`",
+};
+
+function scaleTag(r: ScaleResult): string {
+  return `${r.n} containers on ${r.hosts.length === 1 ? "one host" : `${r.hosts.length} hosts`}`;
+}
+
+/** The figures of issue "fleet-sized stacks": per-command ratios at each N, and flatness from the smallest N. */
+export function scaleFigures(scale: ScaleResult[]): Figure[] {
+  const figs: Figure[] = [];
+  const ms = (xs: ScaleSample[]) => xs.map((x) => x.ms);
+  for (const r of scale) {
+    const group = `Scale: ${scaleTag(r)}`;
+    if (r.hosts.length === 1) {
+      figs.push({
+        group,
+        label: "`preview --refresh` / no-op `preview`",
+        ratio: summarize(pairRatios(ms(r.ours.refresh), ms(r.ours.preview))),
+        target: { op: "<=", value: 1.3, text: "≤ 1.3×" },
+        oursMs: med(ms(r.ours.refresh)),
+        baseMs: med(ms(r.ours.preview)),
+      });
+      figs.push({
+        group,
+        label: "`up` adopting all / no-op `preview`",
+        ratio: summarize(pairRatios(ms(r.ours.up), ms(r.ours.preview))),
+        target: { op: "<=", value: 1.5, text: "≤ 1.5×" },
+        oursMs: med(ms(r.ours.up)),
+        baseMs: med(ms(r.ours.preview)),
+      });
+    }
+    for (const c of SCALE_COMMANDS) {
+      figs.push({
+        group,
+        label: `${SCALE_LABEL[c]}: ours / ${r.n} trivial dynamic resources`,
+        ratio: summarize(pairRatios(ms(r.ours[c]), ms(r.trivial[c]))),
+        target: { op: "<=", value: 1.5, text: "≤ 1.5×" },
+        oursMs: med(ms(r.ours[c])),
+        baseMs: med(ms(r.trivial[c])),
+      });
+    }
+  }
+  const spread = scale.filter((r) => r.hosts.length > 1).sort((a, b) => a.n - b.n);
+  const small = spread[0];
+  const big = spread.at(-1);
+  if (small && big && big.n > small.n) {
+    for (const c of SCALE_COMMANDS) {
+      const perRes = (r: ScaleResult) => med(ms(r.ours[c])) / r.n;
+      const ratios = ms(big.ours[c]).map((x) => x / big.n / perRes(small));
+      figs.push({
+        group: `Scale: per resource, ${big.n} / ${small.n} containers`,
+        label: `${SCALE_LABEL[c]} ms per resource`,
+        ratio: summarize(ratios),
+        target: { op: "<=", value: 1.5, text: "≤ 1.5× (flat)" },
+        oursMs: perRes(big),
+        baseMs: perRes(small),
+        note: `the ${small.n}-container side is its median`,
+      });
+    }
+  }
+  return figs;
+}
+
+function scaleSection(res: BenchResults): string[] {
+  const scale = res.scale ?? [];
+  if (!scale.length) return [];
+  const L = [
+    "## 6. Scale: fleet-sized stacks",
+    "",
+    "N containers, already converted, one `LxcSubvolumeRootfs` each (so `up` only adopts and `preview --refresh` only reads), " +
+      "against N trivial dynamic resources (a provider with `create` only: the engine's own cost per resource); every command with " +
+      "`--parallel 32`, run by run interleaved, `destroy` (retain) between runs. Milliseconds per resource (median), and where the CPU " +
+      "went (median CPU seconds of the run): the provider process, the rest of the Pulumi process tree (engine, language host, program), " +
+      "and everything else on the machine (the fleet hosts' sshd, shells and tools, and background).",
+    "",
+    "| N | command | ours ms/resource | trivial ms/resource | ours / trivial | CPU s: provider / engine / other (ours) | CPU s: engine / other (trivial) |",
+    "|---|---|---:|---:|---:|---|---|",
+  ];
+  for (const r of scale) {
+    for (const c of SCALE_COMMANDS) {
+      const o = r.ours[c];
+      const t = r.trivial[c];
+      const cpu = (xs: ScaleSample[], k: keyof CpuSplit) => med(xs.map((x) => x.cpu[k])).toFixed(1);
+      L.push(
+        `| ${scaleTag(r)} | ${SCALE_LABEL[c]} | ${(med(o.map((x) => x.ms)) / r.n).toFixed(1)} | ${(med(t.map((x) => x.ms)) / r.n).toFixed(1)} | ` +
+          `${fmtRatio(med(o.map((x) => x.ms)) / med(t.map((x) => x.ms)))} | ${cpu(o, "provider")} / ${cpu(o, "engine")} / ${cpu(o, "other")} | ` +
+          `${(Number(cpu(t, "engine")) + Number(cpu(t, "provider"))).toFixed(1)} / ${cpu(t, "other")} |`,
+      );
+    }
+  }
+  L.push("");
+  return L;
 }

@@ -334,7 +334,7 @@ describe("LxcSnapshotClone on the fleet", function () {
         const cl = "ct-sym-c";
         try {
           await makeSource(src);
-          await sh('cd "/var/lib/lxc/$1/rootfs" && printf "127.0.1.1 ct-sym\\n" >etc/hosts && ' + plant, src);
+          await sh(`cd "/var/lib/lxc/$1/rootfs" && printf "127.0.1.1 ct-sym\\n" >etc/hosts && ${plant}`, src);
           await convert(src);
           const { outs } = await clone.create(args(src, cl));
           expect(outs.state).to.equal("STOPPED");
