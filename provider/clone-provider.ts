@@ -159,7 +159,7 @@ export async function read(
 ): Promise<{ id?: string; props?: CloneOutputs; inputs?: CloneInputs }> {
   const inputs = parseInputs(pickInputs(props));
   const remote = openRemote(inputs.connection);
-  const insp = await inspect(remote, inputs);
+  const insp = await named(inputs, () => inspect(remote, inputs));
   if (insp.clone.dir === "missing") return {};
   const drift = cloneDrift(insp, desired(inputs), inputs.lxcPath, props.parentUuid ?? null);
   const outs = toOutputs(inputs, insp, props.adopted ?? false, drift);

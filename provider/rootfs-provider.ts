@@ -4,7 +4,7 @@
  * captured into the serialized provider.
  */
 import { runBatched } from "./batch";
-import { RemoteCommandError, UserError } from "./errors";
+import { UserError } from "./errors";
 import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspect";
 import { scriptArgv } from "./remote-scripts";
 import { guardProviderProcess } from "./process-guard";
@@ -17,7 +17,7 @@ import {
   checkInputs,
   parseInputsOrThrow,
 } from "./schema";
-import { describeTarget, openRemote, type Remote } from "./ssh";
+import { checked, describeTarget, openRemote, type Remote } from "./ssh";
 
 guardProviderProcess();
 
@@ -228,9 +228,11 @@ async function inspect(
 ): Promise<RootfsInspection> {
   const args = [inputs.lxcPath, inputs.container, walk];
   // Batched with the other resources' inspections of this host (reads and adoptions come in hundreds).
-  const res = await runBatched(remote, "inspect-rootfs", args);
-  if (res.code !== 0)
-    throw new RemoteCommandError(remote.target, scriptArgv("inspect-rootfs", args), res.code, res.stderr);
+  const res = checked(
+    remote.target,
+    scriptArgv("inspect-rootfs", args),
+    await runBatched(remote, "inspect-rootfs", args),
+  );
   try {
     return parseRootfsInspection(res.stdout);
   } catch (e) {

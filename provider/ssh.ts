@@ -136,12 +136,16 @@ export function openRemote(given: Connection): Remote {
     key: poolKey(given, given.proxy),
     run,
     async check(argv, opts = {}) {
-      const res = await run(argv, opts);
-      if (res.code !== 0)
-        throw new RemoteCommandError(target, argv, res.code, res.stderr, opts.hint ?? hintFor(res.stderr));
-      return res;
+      return checked(target, argv, await run(argv, opts), opts.hint);
     },
   };
+}
+
+/** `res` if it exited 0; else a RemoteCommandError naming host, command, code, stderr and a hint. */
+export function checked(target: string, argv: readonly string[], res: RunResult, hint?: string): RunResult {
+  if (res.code !== 0)
+    throw new RemoteCommandError(target, argv, res.code, res.stderr, hint ?? hintFor(res.stderr));
+  return res;
 }
 
 function hintFor(stderr: string): string | undefined {

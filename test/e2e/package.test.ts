@@ -115,6 +115,8 @@ const converted = (c: string) => `256\nlxc.rootfs.path = btrfs:/var/lib/lxc/${c}
 const plainDir = (c: string) =>
   new RegExp(`^(?!256\\n)\\d+\\nlxc.rootfs.path = dir:/var/lib/lxc/${c}/rootfs\\n$`);
 
+const reEscape = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
 describe("the package as users install it (npm pack, a program outside the repository)", function () {
   this.timeout(900_000);
   let work: string; // outside the repository: the program directories, the tarball and the state backend
@@ -323,8 +325,13 @@ describe("the package as users install it (npm pack, a program outside the repos
         },
       );
       expect(refused.code).to.equal(1);
-      expect(refused.stdout).to.include(
-        `error: cannot log in to root@${h4.address}:22: the server rejected the credentials given (stack config lxc-btrfs:privateKey). Check the user, and that the key is in the user's authorized_keys.`,
+      // Each read names its resource (whichever fails first is printed).
+      expect(refused.stdout).to.match(
+        new RegExp(
+          `error: (LxcSubvolumeRootfs i13[a-z]+|LxcSnapshotClone i13[a-z-]+ \\(from i13[a-z]+\\)): ${reEscape(
+            `cannot log in to root@${h4.address}:22: the server rejected the credentials given (stack config lxc-btrfs:privateKey). Check the user, and that the key is in the user's authorized_keys.`,
+          )}`,
+        ),
       );
       expect(refused.stdout + refused.stderr).to.not.include(other.split("\n")[1]);
       await setKey(KEY);

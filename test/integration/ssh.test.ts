@@ -33,7 +33,12 @@ describe("ssh transport (real OpenSSH servers)", function () {
   it("runs a command as root with key auth, LC_ALL=C, and returns code, stdout and stderr", async () => {
     const r = openRemote(conn(h1));
     const res = await r.run(["sh", "-c", 'echo "$LC_ALL"; id -u; echo err >&2; exit 7']);
-    expect(res).to.deep.equal({ code: 7, stdout: "C\n0\n", stderr: "err\n" });
+    expect({ code: res.code, stdout: res.stdout, stderr: res.stderr }).to.deep.equal({
+      code: 7,
+      stdout: "C\n0\n",
+      stderr: "err\n",
+    });
+    expect(res.stdoutBytes).to.deep.equal(Buffer.from("C\n0\n"));
     expect(r.target).to.equal(`root@${h1.address}:22`);
   });
 
