@@ -776,5 +776,12 @@ function scaleSection(res: BenchResults): string[] {
     }
   }
   L.push("");
+  for (const r of scale) {
+    if (r.stateBytesPerResource)
+      L.push(
+        `State per resource (\`pulumi stack export\` after \`up\`, ${scaleTag(r)}): ours ${r.stateBytesPerResource.ours} bytes, trivial ${r.stateBytesPerResource.trivial} bytes.`,
+        "",
+      );
+  }
   return L;
 }

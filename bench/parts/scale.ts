@@ -43,6 +43,8 @@ export interface ScaleResult {
   hosts: string[];
   ours: Record<ScaleCommand, ScaleSample[]>;
   trivial: Record<ScaleCommand, ScaleSample[]>;
+  /** Bytes of `pulumi stack export` per resource after the first `up`: what every checkpoint rewrites. */
+  stateBytesPerResource?: { ours: number; trivial: number };
 }
 
 const TPL = "bench-s-tpl";
@@ -183,6 +185,11 @@ export async function benchScale(ctx: BenchContext, specs: ScaleSpec[]): Promise
         ];
         for (const [what, args] of cmds) {
           const { value, cpu } = await withCpu(() => p.run(args, "s", env));
+          if (what === "up" && r === 0) {
+            const exported = await p.run(["stack", "export"], "s", env);
+            res.stateBytesPerResource ??= { ours: 0, trivial: 0 };
+            res.stateBytesPerResource[side] = Math.round(Buffer.byteLength(exported.stdout) / n);
+          }
           if (what !== "up" && !isNoop(value.stdout))
             throw new Error(`scale ${n} ${side} ${what} is not a no-op:\n${value.stdout.slice(-2000)}`);
           res[side][what].push({ ms: value.ms, cpu });

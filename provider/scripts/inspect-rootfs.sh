@@ -1,20 +1,35 @@
-# Inspects one container in a single round trip. Args: LXCPATH NAME WALK(0|1|auto)
+# Inspects one container in a single round trip. Args: LXCPATH NAME WALK(0|1|auto); 0 is a read (refresh):
+# no tree walk, no inode flags, no mount points.
 # Output: key=value lines, then NUL-terminated sections. Every list item is an absolute path
 # (starts with /), so a section marker (starts with @@) can never be mistaken for one.
 # Reads and adoptions run this once per resource, so it forks as little as it can: each process costs
 # about a millisecond of host CPU, and a fleet's refresh runs it hundreds of times.
 set -u
-lxcpath=$1 name=$2 walk=$3
+lxcpath=$1 name=$2 walk=$3 mode=$3
 d=$lxcpath/$name r=$d/rootfs
 nl='
 '
 kv() { printf '%s=%s\n' "$1" "$2"; }
-v=$(btrfs --version 2>/dev/null)
-kv btrfs_version "${v%%"$nl"*}"
-v=$(lxc-info --version 2>/dev/null)
-kv lxc_version "${v%%"$nl"*}"
-if command -v lxc-copy >/dev/null 2>&1; then kv has_lxc_copy 1; else kv has_lxc_copy 0; fi
-if command -v getfattr >/dev/null 2>&1; then kv has_getfattr 1; else kv has_getfattr 0; fi
+facts() {
+  v=$(btrfs --version 2>/dev/null)
+  kv btrfs_version "${v%%"$nl"*}"
+  v=$(lxc-info --version 2>/dev/null)
+  kv lxc_version "${v%%"$nl"*}"
+  if command -v lxc-copy >/dev/null 2>&1; then kv has_lxc_copy 1; else kv has_lxc_copy 0; fi
+  if command -v getfattr >/dev/null 2>&1; then kv has_getfattr 1; else kv has_getfattr 0; fi
+}
+# The host's facts are the same for every container: in a batch (batch.sh sets PLB_BATCH_DIR), the first
+# item to finish them leaves them for the others, which read them with builtins only.
+b=${PLB_BATCH_DIR:-}
+if [ -n "$b" ] && [ -f "$b/facts" ]; then
+  while IFS= read -r l; do printf '%s\n' "$l"; done <"$b/facts"
+elif [ -n "$b" ]; then
+  facts >"$b/facts.$$"
+  while IFS= read -r l; do printf '%s\n' "$l"; done <"$b/facts.$$"
+  mv -f "$b/facts.$$" "$b/facts"
+else
+  facts
+fi
 if [ ! -d "$d" ]; then kv container_dir missing; exit 0; fi
 kv container_dir present
 # One statfs for the filesystem type and the space available (what df calls Available: f_bavail * f_frsize).
@@ -27,8 +42,9 @@ if [ -L "$r" ]; then kv rootfs symlink
 elif [ -d "$r" ]; then
   ino=$(stat -c %i "$r")
   kv rootfs dir; kv rootfs_ino "$ino"
-  # The top directory's inode flags: an immutable or append-only one cannot be renamed by the swap.
-  f=$(lsattr -d -- "$r" 2>/dev/null) && kv rootfs_flags "${f%% *}"
+  # The top directory's inode flags: an immutable or append-only one cannot be renamed by the swap. A
+  # read (WALK 0) plans nothing, and neither needs these nor the mount points below.
+  if [ "$mode" != 0 ]; then f=$(lsattr -d -- "$r" 2>/dev/null) && kv rootfs_flags "${f%% *}"; fi
 elif [ -e "$r" ]; then kv rootfs other
 else kv rootfs missing; fi
 for x in rootfs.plb-new rootfs.pre-btrfs rootfs.plb-old rootfs.plb-dir config.pre-btrfs; do
@@ -57,7 +73,9 @@ printf '@@nested\0'
 if [ -n "$tmp" ]; then cat "$tmp"; rm -f "$tmp"; fi
 printf '@@mounts\0'
 # mountinfo field 5 is the mount point with space, tab, newline and backslash written as octal escapes.
-awk -v r="$r" '{ p = $5; if (index(p, r "/") == 1 || p == r) printf "%s%c", p, 0 }' /proc/self/mountinfo
+if [ "$mode" != 0 ]; then
+  awk -v r="$r" '{ p = $5; if (index(p, r "/") == 1 || p == r) printf "%s%c", p, 0 }' /proc/self/mountinfo
+fi
 printf '@@journal\0'
 if [ -f "$d/.plb-journal" ]; then cat "$d/.plb-journal"; fi
 printf '\0@@config\0'
