@@ -23,9 +23,15 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
+/** How a kind of request runs alone, and how many of them run as one command whose output is framed. */
+interface Runner {
+  single(args: readonly string[]): string[];
+  many(items: (readonly string[])[]): string[];
+}
+
 interface Batch {
   remote: Remote;
-  name: ScriptName;
+  runner: Runner;
   pending: Pending[];
   timer?: NodeJS.Timeout;
 }
@@ -34,13 +40,40 @@ const open = new Map<string, Batch>();
 
 /**
  * Runs script `name` with `args` on `remote`, batched with concurrent calls for the same script and
- * connection that take as many arguments. Resolves with that call's own exit code, stdout and stderr.
+ * connection that take as many arguments (batch.sh runs them). Resolves with that call's own result.
  */
 export function runBatched(remote: Remote, name: ScriptName, args: readonly string[]): Promise<RunResult> {
-  const key = `${remote.key}\n${name}\n${args.length}`;
+  return coalesce(`${remote.key}\n${name}\n${args.length}`, remote, args, {
+    single: (a) => scriptArgv(name, a),
+    many: (items) => [
+      ...scriptArgv("batch", [script(name), String(items[0].length), String(HOST_PARALLEL)]),
+      ...items.flat(),
+    ],
+  });
+}
+
+/**
+ * inspect-rootfs.sh of `container` (WALK 0 or auto), batched with concurrent inspections of containers
+ * under the same lxcPath on the same connection into one inspect-many.sh, which prints for each exactly
+ * what inspect-rootfs.sh would, at a fraction of the host's processes.
+ */
+export function inspectRootfsBatched(
+  remote: Remote,
+  lxcPath: string,
+  container: string,
+  walk: "0" | "auto",
+): Promise<RunResult> {
+  return coalesce(`${remote.key}\ninspect-many\n${lxcPath}\n${walk}`, remote, [container], {
+    single: ([c]) => scriptArgv("inspect-rootfs", [lxcPath, c, walk]),
+    many: (items) =>
+      scriptArgv("inspect-many", [script("inspect-rootfs"), lxcPath, walk, ...items.map(([c]) => c)]),
+  });
+}
+
+function coalesce(key: string, remote: Remote, args: readonly string[], runner: Runner): Promise<RunResult> {
   let batch = open.get(key);
   if (!batch) {
-    batch = { remote, name, pending: [] };
+    batch = { remote, runner, pending: [] };
     open.set(key, batch);
   }
   const b = batch;
@@ -57,16 +90,12 @@ function flush(key: string, b: Batch): void {
   const items = b.pending;
   if (items.length === 1) {
     const [only] = items;
-    b.remote.run(scriptArgv(b.name, only.args)).then(only.resolve, only.reject);
+    b.remote.run(b.runner.single(only.args)).then(only.resolve, only.reject);
     return;
   }
-  const nargs = items[0].args.length;
+  const argv = b.runner.many(items.map((i) => i.args));
   if (process.env.LXC_BTRFS_TRACE)
-    console.error(`[lxc-btrfs trace] ${b.remote.target} batch of ${items.length} ${b.name}`);
-  const argv = [
-    ...scriptArgv("batch", [script(b.name), String(nargs), String(HOST_PARALLEL)]),
-    ...items.flatMap((i) => i.args),
-  ];
+    console.error(`[lxc-btrfs trace] ${b.remote.target} batch of ${items.length}: ${argv[3]}`);
   b.remote.run(argv).then(
     (res) => {
       let results: RunResult[];

@@ -7,7 +7,7 @@ import { join } from "node:path";
 
 const cache = new Map<string, string>();
 
-export type ScriptName = "inspect-rootfs" | "step" | "clone" | "discover" | "batch";
+export type ScriptName = "inspect-rootfs" | "inspect-many" | "step" | "clone" | "discover" | "batch";
 
 export function script(name: ScriptName): string {
   let text = cache.get(name);

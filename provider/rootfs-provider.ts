@@ -3,7 +3,7 @@
  * Loaded lazily inside the dynamic provider's methods (see resources.ts), so node-ssh and zod are never
  * captured into the serialized provider.
  */
-import { runBatched } from "./batch";
+import { inspectRootfsBatched, runBatched } from "./batch";
 import { UserError } from "./errors";
 import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspect";
 import { scriptArgv } from "./remote-scripts";
@@ -231,7 +231,9 @@ async function inspect(
   const res = checked(
     remote.target,
     scriptArgv("inspect-rootfs", args),
-    await runBatched(remote, "inspect-rootfs", args),
+    walk === "1"
+      ? await runBatched(remote, "inspect-rootfs", args)
+      : await inspectRootfsBatched(remote, inputs.lxcPath, inputs.container, walk),
   );
   try {
     return parseRootfsInspection(res.stdout);

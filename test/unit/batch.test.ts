@@ -3,7 +3,7 @@
  * inspect-rootfs.sh runs in one command), and the batcher's coalescing, with a recording Remote.
  */
 import { expect } from "chai";
-import { runBatched, splitBatchOutput } from "../../provider/batch";
+import { inspectRootfsBatched, runBatched, splitBatchOutput } from "../../provider/batch";
 import { parseRootfsInspection } from "../../provider/inspect";
 import type { Remote, RunOptions, RunResult } from "../../provider/ssh";
 import { fixtureBytes } from "./fixtures";
@@ -55,6 +55,24 @@ describe("batch: splitBatchOutput on real batch.sh output", () => {
       { code: 0, stdout: "ok", stderr: "", stdoutBytes: Buffer.from("ok") },
     ]);
   });
+});
+
+describe("batch: inspect-many.sh prints for each container exactly what inspect-rootfs.sh prints alone", () => {
+  for (const walk of ["0", "auto"]) {
+    it(`WALK ${walk}: a converted, a directory and a missing container (real output)`, () => {
+      const many = splitBatchOutput(fixtureBytes(`inspect-many-${walk}.bin`), 3);
+      const single = splitBatchOutput(fixtureBytes(`inspect-single-${walk}.bin`), 3);
+      expect(many).to.deep.equal(single);
+      const parsed = many.map((r) => parseRootfsInspection(r.stdout));
+      expect(parsed.map((p) => [p.containerDir, p.rootfsIsSubvolume])).to.deep.equal([
+        ["present", true],
+        ["present", false],
+        ["missing", false],
+      ]);
+      // An adoption's inspection (auto) has the rootfs directory's flags; a read's (0) does not need them.
+      expect(parsed[0].rootfsFlags).to.equal(walk === "auto" ? "----------------------" : "");
+    });
+  }
 });
 
 /** A Remote that records argv and answers a batch with one framed item per group of 3 arguments. */
@@ -124,6 +142,23 @@ describe("batch: runBatched", () => {
       runBatched(two.remote, "inspect-rootfs", ["/l", "b", "0"]),
     ]);
     expect([one.calls.length, two.calls.length]).to.deep.equal([1, 1]);
+  });
+
+  it("inspections of one lxcPath go out as one inspect-many.sh; a lone one as inspect-rootfs.sh", async () => {
+    const { remote, calls } = recordingRemote("k6");
+    remote.run = async (argv) => {
+      calls.push([...argv]);
+      const names = argv.slice(7);
+      const out = names.map((n, i) => `@@plb-item ${i} 0 ${n.length} 0\n${n}`).join("");
+      return { code: 0, stdout: out, stderr: "", stdoutBytes: Buffer.from(out) };
+    };
+    const res = await Promise.all(["a", "b"].map((n) => inspectRootfsBatched(remote, "/l", n, "0")));
+    expect(res.map((r) => r.stdout)).to.deep.equal(["a", "b"]);
+    expect(calls[0].slice(3, 4)).to.deep.equal(["plb-inspect-many"]);
+    expect(calls[0].slice(5)).to.deep.equal(["/l", "0", "a", "b"]);
+    const lone = recordingRemote("k7");
+    await inspectRootfsBatched(lone.remote, "/l", "c", "auto");
+    expect(lone.calls.map((c) => c.slice(3))).to.deep.equal([["plb-inspect-rootfs", "/l", "c", "auto"]]);
   });
 
   it("a failed batch fails every caller in it", async () => {
