@@ -39,7 +39,7 @@ export interface BenchResults {
   conversions: ConversionResult[];
   skipped: { tag: string; reason: string }[];
   errors: { part: string; message: string }[];
-  notes: { postDotfiles?: string; postGuardSkips?: boolean };
+  notes: { postDotfiles?: string; postGuardSkips?: boolean; merged?: string };
   /** 10-second samples of whether another test run (mocha) was active on the shared fleet. */
   otherTestRuns?: { samples: number; busy: number; loadavg?: number[] };
   /** CPU busy on the machine (all cores, 0..1) in 3 s before the bench started doing anything. */
@@ -267,6 +267,7 @@ export function renderReport(res: BenchResults): string {
       "for orientation only: they depend on this machine and are never judged.",
   );
   L.push("");
+  if (res.notes.merged) L.push(`**Note**: ${res.notes.merged}`, "");
   L.push("## Machine");
   L.push("");
   L.push("| | |");
