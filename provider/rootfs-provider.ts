@@ -342,16 +342,32 @@ async function runBatch(
   const copy = steps.find((s) => s.op === "copy");
   if (copy) log(remote, inputs, `copying ${copy.total} entries (reflink: metadata only, no data blocks)`);
   const config = steps.find((s) => s.op === "write-config");
+  let seen = 0;
   const res = await remote.check(scriptArgv("step", batchArgs(inputs.lxcPath, inputs.container, steps)), {
     stdin: config?.content,
     onStdoutLine: (l) => {
-      const st = /^@@step \d+ (\S+)$/.exec(l);
-      if (st) started.add(st[1] as Step["op"]);
+      const op = nextStepMarker(l, steps, seen);
+      if (op) {
+        seen++;
+        started.add(op);
+      }
       const m = /^progress (\d+)$/.exec(l);
       if (m && copy) log(remote, inputs, `copied ${m[1]}/${copy.total} entries`);
     },
   });
   return res.stdout;
+}
+
+/**
+ * Pure: the op of `line` if it is the marker step.sh prints before step `seen + 1` of `steps`, else
+ * undefined. Only the next step's own marker counts: the verify report that ends a batch prints file
+ * names from the trees, and a file named "x\n@@step 9 swap" must not make us believe the swap started
+ * (which would skip the rollback of a failed batch).
+ */
+export function nextStepMarker(line: string, steps: readonly Step[], seen: number): Step["op"] | undefined {
+  const m = /^@@step (\d+) (\S+)$/.exec(line);
+  if (!m || Number(m[1]) !== seen + 1 || seen >= steps.length) return undefined;
+  return steps[seen].op === m[2] ? steps[seen].op : undefined;
 }
 
 /**

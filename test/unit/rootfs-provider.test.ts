@@ -3,6 +3,7 @@ import {
   compareTreeReports,
   diffRootfs,
   hardlinkGroups,
+  nextStepMarker,
   type RootfsOutputs,
   resourceId,
   verifyReport,
@@ -310,4 +311,26 @@ describe("rootfs-provider: the verification report cannot be forged or emptied b
       what: "the walk of the trees produced no entries",
     });
   });
+});
+
+describe("rootfs-provider: nextStepMarker (which steps of a batch started)", () => {
+  const steps = [
+    { op: "journal", phase: "copying", kind: "convert", wasRunning: false },
+    { op: "subvol-create", path: "/l/c/rootfs.plb-new" },
+    { op: "copy", from: "/l/c/rootfs", to: "/l/c/rootfs.plb-new", total: 10 },
+    { op: "verify", a: "/l/c/rootfs", b: "/l/c/rootfs.plb-new" },
+  ] as const;
+  const table: [string, string, number, string | undefined][] = [
+    ["the next step's marker", "@@step 1 journal", 0, "journal"],
+    ["a later step's marker in order", "@@step 4 verify", 3, "verify"],
+    ["a marker out of order", "@@step 3 copy", 1, undefined],
+    ["the right number with another op", "@@step 2 swap", 1, undefined],
+    ["a file name after the last step (the verify report)", "@@step 5 swap", 4, undefined],
+    ["a marker again for a step already seen", "@@step 1 journal", 1, undefined],
+    ["progress", "progress 1000", 2, undefined],
+    ["trailing text", "@@step 1 journal x", 0, undefined],
+  ];
+  for (const [what, line, seen, want] of table) {
+    it(what, () => expect(nextStepMarker(line, steps, seen)).to.equal(want));
+  }
 });
