@@ -8,7 +8,7 @@
  */
 import { RemoteCommandError } from "./errors";
 import { type ScriptName, script, scriptArgv } from "./remote-scripts";
-import type { Remote, RunResult } from "./ssh";
+import { type Remote, type RunResult, trace } from "./ssh";
 
 /** How long a first request waits for others to join it: short next to a round trip (~ms). */
 const BATCH_WINDOW_MS = 3;
@@ -94,8 +94,7 @@ function flush(key: string, b: Batch): void {
     return;
   }
   const argv = b.runner.many(items.map((i) => i.args));
-  if (process.env.LXC_BTRFS_TRACE)
-    console.error(`[lxc-btrfs trace] ${b.remote.target} batch of ${items.length}: ${argv[3]}`);
+  trace(`${b.remote.target} batch of ${items.length}: ${argv[3]}`);
   b.remote.run(argv).then(
     (res) => {
       let results: RunResult[];

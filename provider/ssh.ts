@@ -197,7 +197,8 @@ async function runPooled(
   }
 }
 
-function trace(msg: string): void {
+/** With LXC_BTRFS_TRACE set, one line on stderr (no secrets: targets and shortened argv only). */
+export function trace(msg: string): void {
   if (process.env.LXC_BTRFS_TRACE) console.error(`[lxc-btrfs trace] ${msg}`);
 }
 

@@ -11,6 +11,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { FleetHost } from "../../test/support/fleet";
+import { makeConvertedContainers } from "../../test/support/host";
 import type { BenchContext } from "../lib/context";
 import { sh } from "../lib/host";
 import { isNoop, makeProject } from "../lib/pulumi-project";
@@ -51,22 +52,7 @@ const TPL = "bench-s-tpl";
 
 /** Converted containers (snapshots of one made with lxc-create -B btrfs), NAMES spread over the hosts. */
 async function makeConverted(hosts: FleetHost[], names: string[][]): Promise<void> {
-  await Promise.all(
-    hosts.map((h, i) =>
-      sh(
-        h,
-        `set -e; cd /var/lib/lxc; t=${TPL}
-lxc-destroy -n $t >/dev/null 2>&1 || true
-lxc-create -n $t -t busybox -B btrfs >/dev/null 2>&1
-for n in "$@"; do
-  mkdir "$n"; btrfs subvolume snapshot $t/rootfs "$n/rootfs" >/dev/null
-  sed "s#/var/lib/lxc/$t/#/var/lib/lxc/$n/#; s#^lxc.uts.name = .*#lxc.uts.name = $n#" $t/config >"$n/config"
-done
-lxc-destroy -n $t >/dev/null`,
-        ...(names[i] ?? []),
-      ),
-    ),
-  );
+  await Promise.all(hosts.map((h, i) => makeConvertedContainers(h, TPL, names[i] ?? [])));
 }
 
 async function removeScale(hosts: FleetHost[]): Promise<void> {

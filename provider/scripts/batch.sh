@@ -10,8 +10,6 @@ shift 3
 case $n$p in *[!0-9]*) printf 'bad batch arguments\n' >&2; exit 3 ;; esac
 t=$(mktemp -d) || exit 1
 trap 'rm -rf "$t"' EXIT
-# Scratch space the items may share (inspect-rootfs.sh leaves the host's facts there for the others).
-export PLB_BATCH_DIR="$t"
 refs= k=1
 while [ "$k" -le "$n" ]; do refs="$refs \"\$$k\""; k=$((k + 1)); done
 i=0 running=0

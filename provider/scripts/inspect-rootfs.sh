@@ -10,26 +10,12 @@ d=$lxcpath/$name r=$d/rootfs
 nl='
 '
 kv() { printf '%s=%s\n' "$1" "$2"; }
-facts() {
-  v=$(btrfs --version 2>/dev/null)
-  kv btrfs_version "${v%%"$nl"*}"
-  v=$(lxc-info --version 2>/dev/null)
-  kv lxc_version "${v%%"$nl"*}"
-  if command -v lxc-copy >/dev/null 2>&1; then kv has_lxc_copy 1; else kv has_lxc_copy 0; fi
-  if command -v getfattr >/dev/null 2>&1; then kv has_getfattr 1; else kv has_getfattr 0; fi
-}
-# The host's facts are the same for every container: in a batch (batch.sh sets PLB_BATCH_DIR), the first
-# item to finish them leaves them for the others, which read them with builtins only.
-b=${PLB_BATCH_DIR:-}
-if [ -n "$b" ] && [ -f "$b/facts" ]; then
-  while IFS= read -r l; do printf '%s\n' "$l"; done <"$b/facts"
-elif [ -n "$b" ]; then
-  facts >"$b/facts.$$"
-  while IFS= read -r l; do printf '%s\n' "$l"; done <"$b/facts.$$"
-  mv -f "$b/facts.$$" "$b/facts"
-else
-  facts
-fi
+v=$(btrfs --version 2>/dev/null)
+kv btrfs_version "${v%%"$nl"*}"
+v=$(lxc-info --version 2>/dev/null)
+kv lxc_version "${v%%"$nl"*}"
+if command -v lxc-copy >/dev/null 2>&1; then kv has_lxc_copy 1; else kv has_lxc_copy 0; fi
+if command -v getfattr >/dev/null 2>&1; then kv has_getfattr 1; else kv has_getfattr 0; fi
 if [ ! -d "$d" ]; then kv container_dir missing; exit 0; fi
 kv container_dir present
 # One statfs for the filesystem type and the space available (what df calls Available: f_bavail * f_frsize).

@@ -132,8 +132,6 @@ discard)        # PATH: remove a partial copy (subvolume or directory); absent i
   ;;
 copy)           # SRC DST EVERY: reflink copy of the whole tree, progress every EVERY entries, inode flags too
   need_chattr
-  top=$(lsattr -d -- "$1") || fail "cannot read the inode flags of $1"
-  case ${top%% *} in *[ia]*) fail "$1 itself is immutable or append-only (lsattr: ${top%% *}); it cannot be renamed: clear it with chattr -i -a and run again" ;; esac
   fl=$(mktemp)
   trap 'rm -f "$fl" "$fl.raw" "$fl.all"' EXIT
   flags_of "$1" "$fl" || fail "could not read the inode flags of $1"

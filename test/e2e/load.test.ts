@@ -11,7 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "chai";
 import { countAccepted, type FleetHost, fault, loadInventory, manifest } from "../support/fleet";
-import { hostSh } from "../support/host";
+import { hostSh, makeConvertedContainers } from "../support/host";
 import { pulumiEnv, repoRoot, runPulumi } from "../support/pulumi";
 
 const inv = loadInventory();
@@ -213,18 +213,7 @@ done; echo $ok`,
     const names = Array.from({ length: 100 }, (_, i) => `ms-${String(i).padStart(3, "0")}`);
     before(async () => {
       await removeContainers(h2, "ms-*");
-      await hostSh(
-        h2,
-        `set -e; cd /var/lib/lxc; t=plb-ms-tpl
-lxc-destroy -n $t >/dev/null 2>&1 || true
-lxc-create -n $t -t busybox -B btrfs >/dev/null 2>&1
-for n in "$@"; do
-  mkdir "$n"; btrfs subvolume snapshot $t/rootfs "$n/rootfs" >/dev/null
-  sed "s#/var/lib/lxc/$t/#/var/lib/lxc/$n/#; s#^lxc.uts.name = .*#lxc.uts.name = $n#" $t/config >"$n/config"
-done
-lxc-destroy -n $t >/dev/null`,
-        ...names,
-      );
+      await makeConvertedContainers(h2, "plb-ms-tpl", names);
     });
     after(async () => {
       await fault(h2, "sshd-max-sessions", "default");

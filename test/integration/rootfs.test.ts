@@ -49,6 +49,33 @@ async function dirManifest(host: FleetHost, name: string): Promise<string> {
   return manifest(host, `${LXC}/${name}`);
 }
 
+/** Apparent size of a container's rootfs on h1, in bytes. */
+async function treeBytes(name: string): Promise<number> {
+  return Number(await hostSh(h1, 'du -s -B1 --apparent-size "/var/lib/lxc/$1/rootfs" | cut -f1', name));
+}
+
+/**
+ * Data bytes in use on h1's btrfs, flushed first. Data only: small files live inline in metadata, and a
+ * reflink copy adds metadata but no data blocks.
+ */
+async function dataUsed(): Promise<number> {
+  return Number(
+    await hostSh(
+      h1,
+      'sync -f /var/lib/lxc && btrfs filesystem df -b /var/lib/lxc | sed -n "s/^Data, [a-z0-9]*: total=[0-9]*, used=//p"',
+    ),
+  );
+}
+
+/** Removes what keepBackup and a revert leave beside the rootfs, immutable entries of the backup included. */
+async function removeKeptBackup(name: string): Promise<void> {
+  await hostSh(
+    h1,
+    'cd "/var/lib/lxc/$1" && find rootfs.pre-btrfs \\( -type f -o -type d \\) -exec chattr -i -a {} + && rm -rf rootfs.pre-btrfs config.pre-btrfs config.pre-dir',
+    name,
+  );
+}
+
 describe("LxcSubvolumeRootfs on the fleet", function () {
   this.timeout(600_000);
   after(() => closeAllConnections());
@@ -216,16 +243,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       const journals = nocow.filter((l) => /^var\/log\/journal\/[0-9a-f]{32}\/system\.journal\t/.test(l));
       expect(journals, "the active journal is a NOCOW file with data").to.have.length(1);
       expect(Number(/\tsize=(\d+)/.exec(journals[0])?.[1])).to.be.greaterThan(0);
-      const tree = Number(
-        await hostSh(h1, 'du -s -B1 --apparent-size "/var/lib/lxc/$1/rootfs" | cut -f1', sd),
-      );
-      const dataUsed = async () =>
-        Number(
-          await hostSh(
-            h1,
-            'sync -f /var/lib/lxc && btrfs filesystem df -b /var/lib/lxc | sed -n "s/^Data, [a-z0-9]*: total=[0-9]*, used=//p"',
-          ),
-        );
+      const tree = await treeBytes(sd);
       const usedBefore = await dataUsed();
       const { outs } = await rootfs.create(inputs(h1, sd, { keepBackup: true, onDelete: "revert" }));
       expect(outs).to.include({ rootfsIsSubvolume: true, configBackingStore: "btrfs", adopted: false });
@@ -278,11 +296,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       // Back to a directory, flags and all, as the fleet made it (the kept backup goes too).
       await rootfs.del("", outs);
       expect(await manifest(h1, `${LXC}/${sd}/rootfs`)).to.equal(before);
-      await hostSh(
-        h1,
-        'cd "/var/lib/lxc/$1" && find rootfs.pre-btrfs \\( -type f -o -type d \\) -exec chattr -i -a {} + && rm -rf rootfs.pre-btrfs config.pre-btrfs config.pre-dir',
-        sd,
-      );
+      await removeKeptBackup(sd);
     });
   });
 
@@ -384,22 +398,13 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       ])
         expect(before, want).to.include(`\t${want}\t`);
       expect(before).to.include("btrfs.compression=0x7a737464");
-      const tree = Number(
-        await hostSh(h1, 'du -s -B1 --apparent-size "/var/lib/lxc/$1/rootfs" | cut -f1', name),
-      );
-      const used = async () =>
-        Number(
-          await hostSh(
-            h1,
-            'sync -f /var/lib/lxc && btrfs filesystem df -b /var/lib/lxc | sed -n "s/^Data, [a-z0-9]*: total=[0-9]*, used=//p"',
-          ),
-        );
-      const usedBefore = await used();
+      const tree = await treeBytes(name);
+      const usedBefore = await dataUsed();
       const { outs } = await rootfs.create(inputs(h1, name, { keepBackup: true, onDelete: "revert" }));
       expect(outs).to.include({ rootfsIsSubvolume: true, configBackingStore: "btrfs" });
       expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
       // The original is kept (keepBackup), so any data block the conversion copied would show up here: data only (small files live inline in metadata).
-      const growth = (await used()) - usedBefore;
+      const growth = (await dataUsed()) - usedBefore;
       console.log(`      flagged tree: ${tree} bytes; conversion grew data usage by ${growth} bytes`);
       expect(growth).to.be.below(tree / 100);
       expect(await manifest(h1, `${LXC}/${name}/rootfs.pre-btrfs`)).to.equal(before);
@@ -414,11 +419,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     });
 
     it("removes an old tree holding immutable and append-only entries (keepBackup: false), leaving nothing", async () => {
-      await hostSh(
-        h1,
-        'cd "/var/lib/lxc/$1" && find rootfs.pre-btrfs \\( -type f -o -type d \\) -exec chattr -i -a {} + && rm -rf rootfs.pre-btrfs config.pre-btrfs config.pre-dir',
-        name,
-      );
+      await removeKeptBackup(name);
       const before = await manifest(h1, `${LXC}/${name}/rootfs`);
       const { outs } = await rootfs.create(inputs(h1, name));
       expect(outs.rootfsIsSubvolume).to.equal(true);

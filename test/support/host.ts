@@ -26,6 +26,31 @@ export async function destroyContainers(host: FleetHost, ...names: string[]): Pr
   }
 }
 
+/**
+ * Containers NAMES on the host that are already converted (a subvolume rootfs with a btrfs: config): btrfs
+ * snapshots of one busybox container made with `lxc-create -B btrfs` under the name TEMPLATE, which is
+ * removed again. Seconds for hundreds, where converting each would take minutes.
+ */
+export async function makeConvertedContainers(
+  host: FleetHost,
+  template: string,
+  names: string[],
+): Promise<void> {
+  await hostSh(
+    host,
+    `set -e; cd /var/lib/lxc; t=$1; shift
+lxc-destroy -n $t >/dev/null 2>&1 || true
+lxc-create -n $t -t busybox -B btrfs >/dev/null 2>&1
+for n in "$@"; do
+  mkdir "$n"; btrfs subvolume snapshot $t/rootfs "$n/rootfs" >/dev/null
+  sed "s#/var/lib/lxc/$t/#/var/lib/lxc/$n/#; s#^lxc.uts.name = .*#lxc.uts.name = $n#" $t/config >"$n/config"
+done
+lxc-destroy -n $t >/dev/null`,
+    template,
+    ...names,
+  );
+}
+
 /** The message `p` fails with; throws `expected ${expected}` if it succeeds. */
 async function failureOf(p: Promise<unknown>, expected: string): Promise<string> {
   try {
