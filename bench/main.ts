@@ -12,7 +12,7 @@ import { execFile, execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { closeAllConnections } from "../provider/ssh";
+import { closeAllConnections } from "../provider/transport/ssh";
 import { loadInventory } from "../test/support/fleet";
 import { pulumiEnv, pulumiSdkVersion, repoRoot } from "../test/support/pulumi";
 import { type BenchContext, makeContext } from "./lib/context";

@@ -12,7 +12,7 @@
  *   so the engine stores them with the current provider.
  */
 import type * as pulumi from "@pulumi/pulumi";
-import { configureCredentials } from "./credentials";
+import { configureCredentials } from "./transport/credentials";
 
 type Impl = {
   check(olds: unknown, news: unknown): Promise<pulumi.dynamic.CheckResult>;
@@ -63,7 +63,7 @@ function lazy(load: () => Impl): () => Impl {
 /** LxcSubvolumeRootfs. */
 export const rootfs = provider(
   lazy(() => {
-    const m = require("./rootfs-provider") as typeof import("./rootfs-provider");
+    const m = require("./rootfs/provider") as typeof import("./rootfs/provider");
     return { ...m, diff: m.diffRootfs } as unknown as Impl;
   }),
 );
@@ -71,7 +71,7 @@ export const rootfs = provider(
 /** LxcSnapshotClone. */
 export const clone = provider(
   lazy(() => {
-    const m = require("./clone-provider") as typeof import("./clone-provider");
+    const m = require("./clone/provider") as typeof import("./clone/provider");
     return { ...m, diff: m.diffClone } as unknown as Impl;
   }),
 );

@@ -4,18 +4,12 @@
  * - LxcSubvolumeRootfs: make a container's rootfs a BTRFS subvolume in place (adopt when already done).
  * - LxcSnapshotClone: clone a container as a BTRFS snapshot, with its own name, hostname and MACs.
  */
-export {
-  cloneProvider,
-  type LxcConnectionArgs,
-  LxcSnapshotClone,
-  type LxcSnapshotCloneArgs,
-  LxcSubvolumeRootfs,
-  type LxcSubvolumeRootfsArgs,
-  rootfsProvider,
-} from "./resources";
-export type { CloneOutputs } from "./clone-provider";
-export type { RootfsOutputs } from "./rootfs-provider";
-export type { ConnectionArgs } from "./schema";
+export { cloneProvider, LxcSnapshotClone, type LxcSnapshotCloneArgs } from "./clone/resource";
+export type { LxcConnectionArgs } from "./core/resource";
+export { LxcSubvolumeRootfs, type LxcSubvolumeRootfsArgs, rootfsProvider } from "./rootfs/resource";
+export type { CloneOutputs } from "./clone/provider";
+export type { RootfsOutputs } from "./rootfs/provider";
+export type { ConnectionArgs } from "./transport/connection";
 export {
   type DiscoverHostArgs,
   type DiscoverOptions,
@@ -25,5 +19,5 @@ export {
   type FleetHostSummary,
   LxcFleetRollout,
   type LxcFleetRolloutArgs,
-} from "./fleet";
-export type { DiscoveredContainer } from "./fleet-plan";
+} from "./fleet/rollout";
+export type { DiscoveredContainer } from "./fleet/plan";

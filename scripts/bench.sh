@@ -33,7 +33,7 @@ base=dist/.bench
 rm -rf "$base/build"
 mkdir -p "$base"
 npx tsc -p tsconfig.json --outDir "$base/build"
-cp -r provider/scripts "$base/build/provider/scripts"
+(cd provider && find . -name '*.sh' -exec cp --parents {} "../$base/build/provider/" \;)
 # The providers that Pulumi runs load this package by name (pulumi-lxc-btrfs/dynamic, i.e. dist/provider),
 # resolved from the bench's project directories inside the repository.
 npm run --silent build

@@ -3,7 +3,7 @@
  * `@@step I OP` lines the script prints as each step starts: where a conversion spends its time
  * (inspect / copy / verify / finish), without changing what runs.
  */
-import type { Remote, RunOptions, RunResult } from "../../provider/ssh";
+import type { Remote, RunOptions, RunResult } from "../../provider/transport/ssh";
 
 export interface CommandTiming {
   /** `inspect`, `true`, a step batch like `journal+subvol-create+copy`, or the script name. */

@@ -4,9 +4,9 @@
  * 10 MB, 500 MB and 2 GB of incompressible data written once. One SSH round trip (`true`) is measured
  * alongside, since our floor is lxc-copy plus the round trips it takes to drive it.
  */
-import * as clone from "../../provider/clone-provider";
-import { convergeWith } from "../../provider/rootfs-provider";
-import { cloneArgsSchema } from "../../provider/schema";
+import * as clone from "../../provider/clone/provider";
+import { convergeWith } from "../../provider/rootfs/provider";
+import { cloneArgsSchema } from "../../provider/clone/inputs";
 import { type BenchContext, quietly, rootConnection, rootfsInputs, warmRemote } from "../lib/context";
 import { hostExec } from "../../test/support/fleet";
 import { createBusybox, destroy, LXC, settle, sh, spaceUsage, timedOnHost } from "../lib/host";

@@ -161,16 +161,18 @@ describe("the package as users install it (npm pack, a program outside the repos
     const [info] = JSON.parse(res.stdout) as { filename: string; files: { path: string }[] }[];
     tarball = path.join(work, info.filename);
     const files = info.files.map((f) => f.path);
-    const scripts = fs
-      .readdirSync(path.join(repoRoot(), "provider", "scripts"))
-      .map((s) => `dist/provider/scripts/${s}`);
-    const modules = fs
-      .readdirSync(path.join(repoRoot(), "provider"))
+    // Every source module (compiled, with its types) and every remote script, under the same folders.
+    const sources = (
+      fs.readdirSync(path.join(repoRoot(), "provider"), { recursive: true }) as string[]
+    ).sort();
+    const scripts = sources.filter((f) => f.endsWith(".sh")).map((f) => `dist/provider/${f}`);
+    const modules = sources
       .filter((f) => f.endsWith(".ts"))
       .flatMap((f) => [
         `dist/provider/${f.replace(/\.ts$/, ".js")}`,
         `dist/provider/${f.replace(/\.ts$/, ".d.ts")}`,
       ]);
+    expect(scripts).to.include("dist/provider/rootfs/step.sh");
     expect(files).to.include.members(["package.json", "README.md", ...modules, ...scripts]);
     expect(
       files.filter((f) => !f.startsWith("dist/provider/") && !["package.json", "README.md"].includes(f)),
@@ -202,7 +204,7 @@ describe("the package as users install it (npm pack, a program outside the repos
     expect(Object.keys(pkg.dependencies).sort()).to.deep.equal(["@pulumi/pulumi", "pulumi-lxc-btrfs"]);
     const where = path.join(installed, "node_modules", "pulumi-lxc-btrfs");
     expect(fs.lstatSync(where).isSymbolicLink()).to.equal(false);
-    expect(fs.existsSync(path.join(where, "dist", "provider", "scripts"))).to.equal(true);
+    expect(fs.existsSync(path.join(where, "dist", "provider", "rootfs", "step.sh"))).to.equal(true);
     fs.writeFileSync(
       path.join(installed, "Pulumi.yaml"),
       "name: i13-program\nruntime: nodejs\nmain: index.js\n",

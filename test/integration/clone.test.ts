@@ -4,10 +4,11 @@
  */
 import { readFileSync } from "node:fs";
 import { expect } from "chai";
-import * as clone from "../../provider/clone-provider";
-import * as rootfs from "../../provider/rootfs-provider";
-import { type CloneInputs, cloneArgsSchema, rootfsArgsSchema } from "../../provider/schema";
-import { closeAllConnections } from "../../provider/ssh";
+import * as clone from "../../provider/clone/provider";
+import * as rootfs from "../../provider/rootfs/provider";
+import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
+import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
 import { destroyContainers, expectRefused, hostSh } from "../support/host";
 
@@ -237,7 +238,7 @@ describe("LxcSnapshotClone on the fleet", function () {
     });
 
     it("freeze: the source is unfrozen even when the snapshot fails midway", async () => {
-      const script = readFileSync(`${__dirname}/../../provider/scripts/clone.sh`, "utf8");
+      const script = readFileSync(`${__dirname}/../../provider/clone/clone.sh`, "utf8");
       // lxc-clone does not exist on LXC 5: the snapshot fails after the freeze.
       const r = await hostExec(h2, [
         "sh",

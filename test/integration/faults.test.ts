@@ -10,15 +10,11 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { expect } from "chai";
-import * as clone from "../../provider/clone-provider";
-import * as rootfs from "../../provider/rootfs-provider";
-import {
-  type CloneInputs,
-  cloneArgsSchema,
-  type RootfsInputs,
-  rootfsArgsSchema,
-} from "../../provider/schema";
-import { closeAllConnections } from "../../provider/ssh";
+import * as clone from "../../provider/clone/provider";
+import * as rootfs from "../../provider/rootfs/provider";
+import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
+import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FaultAction, type FleetHost, fault, loadInventory, manifest } from "../support/fleet";
 import { destroyContainers, hostSh } from "../support/host";
 

@@ -7,12 +7,14 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { expect } from "chai";
-import * as clone from "../../provider/clone-provider";
-import { discoverContainers } from "../../provider/fleet";
-import { quoteArgv } from "../../provider/quote";
-import * as rootfs from "../../provider/rootfs-provider";
-import { cloneArgsSchema, rootfsArgsSchema, validate } from "../../provider/schema";
-import { closeAllConnections } from "../../provider/ssh";
+import * as clone from "../../provider/clone/provider";
+import { discoverContainers } from "../../provider/fleet/rollout";
+import { quoteArgv } from "../../provider/transport/quote";
+import * as rootfs from "../../provider/rootfs/provider";
+import { cloneArgsSchema } from "../../provider/clone/inputs";
+import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import { validate } from "../../provider/core/inputs";
+import { closeAllConnections } from "../../provider/transport/ssh";
 import { countAccepted, type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
 import { expectRejection as rejection } from "../support/host";
 

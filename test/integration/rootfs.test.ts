@@ -5,10 +5,11 @@
  */
 import { readFileSync } from "node:fs";
 import { expect } from "chai";
-import * as clone from "../../provider/clone-provider";
-import * as rootfs from "../../provider/rootfs-provider";
-import { cloneArgsSchema, type RootfsInputs, rootfsArgsSchema } from "../../provider/schema";
-import { closeAllConnections } from "../../provider/ssh";
+import * as clone from "../../provider/clone/provider";
+import * as rootfs from "../../provider/rootfs/provider";
+import { cloneArgsSchema } from "../../provider/clone/inputs";
+import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, fault, hostExec, loadInventory, manifest } from "../support/fleet";
 import { destroyContainers as destroy, expectRefused, hostSh, waitFor } from "../support/host";
 

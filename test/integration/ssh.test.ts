@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
-import { connectionSchema, type ConnectionArgs } from "../../provider/schema";
-import { closeAllConnections, openRemote, poolStats } from "../../provider/ssh";
+import { connectionSchema, type ConnectionArgs } from "../../provider/transport/connection";
+import { closeAllConnections, openRemote, poolStats } from "../../provider/transport/ssh";
 import { countAccepted, fault, type FleetHost, loadInventory } from "../support/fleet";
 import { expectRejection as expectRejects } from "../support/host";
 

@@ -6,7 +6,8 @@
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { expect } from "chai";
-import { cloneProvider, rootfsProvider } from "../../provider/resources";
+import { cloneProvider } from "../../provider/clone/resource";
+import { rootfsProvider } from "../../provider/rootfs/resource";
 import { ROOT } from "./fixtures";
 
 const requireFromString = require("require-from-string") as (

@@ -1,0 +1,144 @@
+/**
+ * Fleet rollout planning, pure: which containers on which hosts, in which wave, after which others.
+ * The component (fleet.ts) only turns this plan into resources with dependsOn edges.
+ */
+import type { BackingStore } from "../host/lxc-config";
+import { classifyBackingStore } from "../host/lxc-config";
+
+export interface DiscoveredContainer {
+  /** The name; for a name we cannot manage (see `problem`), a printable form with `\xNN` escapes. */
+  name: string;
+  fstype: string;
+  rootfs: "dir" | "symlink" | "missing";
+  rootfsIsSubvolume: boolean;
+  configBackingStore: BackingStore | "missing";
+  state: string;
+  /** Why this container cannot be managed as it is (its name), with what to do; unset when it can. */
+  problem?: string;
+}
+
+/** Why a name that LXC allows is refused by our schema, and what to do about it. */
+export const ODD_NAME_PROBLEM =
+  "its name is not one this provider accepts (1-64 letters, digits, '_', '.' or '-', starting with a letter or digit, without '..'); rename it with lxc-copy -R to manage it";
+
+/**
+ * A directory name as the host returned it in hex, in a printable and unambiguous form: printable ASCII
+ * stays, a backslash is doubled, every other byte (tab, newline, non-UTF-8) becomes `\xNN`.
+ */
+export function printableName(hex: string): string {
+  let out = "";
+  for (let i = 0; i + 1 < hex.length; i += 2) {
+    const b = Number.parseInt(hex.slice(i, i + 2), 16);
+    if (b === 0x5c) out += "\\\\";
+    else if (b >= 0x20 && b <= 0x7e) out += String.fromCharCode(b);
+    else out += `\\x${hex.slice(i, i + 2).toLowerCase()}`;
+  }
+  return out;
+}
+
+/** Parses discover.sh output; fails closed on a record it cannot read. */
+export function parseDiscovery(out: string): DiscoveredContainer[] {
+  const nl = out.indexOf("\n");
+  const head = out.slice(0, nl);
+  if (!head.startsWith("fstype=")) throw new Error("unrecognised discovery output");
+  return out
+    .slice(nl + 1)
+    .split("\0")
+    .filter(Boolean)
+    .map((rec): DiscoveredContainer => {
+      const f = rec.split("\t");
+      if (f[0] === "odd" && f.length === 2 && /^([0-9a-f]{2})+$/.test(f[1])) {
+        return {
+          name: printableName(f[1]),
+          fstype: "unknown",
+          rootfs: "missing",
+          rootfsIsSubvolume: false,
+          configBackingStore: "missing",
+          state: "UNKNOWN",
+          problem: ODD_NAME_PROBLEM,
+        };
+      }
+      if (f[0] !== "ok" || f.length !== 7)
+        throw new Error(`unrecognised discovery record ${JSON.stringify(rec.slice(0, 100))}`);
+      const [, name, fstype, rootfs, ino, state, line] = f;
+      return {
+        name,
+        fstype,
+        rootfs: rootfs as DiscoveredContainer["rootfs"],
+        rootfsIsSubvolume: fstype === "btrfs" && rootfs === "dir" && ino === "256",
+        configBackingStore: line ? classifyBackingStore(line) : ("missing" as const),
+        state,
+      };
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Shell-style globs (`*`, `?`) over container names. */
+export function matchGlob(pattern: string, name: string): boolean {
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+      .replace(/\*/g, ".*")
+      .replace(/\?/g, ".")}$`,
+  );
+  return re.test(name);
+}
+
+/** Names kept by include (default: all) minus exclude, in order. */
+export function selectContainers(names: string[], include?: string[], exclude?: string[]): string[] {
+  return names.filter(
+    (n) =>
+      (!include || include.length === 0 || include.some((p) => matchGlob(p, n))) &&
+      !(exclude ?? []).some((p) => matchGlob(p, n)),
+  );
+}
+
+export interface RolloutHostPlanInput {
+  name: string;
+  containers: string[];
+}
+
+export interface PlannedConversion {
+  host: string;
+  container: string;
+  wave: number;
+  /** Keys (`host/container`) of conversions that must finish first. */
+  after: string[];
+}
+
+export function conversionKey(host: string, container: string): string {
+  return `${host}/${container}`;
+}
+
+/**
+ * Waves: the canary hosts (the first `canary` hosts, or the named ones) form wave 0, every other host
+ * wave 1, which starts only once all of wave 0 has succeeded. Within a host at most
+ * `maxConcurrentPerHost` conversions run at once: conversion i waits for conversion i - k.
+ */
+export function planRollout(
+  hosts: RolloutHostPlanInput[],
+  opts: { canary?: number | string[]; maxConcurrentPerHost?: number },
+): PlannedConversion[] {
+  const k = opts.maxConcurrentPerHost ?? 1;
+  if (!Number.isInteger(k) || k < 1) throw new Error("maxConcurrentPerHost must be a whole number >= 1");
+  const names = hosts.map((h) => h.name);
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup) throw new Error(`host ${dup} is listed twice`);
+  const canary = new Set(Array.isArray(opts.canary) ? opts.canary : names.slice(0, opts.canary ?? 0));
+  for (const c of canary) if (!names.includes(c)) throw new Error(`canary host ${c} is not among the hosts`);
+  const waveOf = (h: string) => (canary.size > 0 && !canary.has(h) ? 1 : 0);
+  const wave0Keys = hosts
+    .filter((h) => waveOf(h.name) === 0 && canary.size > 0)
+    .flatMap((h) => h.containers.map((c) => conversionKey(h.name, c)));
+  const out: PlannedConversion[] = [];
+  for (const h of hosts) {
+    const wave = waveOf(h.name);
+    h.containers.forEach((c, i) => {
+      const after: string[] = [];
+      if (i >= k) after.push(conversionKey(h.name, h.containers[i - k]));
+      if (wave === 1) after.push(...wave0Keys);
+      out.push({ host: h.name, container: c, wave, after });
+    });
+  }
+  return out;
+}

@@ -1,0 +1,230 @@
+/**
+ * Fleet rollout: discover containers on many hosts and declare their conversions (and clones) in waves.
+ * The constructor only wires resources; the plan comes from fleet-plan.ts.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { UserError } from "../core/errors";
+import {
+  type DiscoveredContainer,
+  conversionKey,
+  parseDiscovery,
+  planRollout,
+  selectContainers,
+} from "./plan";
+import type { LxcConnectionArgs } from "../core/resource";
+import { LxcSnapshotClone } from "../clone/resource";
+import { LxcSubvolumeRootfs, type LxcSubvolumeRootfsArgs } from "../rootfs/resource";
+import type { ConnectionArgs } from "../transport/connection";
+
+export interface DiscoverOptions {
+  lxcPath?: string;
+  /** Globs of container names to keep (default: all). */
+  include?: string[];
+  /** Globs of container names to leave out. */
+  exclude?: string[];
+}
+
+/**
+ * Lists the containers on a host at program time, with each one's rootfs state: the original post's
+ * `for rootfs in /var/lib/lxc/*\/rootfs` loop, as data. One SSH round trip.
+ */
+export async function discoverContainers(
+  connection: ConnectionArgs,
+  opts: DiscoverOptions = {},
+): Promise<DiscoveredContainer[]> {
+  const { validate, absolutePath, formatFailures } =
+    require("../core/inputs") as typeof import("../core/inputs");
+  const { connectionSchema } = require("../transport/connection") as typeof import("../transport/connection");
+  const { openRemote, closeConnection } = require("../transport/ssh") as typeof import("../transport/ssh");
+  const { scriptArgv } =
+    require("../transport/remote-scripts") as typeof import("../transport/remote-scripts");
+  const conn = validate(connectionSchema, connection);
+  if (!conn.ok)
+    throw new UserError(
+      formatFailures(
+        `discoverContainers(${connection?.host ?? "?"})`,
+        conn.failures.map((f) => ({ ...f, property: `connection.${f.property}` })),
+      ),
+    );
+  const lxcPath = absolutePath.parse(opts.lxcPath ?? "/var/lib/lxc");
+  const remote = openRemote(conn.value);
+  try {
+    const res = await remote.check(scriptArgv("discover", [lxcPath]));
+    const all = parseDiscovery(res.stdout);
+    const keep = new Set(
+      selectContainers(
+        all.map((c) => c.name),
+        opts.include,
+        opts.exclude,
+      ),
+    );
+    return all.filter((c) => keep.has(c.name));
+  } finally {
+    await closeConnection(conn.value);
+  }
+}
+
+export interface FleetHostArgs {
+  /** A short name for the host, used in resource names and the summary. */
+  name: string;
+  connection: pulumi.Input<LxcConnectionArgs>;
+  lxcPath?: string;
+  /** The containers to convert on this host. */
+  containers: string[];
+  /** Containers left out, with the reason (filled in by `discover`). */
+  skipped?: { container: string; reason: string }[];
+}
+
+export interface FleetCloneArgs {
+  host: string;
+  source: string;
+  name: string;
+  start?: boolean;
+  hostname?: string;
+  ifSourceRunning?: "fail" | "freeze" | "restart";
+}
+
+export interface LxcFleetRolloutArgs {
+  hosts: FleetHostArgs[];
+  /** The first N hosts, or the named hosts, form a canary wave that must succeed before the rest start. */
+  canary?: number | string[];
+  /** At most this many conversions at once on one host (default 1); different hosts run in parallel. */
+  maxConcurrentPerHost?: number;
+  /** Policy for every conversion. */
+  conversion?: Pick<LxcSubvolumeRootfsArgs, "ifRunning" | "nestedSubvolumes" | "keepBackup" | "onDelete">;
+  clones?: FleetCloneArgs[];
+}
+
+export interface FleetHostSummary {
+  converted: string[];
+  adopted: string[];
+  skipped: string[];
+  failed: string[];
+}
+
+export interface DiscoverHostArgs extends DiscoverOptions {
+  name: string;
+  /** Plain values: discovery runs while the program runs. */
+  connection: ConnectionArgs;
+}
+
+export class LxcFleetRollout extends pulumi.ComponentResource {
+  /** Per host: containers converted now, adopted (already converted), skipped and failed. */
+  declare readonly summary: pulumi.Output<Record<string, FleetHostSummary>>;
+  /** Per clone (`host/name`): its state and rootfs subvolume UUID. */
+  declare readonly clones: pulumi.Output<Record<string, { state: string; subvolumeUuid: string }>>;
+  readonly conversions: Record<string, LxcSubvolumeRootfs> = {};
+
+  /** Discovers the containers on every host first (hosts that cannot be reached are reported as failed). */
+  static async discover(
+    name: string,
+    args: Omit<LxcFleetRolloutArgs, "hosts"> & { hosts: DiscoverHostArgs[] },
+    opts?: pulumi.ComponentResourceOptions,
+  ): Promise<LxcFleetRollout> {
+    const failedHosts: Record<string, string> = {};
+    const hosts = await Promise.all(
+      args.hosts.map(async (h): Promise<FleetHostArgs> => {
+        try {
+          const found = await discoverContainers(h.connection, h);
+          const usable = found.filter((c) => !c.problem && c.fstype === "btrfs" && c.rootfs === "dir");
+          const skipped = found
+            .filter((c) => !usable.includes(c))
+            .map((c) => ({
+              container: c.name,
+              reason:
+                c.problem ?? (c.fstype !== "btrfs" ? `on ${c.fstype}, not btrfs` : `rootfs is ${c.rootfs}`),
+            }));
+          return {
+            name: h.name,
+            connection: h.connection,
+            lxcPath: h.lxcPath,
+            containers: usable.map((c) => c.name),
+            skipped,
+          };
+        } catch (e) {
+          failedHosts[h.name] = (e as Error).message;
+          return { name: h.name, connection: h.connection, lxcPath: h.lxcPath, containers: [] };
+        }
+      }),
+    );
+    for (const [h, why] of Object.entries(failedHosts))
+      console.error(`[lxc-btrfs] host ${h}: discovery failed: ${why}`);
+    return new LxcFleetRollout(name, { ...args, hosts }, opts, failedHosts);
+  }
+
+  constructor(
+    name: string,
+    args: LxcFleetRolloutArgs,
+    opts?: pulumi.ComponentResourceOptions,
+    failedHosts: Record<string, string> = {},
+  ) {
+    super("lxc-btrfs:index:LxcFleetRollout", name, {}, opts);
+    const plan = planRollout(args.hosts, {
+      canary: args.canary,
+      maxConcurrentPerHost: args.maxConcurrentPerHost,
+    });
+    const byName = new Map(args.hosts.map((h) => [h.name, h]));
+    for (const step of plan) {
+      const host = byName.get(step.host) as FleetHostArgs;
+      const key = conversionKey(step.host, step.container);
+      this.conversions[key] = new LxcSubvolumeRootfs(
+        `${name}-${step.host}-${step.container}`,
+        { connection: host.connection, container: step.container, lxcPath: host.lxcPath, ...args.conversion },
+        { parent: this, dependsOn: step.after.map((k) => this.conversions[k]) },
+      );
+    }
+    const clones: Record<string, LxcSnapshotClone> = {};
+    for (const c of args.clones ?? []) {
+      const host = byName.get(c.host);
+      if (!host)
+        throw new UserError(
+          `LxcFleetRollout ${name}: clone ${c.name} names host ${c.host}, which is not among the hosts`,
+        );
+      const source = this.conversions[conversionKey(c.host, c.source)];
+      clones[`${c.host}/${c.name}`] = new LxcSnapshotClone(
+        `${name}-${c.host}-${c.name}`,
+        {
+          connection: host.connection,
+          lxcPath: host.lxcPath,
+          source: c.source,
+          name: c.name,
+          start: c.start,
+          hostname: c.hostname,
+          ifSourceRunning: c.ifSourceRunning,
+        },
+        { parent: this, dependsOn: source ? [source] : [] },
+      );
+    }
+    this.summary = summarize(args.hosts, this.conversions, failedHosts);
+    this.clones = pulumi
+      .all(Object.entries(clones).map(([k, r]) => pulumi.all([k, r.state, r.subvolumeUuid])))
+      .apply((rows) =>
+        Object.fromEntries(rows.map(([k, state, uuid]) => [k, { state, subvolumeUuid: uuid }])),
+      );
+    this.registerOutputs({ summary: this.summary, clones: this.clones });
+  }
+}
+
+function summarize(
+  hosts: FleetHostArgs[],
+  conversions: Record<string, LxcSubvolumeRootfs>,
+  failedHosts: Record<string, string>,
+): pulumi.Output<Record<string, FleetHostSummary>> {
+  const rows = hosts.flatMap((h) =>
+    h.containers.map((c) => pulumi.all([h.name, c, conversions[conversionKey(h.name, c)].adopted])),
+  );
+  return pulumi.all(rows).apply((done) => {
+    const out: Record<string, FleetHostSummary> = {};
+    for (const h of hosts) {
+      out[h.name] = {
+        converted: [],
+        adopted: [],
+        skipped: (h.skipped ?? []).map((s) => `${s.container} (${s.reason})`),
+        failed: failedHosts[h.name] ? [`discovery: ${failedHosts[h.name]}`] : [],
+      };
+    }
+    for (const [host, container, adopted] of done)
+      (adopted ? out[host].adopted : out[host].converted).push(container);
+    return out;
+  });
+}

@@ -1,0 +1,262 @@
+/**
+ * What to do to a container's rootfs, decided from one inspection, pure. The provider executes the steps
+ * in order, re-inspects, and plans again until the plan is "done"; a crash at any point leaves a journal
+ * on the host from which the next plan resumes (after the swap) or rolls back (before it).
+ *
+ *   convert: journal(copying) -> [stop] -> subvolume rootfs.plb-new -> reflink copy -> verify
+ *            -> journal(swapping) -> swap (rootfs -> rootfs.pre-btrfs, rootfs.plb-new -> rootfs)
+ *            -> journal(swapped) -> config btrfs: -> nested subvolumes moved -> old tree removed -> [start]
+ *   revert:  the same with a plain directory rootfs.plb-dir and the old subvolume as rootfs.plb-old.
+ * The original tree is never changed before its copy is verified and swapped in.
+ */
+import { createHash } from "node:crypto";
+import type { Journal, RootfsInspection } from "./inspection";
+import { checkRootfsConfig, rewriteRootfsLine } from "../host/lxc-config";
+
+export interface RootfsPolicy {
+  container: string;
+  lxcPath: string;
+  ifRunning: "fail" | "restart";
+  nestedSubvolumes: "fail" | "keep";
+  keepBackup: boolean;
+}
+
+export type Step =
+  | { op: "journal"; phase: Journal["phase"]; kind: Journal["op"]; wasRunning: boolean }
+  | { op: "journal-clear" }
+  | { op: "stop" }
+  | { op: "start" }
+  | { op: "discard"; path: string }
+  | { op: "subvol-create"; path: string }
+  | { op: "mkdir-new"; path: string }
+  | { op: "copy"; from: string; to: string; total: number }
+  | { op: "verify"; a: string; b: string }
+  | { op: "swap"; cur: string; next: string; old: string }
+  | { op: "write-config"; expectedSha: string; content: string; backupName: string }
+  | { op: "move-nested"; from: string; to: string }
+  | { op: "remove"; path: string };
+
+export type RootfsPlan =
+  | { kind: "refuse"; reason: string }
+  | { kind: "done"; adopted: boolean }
+  | { kind: "apply"; action: string; steps: Step[] };
+
+export interface RootfsPaths {
+  dir: string;
+  rootfs: string;
+  next: string;
+  backup: string;
+  revertDir: string;
+  revertOld: string;
+}
+
+export function rootfsPaths(lxcPath: string, container: string): RootfsPaths {
+  const dir = `${lxcPath}/${container}`;
+  return {
+    dir,
+    rootfs: `${dir}/rootfs`,
+    next: `${dir}/rootfs.plb-new`,
+    backup: `${dir}/rootfs.pre-btrfs`,
+    revertDir: `${dir}/rootfs.plb-dir`,
+    revertOld: `${dir}/rootfs.plb-old`,
+  };
+}
+
+/** Metadata a reflink copy needs: a generous per-entry allowance plus headroom. */
+export function requiredFreeBytes(files: number): number {
+  return 64 * 1024 * 1024 + files * 2048;
+}
+
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+
+/** Common refusals: the host or container cannot be worked on at all. */
+function refuseUnusable(insp: RootfsInspection, p: RootfsPolicy, paths: RootfsPaths): string | undefined {
+  if (insp.containerDir === "missing") {
+    return `container ${p.container} does not exist: ${paths.dir} is missing; check the name and lxcPath`;
+  }
+  if (insp.fstype !== "btrfs") {
+    return `${paths.dir} is on ${insp.fstype}, not btrfs; LxcSubvolumeRootfs needs ${p.lxcPath} on a btrfs filesystem`;
+  }
+  if (insp.config === null)
+    return `${paths.dir}/config is missing or unreadable; is ${p.container} an LXC container?`;
+  if (!insp.btrfsVersion.startsWith("btrfs-progs v")) {
+    return "the btrfs command (btrfs-progs) is missing or does not run on the host; install it (Debian: apt-get install btrfs-progs)";
+  }
+  return undefined;
+}
+
+function stepsFinishing(j: Journal, p: RootfsPolicy, paths: RootfsPaths, insp: RootfsInspection): Step[] {
+  const steps: Step[] = [];
+  const target = j.op === "convert" ? "btrfs" : "dir";
+  const cfg = insp.config === null ? undefined : checkRootfsConfig(insp.config, paths.rootfs);
+  if (cfg?.ok && cfg.store !== target) {
+    steps.push({
+      op: "write-config",
+      expectedSha: sha256(insp.config as string),
+      content: rewriteRootfsLine(insp.config as string, cfg.line.index, `${target}:${paths.rootfs}`),
+      backupName: j.op === "convert" ? "config.pre-btrfs" : "config.pre-dir",
+    });
+  }
+  const old = j.op === "convert" ? paths.backup : paths.revertOld;
+  if (insp.exists[old.slice(paths.dir.length + 1)]) {
+    steps.push({ op: "move-nested", from: old, to: paths.rootfs });
+    if (j.op === "revert" || !p.keepBackup) steps.push({ op: "remove", path: old });
+  }
+  if (j.wasRunning && insp.state !== "RUNNING") steps.push({ op: "start" });
+  steps.push({ op: "journal-clear" });
+  return steps;
+}
+
+/** Finishes or rolls back an interrupted operation found in the journal. */
+function planResume(insp: RootfsInspection, p: RootfsPolicy, paths: RootfsPaths): RootfsPlan {
+  const j = insp.journal as Journal;
+  if (j.phase === "copying") {
+    const partial = j.op === "convert" ? paths.next : paths.revertDir;
+    const steps: Step[] = [{ op: "discard", path: partial }];
+    if (j.wasRunning && insp.state !== "RUNNING") steps.push({ op: "start" });
+    steps.push({ op: "journal-clear" });
+    return { kind: "apply", action: `roll back an interrupted ${j.op} (copy not yet verified)`, steps };
+  }
+  const steps: Step[] = [];
+  if (j.phase === "swapping") {
+    steps.push(
+      j.op === "convert"
+        ? { op: "swap", cur: paths.rootfs, next: paths.next, old: paths.backup }
+        : { op: "swap", cur: paths.rootfs, next: paths.revertDir, old: paths.revertOld },
+      { op: "journal", phase: "swapped", kind: j.op, wasRunning: j.wasRunning },
+    );
+    // The swap changes which trees exist; the finishing steps are planned on the next inspection.
+    return { kind: "apply", action: `resume an interrupted ${j.op} (complete the swap)`, steps };
+  }
+  return {
+    kind: "apply",
+    action: `resume an interrupted ${j.op} (finish)`,
+    steps: stepsFinishing(j, p, paths, insp),
+  };
+}
+
+function stepsCopyAndSwap(
+  kind: Journal["op"],
+  insp: RootfsInspection,
+  p: RootfsPolicy,
+  paths: RootfsPaths,
+): RootfsPlan | string {
+  if (/[ia]/.test(insp.rootfsFlags.replace(/-/g, ""))) {
+    return `${paths.rootfs} itself is immutable or append-only (lsattr: ${insp.rootfsFlags}), so it cannot be renamed; clear it with chattr -i -a ${paths.rootfs} and run again`;
+  }
+  const running = insp.state === "RUNNING" || insp.state === "FROZEN";
+  if (running && p.ifRunning === "fail") {
+    return `container ${p.container} is ${insp.state}; stop it first or set ifRunning: "restart"`;
+  }
+  const files = insp.files ?? 0;
+  if ((insp.availBytes ?? 0) < requiredFreeBytes(files)) {
+    return (
+      `not enough free space in ${paths.dir}: ${insp.availBytes} bytes available, ${requiredFreeBytes(files)} needed ` +
+      `for the metadata of ${files} entries; free some space and run again`
+    );
+  }
+  const next = kind === "convert" ? paths.next : paths.revertDir;
+  const old = kind === "convert" ? paths.backup : paths.revertOld;
+  const steps: Step[] = [{ op: "journal", phase: "copying", kind, wasRunning: running }];
+  if (running) steps.push({ op: "stop" });
+  steps.push(
+    kind === "convert" ? { op: "subvol-create", path: next } : { op: "mkdir-new", path: next },
+    { op: "copy", from: paths.rootfs, to: next, total: files },
+    { op: "verify", a: paths.rootfs, b: next },
+    { op: "journal", phase: "swapping", kind, wasRunning: running },
+    { op: "swap", cur: paths.rootfs, next, old },
+    { op: "journal", phase: "swapped", kind, wasRunning: running },
+  );
+  // After the swap the old tree exists under its new name and the container is stopped if it ran.
+  const after: RootfsInspection = {
+    ...insp,
+    exists: { ...insp.exists, [old.slice(paths.dir.length + 1)]: true },
+    state: running ? "STOPPED" : insp.state,
+  };
+  steps.push(...stepsFinishing({ op: kind, phase: "swapped", wasRunning: running }, p, paths, after));
+  return {
+    kind: "apply",
+    action: kind === "convert" ? "convert rootfs to a subvolume" : "revert rootfs to a directory",
+    steps,
+  };
+}
+
+/** Plans bringing the rootfs to "subvolume with a btrfs: config". */
+export function planConvert(insp: RootfsInspection, p: RootfsPolicy): RootfsPlan {
+  const paths = rootfsPaths(p.lxcPath, p.container);
+  const unusable = refuseUnusable(insp, p, paths);
+  if (unusable) return { kind: "refuse", reason: unusable };
+  if (insp.journal) return planResume(insp, p, paths);
+  if (insp.rootfs !== "dir") {
+    const what = { symlink: "a symlink", missing: "missing", other: "not a directory" }[
+      insp.rootfs ?? "missing"
+    ];
+    return { kind: "refuse", reason: `${paths.rootfs} is ${what}; expected a directory` };
+  }
+  const cfg = checkRootfsConfig(insp.config as string, paths.rootfs);
+  if (!cfg.ok) return { kind: "refuse", reason: `${paths.dir}/config: ${cfg.problem}` };
+  // Already converted: adopt and change nothing, whatever is mounted inside.
+  if (insp.rootfsIsSubvolume && cfg.store === "btrfs") return { kind: "done", adopted: true };
+  if (insp.mounts.length > 0) {
+    return {
+      kind: "refuse",
+      reason: `mount points inside ${paths.rootfs}: ${insp.mounts.join(", ")}; unmount them first`,
+    };
+  }
+  if (insp.rootfsIsSubvolume) {
+    return {
+      kind: "apply",
+      action: `point the config at the btrfs backing store (was ${cfg.store})`,
+      steps: stepsFinishing({ op: "convert", phase: "swapped", wasRunning: false }, p, paths, insp).filter(
+        (s) => s.op === "write-config",
+      ),
+    };
+  }
+  for (const leftover of ["rootfs.plb-new", "rootfs.pre-btrfs"]) {
+    if (insp.exists[leftover]) {
+      return {
+        kind: "refuse",
+        reason: `${paths.dir}/${leftover} already exists and no conversion journal explains it; move it away and run again`,
+      };
+    }
+  }
+  if (insp.nested.length > 0 && p.nestedSubvolumes === "fail") {
+    return {
+      kind: "refuse",
+      reason: `nested subvolumes inside ${paths.rootfs}: ${insp.nested.join(", ")}; set nestedSubvolumes: "keep" to move them into the new subvolume`,
+    };
+  }
+  const plan = stepsCopyAndSwap("convert", insp, p, paths);
+  return typeof plan === "string" ? { kind: "refuse", reason: plan } : plan;
+}
+
+/** Plans turning the subvolume back into a plain directory with a dir: config (onDelete: "revert"). */
+export function planRevert(insp: RootfsInspection, p: RootfsPolicy): RootfsPlan {
+  const paths = rootfsPaths(p.lxcPath, p.container);
+  if (insp.containerDir === "missing") return { kind: "done", adopted: false };
+  const unusable = refuseUnusable(insp, p, paths);
+  if (unusable) return { kind: "refuse", reason: unusable };
+  if (insp.journal) return planResume(insp, p, paths);
+  const cfg = checkRootfsConfig(insp.config as string, paths.rootfs);
+  if (!cfg.ok) return { kind: "refuse", reason: `${paths.dir}/config: ${cfg.problem}` };
+  if (!insp.rootfsIsSubvolume) {
+    if (cfg.store === "dir") return { kind: "done", adopted: false };
+    return {
+      kind: "apply",
+      action: "point the config at the dir backing store",
+      steps: stepsFinishing({ op: "revert", phase: "swapped", wasRunning: false }, p, paths, insp).filter(
+        (s) => s.op === "write-config",
+      ),
+    };
+  }
+  for (const leftover of ["rootfs.plb-dir", "rootfs.plb-old"]) {
+    if (insp.exists[leftover]) {
+      return {
+        kind: "refuse",
+        reason: `${paths.dir}/${leftover} already exists and no journal explains it; move it away`,
+      };
+    }
+  }
+  const plan = stepsCopyAndSwap("revert", insp, { ...p, nestedSubvolumes: "keep" }, paths);
+  return typeof plan === "string" ? { kind: "refuse", reason: plan } : plan;
+}

@@ -1,0 +1,107 @@
+/** The step batch of a conversion: its argv, and reading what step.sh prints back. Pure. */
+import type { Step } from "./plan";
+
+export function stepArgs(step: Step): string[] {
+  switch (step.op) {
+    case "journal":
+      return [step.phase, step.kind, step.wasRunning ? "1" : "0"];
+    case "journal-clear":
+    case "stop":
+    case "start":
+      return [];
+    case "discard":
+    case "subvol-create":
+    case "mkdir-new":
+    case "remove":
+      return [step.path];
+    case "copy":
+      return [step.from, step.to, String(Math.max(1000, Math.ceil(step.total / 10)))];
+    case "verify":
+      return [step.a, step.b];
+    case "swap":
+      return [step.cur, step.next, step.old];
+    case "write-config":
+      return [step.expectedSha, step.backupName];
+    case "move-nested":
+      return [step.from, step.to];
+  }
+}
+
+/** Pure: the argv of one batch: `LXCPATH NAME OP NARGS ARG... OP NARGS ARG...`. */
+export function batchArgs(lxcPath: string, container: string, steps: Step[]): string[] {
+  return [lxcPath, container, ...steps.flatMap((s) => [s.op, String(stepArgs(s).length), ...stepArgs(s)])];
+}
+
+/**
+ * Pure: the op of `line` if it is the marker step.sh prints before step `seen + 1` of `steps`, else
+ * undefined. Only the next step's own marker counts: the verify report that ends a batch prints file
+ * names from the trees, and a file named "x\n@@step 9 swap" must not make us believe the swap started
+ * (which would skip the rollback of a failed batch).
+ */
+export function nextStepMarker(line: string, steps: readonly Step[], seen: number): Step["op"] | undefined {
+  const m = /^@@step (\d+) (\S+)$/.exec(line);
+  if (!m || Number(m[1]) !== seen + 1 || seen >= steps.length) return undefined;
+  return steps[seen].op === m[2] ? steps[seen].op : undefined;
+}
+
+/**
+ * Pure: the verify report of a batch's output: what follows the marker of its last step, N. The first
+ * match: everything before it is ours (step markers, copy progress), while the report itself carries
+ * path names from the trees, which may contain anything but NUL, a fake marker included.
+ */
+export function verifyReport(stdout: string, n: number): string {
+  const marker = `@@step ${n} verify\n`;
+  const at = stdout.indexOf(marker);
+  return at < 0 ? "" : stdout.slice(at + marker.length);
+}
+
+const REPORT_DIFFERS: Record<string, string> = {
+  main: "metadata differs",
+  count: "entry count differs",
+  rdev: "device numbers differ",
+  xattr: "xattrs differ",
+  flags: "inode flags differ",
+};
+
+const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/** Pure: compares the two halves of a `verify` report. Hardlink groups are compared by path sets. */
+export function compareTreeReports(out: string): { ok: true; entries: number } | { ok: false; what: string } {
+  const a = out.indexOf("@@a\0");
+  const kv = new Map<string, string>();
+  for (const line of out.slice(0, a).split("\n")) {
+    const eq = line.indexOf("=");
+    if (eq > 0) kv.set(line.slice(0, eq), line.slice(eq + 1));
+  }
+  for (const k of ["main", "count", "rdev", "xattr", "flags"]) {
+    const x = kv.get(`a_${k}`);
+    const y = kv.get(`b_${k}`);
+    if (x === undefined || y === undefined) return { ok: false, what: `no ${k} in the verification report` };
+    if (x !== y) return { ok: false, what: REPORT_DIFFERS[k] };
+  }
+  // A walk that failed silently (a pipeline stage dying) hashes nothing on both sides: equal, but empty.
+  // Every tree has at least its top directory, so an empty manifest or a count of 0 is a failure.
+  if (kv.get("a_main") === EMPTY_SHA256 || !(Number(kv.get("a_count")) > 0))
+    return { ok: false, what: "the walk of the trees produced no entries" };
+  const rest = out.slice(a + 4);
+  // Hardlink entries are `INODE PATH\0`; a path may end in "@@b", so the marker must start an item.
+  const b = rest.startsWith("@@b\0") ? 0 : rest.indexOf("\0@@b\0") + 1 || -1;
+  if (a < 0 || b < 0) return { ok: false, what: "hardlink report missing" };
+  if (hardlinkGroups(rest.slice(0, b)) !== hardlinkGroups(rest.slice(b + 4)))
+    return { ok: false, what: "hardlink groups differ" };
+  return { ok: true, entries: Number(kv.get("a_count")) };
+}
+
+/** `INODE PATH\0...` to a canonical text of path groups, independent of inode numbers and order. */
+export function hardlinkGroups(list: string): string {
+  const groups = new Map<string, string[]>();
+  for (const item of list.split("\0")) {
+    if (!item) continue;
+    const sp = item.indexOf(" ");
+    const ino = item.slice(0, sp);
+    const g = groups.get(ino) ?? [];
+    g.push(item.slice(sp + 1));
+    groups.set(ino, g);
+  }
+  return JSON.stringify([...groups.values()].map((g) => g.sort()).sort((x, y) => (x[0] < y[0] ? -1 : 1)));
+}

@@ -1,0 +1,39 @@
+/**
+ * The shell scripts we run on hosts. Each is a fixed text (never built from input) that takes its
+ * arguments as positional parameters: `sh -c SCRIPT NAME ARG...`, every argument quoted by the transport.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const cache = new Map<string, string>();
+
+/** Each script, by the folder it lives in beside the TypeScript that runs it. */
+const SCRIPT_DIRS = {
+  "inspect-rootfs": "rootfs",
+  "inspect-many": "rootfs",
+  step: "rootfs",
+  clone: "clone",
+  discover: "fleet",
+  batch: "transport",
+} as const;
+
+export type ScriptName = keyof typeof SCRIPT_DIRS;
+
+/** Where a script's file is (in the source tree, or in dist/ after the build copies it). */
+export function scriptPath(name: ScriptName): string {
+  return join(__dirname, "..", SCRIPT_DIRS[name], `${name}.sh`);
+}
+
+export function script(name: ScriptName): string {
+  let text = cache.get(name);
+  if (text === undefined) {
+    text = readFileSync(scriptPath(name), "utf8");
+    cache.set(name, text);
+  }
+  return text;
+}
+
+/** argv for running a named script with arguments. */
+export function scriptArgv(name: ScriptName, args: readonly string[]): string[] {
+  return ["sh", "-c", script(name), `plb-${name}`, ...args];
+}
