@@ -4,18 +4,24 @@
  * code, stdout and stderr.
  *
  * Connections are pooled per provider process: one SSH connection per (user, host, port, credentials, jump
- * host), shared by every concurrent operation as separate channels, closed after it has been idle a while.
+ * host), shared by every concurrent operation, closed after it has been idle a while. On each connection a
+ * few long-lived remote shells (shell-loop.sh, one SSH channel each) run the commands, one at a time per
+ * shell, framed by shell-protocol.ts: a command costs a request and a reply on an open channel instead of a
+ * new channel, session and login shell. Where such a shell cannot start (no setsid on the host, sudo that
+ * wants a password, LXC_BTRFS_TRANSPORT=exec), each command gets a channel of its own (exec), as before.
  * Host keys are verified before authentication completes, by default against `~/.ssh/known_hosts`.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
+import { join } from "node:path";
 import type { ClientChannel, ConnectConfig } from "ssh2";
 import { type FromConfig, withProviderCredentials } from "./credentials";
 import { describeArgv, RemoteCommandError, UserError } from "../core/errors";
 import { describeVerdict, type HostKeyPolicy, type HostKeyVerdict, verifyHostKey } from "./hostkeys";
 import { quoteArgv } from "./quote";
 import type { Connection, JumpConnection } from "./connection";
+import { encodeRequest, LineSplitter, parsePidLine, READY, ReplyDecoder } from "./shell-protocol";
 
 export interface RunOptions {
   /** Bytes written to the command's stdin. */
@@ -59,7 +65,10 @@ const IDLE_CLOSE_MS = 15_000;
 interface PooledConnection {
   client: import("ssh2").Client;
   jump?: import("ssh2").Client;
+  /** Channels open or being opened: exec channels in use and remote shells. */
   active: number;
+  /** Commands in progress (the connection is idle at 0). */
+  busy: number;
   /** Channels this connection may have open at once: MAX_CHANNELS until the server refuses one. */
   limit: number;
   waiters: (() => void)[];
@@ -69,6 +78,10 @@ interface PooledConnection {
   closeWhenIdle?: boolean;
   /** Channels in use; closed when the connection drops, so their commands fail instead of hanging. */
   channels: Set<ClientChannel>;
+  /** Remote shells ready for a command. */
+  idleShells: RemoteShell[];
+  /** Why remote shells cannot run on this connection (then every command uses exec), once known. */
+  noShells?: string;
 }
 
 const pool = new Map<string, Promise<PooledConnection>>();
@@ -105,7 +118,7 @@ export async function closeConnection(given: Connection): Promise<void> {
   pool.delete(key);
   try {
     const pc = await p;
-    if (pc.active === 0) shutdown(pc);
+    if (pc.busy === 0) shutdown(pc);
     else pc.closeWhenIdle = true;
   } catch {
     // a failed dial has nothing to close
@@ -164,36 +177,105 @@ export function buildCommandLine(argv: readonly string[], sudo: boolean): string
   return sudo ? `exec sudo -n -- ${inner}` : `exec ${inner}`;
 }
 
+/**
+ * How commands run (LXC_BTRFS_TRANSPORT): in the connection's remote shells (default), or each on a
+ * channel of its own ("exec"; "exec-nagle" also leaves Nagle's algorithm on for connections dialed
+ * meanwhile, as 0.2.0 did: the benchmark's baseline). Read per command, so a benchmark can alternate.
+ */
+function transportMode(): "shell" | "exec" {
+  return process.env.LXC_BTRFS_TRANSPORT?.startsWith("exec") ? "exec" : "shell";
+}
+
 async function runPooled(
   conn: Connection,
   target: string,
   argv: readonly string[],
   opts: RunOptions,
 ): Promise<RunResult> {
-  const command = buildCommandLine(argv, conn.sudo);
   const started = Date.now();
+  const timeoutSec = opts.timeoutSec ?? conn.commandTimeout;
+  const pc = await connectPooled(conn, target);
+  pc.busy++;
   try {
-    for (let refused = 0; ; refused++) {
-      const pc = await acquire(conn, target);
-      let others = 0;
-      try {
-        return await execOnChannel(pc, target, argv, command, opts, opts.timeoutSec ?? conn.commandTimeout);
-      } catch (e) {
-        // A refused channel is back-pressure, not a failure: the server's session limit (MaxSessions) is
-        // lower than ours, or it has not yet freed channels we closed. Learn the limit and wait for a
-        // channel of ours to be released; with none of ours open, pause briefly and try again.
-        if (!(e instanceof ChannelRefused)) throw e;
-        if (refused >= REFUSED_RETRIES) throw e.cause;
-        others = pc.active - 1;
-        pc.limit = Math.max(1, Math.min(pc.limit, others));
-        trace(`${target} channel refused with ${others} other(s) open; limit now ${pc.limit}`);
-      } finally {
-        release(pc);
-      }
-      if (others === 0) await sleep(REFUSED_PAUSE_MS);
+    if (transportMode() === "shell") {
+      const shell = await takeShell(pc, conn, target);
+      // The shell already runs as the connection's user, through sudo when asked: no sudo per command.
+      if (shell) return await shell.run(argv, buildCommandLine(argv, false), opts, timeoutSec);
     }
+    return await runExec(pc, target, argv, buildCommandLine(argv, conn.sudo), opts, timeoutSec);
   } finally {
+    pc.busy--;
+    idleCheck(pc);
     trace(`${target} ${Date.now() - started}ms ${describeArgv(argv)}`);
+  }
+}
+
+/** A command on a channel of its own (exec), waiting for a channel while the server refuses one. */
+async function runExec(
+  pc: PooledConnection,
+  target: string,
+  argv: readonly string[],
+  command: string,
+  opts: RunOptions,
+  timeoutSec: number,
+): Promise<RunResult> {
+  for (let refused = 0; ; refused++) {
+    await takeSlot(pc);
+    let others = 0;
+    try {
+      return await execOnChannel(pc, target, argv, command, opts, timeoutSec);
+    } catch (e) {
+      // A refused channel is back-pressure, not a failure: the server's session limit (MaxSessions) is
+      // lower than ours, or it has not yet freed channels we closed. Learn the limit and wait for a
+      // channel of ours to be released; with none of ours open, pause briefly and try again.
+      if (!(e instanceof ChannelRefused)) throw e;
+      if (refused >= REFUSED_RETRIES) throw e.cause;
+      others = pc.active - 1;
+      learnLimit(pc, others, target);
+    } finally {
+      releaseSlot(pc);
+    }
+    if (others === 0) await sleep(REFUSED_PAUSE_MS);
+  }
+}
+
+function learnLimit(pc: PooledConnection, others: number, target: string): void {
+  pc.limit = Math.max(1, Math.min(pc.limit, others));
+  trace(`${target} channel refused with ${others} other(s) open; limit now ${pc.limit}`);
+}
+
+/**
+ * An idle remote shell of the connection, or a new one while it has channels to spare; waits for one
+ * otherwise. Undefined when remote shells cannot run on this connection (the caller uses exec).
+ */
+async function takeShell(
+  pc: PooledConnection,
+  conn: Connection,
+  target: string,
+): Promise<RemoteShell | undefined> {
+  for (let refused = 0; ; ) {
+    if (pc.noShells !== undefined || pc.closed) return undefined;
+    const idle = pc.idleShells.pop();
+    if (idle) return idle;
+    if (pc.active < pc.limit) {
+      pc.active++; // the shell holds this channel until it closes
+      try {
+        return await openShell(pc, conn, target);
+      } catch (e) {
+        releaseSlot(pc);
+        if (e instanceof ShellUnavailable) {
+          pc.noShells = e.message;
+          trace(`${target} no remote shell (${e.message}); one channel per command`);
+          return undefined;
+        }
+        if (!(e instanceof ChannelRefused)) throw e;
+        if (++refused >= REFUSED_RETRIES) throw e.cause;
+        learnLimit(pc, pc.active, target);
+        if (pc.active === 0) await sleep(REFUSED_PAUSE_MS);
+        continue;
+      }
+    }
+    await new Promise<void>((resolve) => pc.waiters.push(resolve));
   }
 }
 
@@ -227,7 +309,8 @@ function poolKey(conn: Connection | JumpConnection, proxy?: JumpConnection): str
   return proxy ? `${self} via ${poolKey(proxy)}` : self;
 }
 
-async function acquire(conn: Connection, target: string): Promise<PooledConnection> {
+/** The pooled connection for conn (dialed on first use), kept from closing while a command uses it. */
+async function connectPooled(conn: Connection, target: string): Promise<PooledConnection> {
   const key = poolKey(conn, conn.proxy);
   let p = pool.get(key);
   if (!p) {
@@ -241,20 +324,37 @@ async function acquire(conn: Connection, target: string): Promise<PooledConnecti
   const pc = await p;
   if (pc.idleTimer) clearTimeout(pc.idleTimer);
   pc.idleTimer = undefined;
-  while (pc.active >= pc.limit) await new Promise<void>((resolve) => pc.waiters.push(resolve));
-  pc.active++;
   return pc;
 }
 
-function release(pc: PooledConnection): void {
+/** Waits for a channel to spare (closing an idle remote shell for one if need be), and takes it. */
+async function takeSlot(pc: PooledConnection): Promise<void> {
+  while (pc.active >= pc.limit) {
+    pc.idleShells.pop()?.close();
+    await new Promise<void>((resolve) => pc.waiters.push(resolve));
+  }
+  pc.active++;
+}
+
+function releaseSlot(pc: PooledConnection): void {
   pc.active--;
-  const next = pc.waiters.shift();
-  if (next) next();
-  if (pc.active === 0 && pc.waiters.length === 0 && pc.closeWhenIdle) {
+  wake(pc);
+}
+
+/** Lets the first command waiting for a channel or a shell look again. */
+function wake(pc: PooledConnection): void {
+  pc.waiters.shift()?.();
+}
+
+/** With no command in progress: close now if asked to, or after IDLE_CLOSE_MS. */
+function idleCheck(pc: PooledConnection): void {
+  if (pc.busy !== 0 || pc.waiters.length !== 0) return;
+  if (pc.closeWhenIdle) {
     shutdown(pc);
     return;
   }
-  if (pc.active === 0 && pc.waiters.length === 0 && !pc.closed) {
+  if (!pc.closed) {
+    if (pc.idleTimer) clearTimeout(pc.idleTimer);
     pc.idleTimer = setTimeout(() => {
       for (const [k, v] of pool) {
         v.then(
@@ -293,10 +393,12 @@ async function dialWithRetries(conn: Connection, target: string): Promise<Pooled
         client,
         jump,
         active: 0,
+        busy: 0,
         limit: MAX_CHANNELS,
         waiters: [],
         closed: false,
         channels: new Set(),
+        idleShells: [],
       };
       client.on("close", () => {
         pc.closed = true;
@@ -392,6 +494,8 @@ async function dialOnce(
   const client = ssh.connection;
   if (!client) throw new UserError(`cannot connect to ${target}: connection closed during setup`);
   client.on("error", () => undefined); // errors surface on the channels in use; never crash the process
+  // Requests and replies are small messages answered at once: do not hold them back for ACKs (Nagle).
+  if (process.env.LXC_BTRFS_TRANSPORT !== "exec-nagle") client.setNoDelay(true);
   return client;
 }
 
@@ -446,18 +550,12 @@ function execOnChannel(
   return new Promise((resolve, reject) => {
     pc.client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
       if (err) {
-        const failure = new UserError(
-          `on ${target}: cannot start a command (${err.message}); the connection was lost or refused a session`,
-        );
-        // "Channel open failure" on a connection that is still up: the server said no to one more session.
-        if (/Channel open failure/i.test(err.message) && !pc.closed)
-          reject(new ChannelRefused(err.message, { cause: failure }));
-        else reject(failure);
+        reject(channelOpenError(pc, target, err));
         return;
       }
       const out: Buffer[] = [];
       const errs: Buffer[] = [];
-      let partial = "";
+      const lines = opts.onStdoutLine ? new LineSplitter(opts.onStdoutLine) : undefined;
       let code: number | null = null;
       let timedOut = false;
       const timer = setTimeout(() => {
@@ -468,12 +566,7 @@ function execOnChannel(
       pc.channels.add(channel);
       channel.on("data", (chunk: Buffer) => {
         out.push(chunk);
-        if (opts.onStdoutLine) {
-          partial += chunk.toString("utf8");
-          const lines = partial.split("\n");
-          partial = lines.pop() ?? "";
-          for (const l of lines) opts.onStdoutLine(l);
-        }
+        lines?.push(chunk);
       });
       channel.stderr.on("data", (chunk: Buffer) => errs.push(chunk));
       channel.on("exit", (c: number | null) => {
@@ -497,6 +590,275 @@ function execOnChannel(
       else channel.end();
     });
   });
+}
+
+function channelOpenError(pc: PooledConnection, target: string, err: Error): Error {
+  const failure = new UserError(
+    `on ${target}: cannot start a command (${err.message}); the connection was lost or refused a session`,
+  );
+  // "Channel open failure" on a connection that is still up: the server said no to one more session.
+  if (/Channel open failure/i.test(err.message) && !pc.closed)
+    return new ChannelRefused(err.message, { cause: failure });
+  return failure;
+}
+
+/** The loop each remote shell runs (shell-loop.sh, beside this file in the source tree and in dist/). */
+let loopText: string | undefined;
+function shellLoop(): string {
+  loopText ??= readFileSync(join(__dirname, "shell-loop.sh"), "utf8");
+  return loopText;
+}
+
+/** How long a new remote shell may take to say it is ready. */
+const SHELL_START_MS = 20_000;
+/** After a timed-out command's process group was sent SIGKILL: how long to wait for its reply. */
+const KILL_GRACE_MS = 5_000;
+
+/** Kills process group $1 (a timed-out command's, see shell-loop.sh), or process $1 if it leads none. */
+const KILL_GROUP = 'kill -KILL "-$1" 2>/dev/null || kill -KILL "$1"';
+
+/** The remote shell cannot run on this host (the connection then runs one channel per command). */
+class ShellUnavailable extends Error {}
+
+/** Opens a channel running shell-loop.sh (under sudo -n when the connection asks for sudo). */
+function openShell(pc: PooledConnection, conn: Connection, target: string): Promise<RemoteShell> {
+  const command = buildCommandLine(["sh", "-c", shellLoop(), "plb-shell"], conn.sudo);
+  return new Promise((resolve, reject) => {
+    pc.client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
+      if (err) {
+        reject(channelOpenError(pc, target, err));
+        return;
+      }
+      pc.channels.add(channel);
+      let head = Buffer.alloc(0);
+      let errText = "";
+      let ready = false;
+      const timer = setTimeout(() => channel.close(), SHELL_START_MS);
+      const onData = (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk]);
+        const m = READY.exec(head.toString("latin1"));
+        if (!m) {
+          if (head.includes(0x0a) || head.length > 64) channel.close(); // not our loop: unavailable
+          return;
+        }
+        ready = true;
+        clearTimeout(timer);
+        channel.removeListener("data", onData);
+        channel.stderr.removeListener("data", onErr);
+        channel.removeListener("close", onClose);
+        // A timed-out command's process group is killed by a command of its own (through another shell
+        // or channel of the connection, as root under sudo when the connection uses sudo).
+        const kill = (pgid: number) =>
+          runPooled(conn, target, ["sh", "-c", KILL_GROUP, "plb-kill", String(pgid)], {
+            timeoutSec: 60,
+          }).then(
+            (r) => trace(`${target} killed process group ${pgid} of a timed-out command: exit ${r.code}`),
+            (e: Error) => trace(`${target} could not kill process group ${pgid}: ${e.message}`),
+          );
+        const shell = new RemoteShell(pc, channel, target, kill);
+        resolve(shell);
+        shell.start(head.subarray(m[0].length));
+      };
+      const onErr = (chunk: Buffer) => {
+        errText = (errText + chunk.toString("utf8")).slice(-2000);
+      };
+      const onClose = () => {
+        clearTimeout(timer);
+        pc.channels.delete(channel);
+        if (ready) return;
+        if (pc.closed)
+          reject(new UserError(`on ${target}: cannot start a command; the SSH connection was lost`));
+        else reject(new ShellUnavailable(errText.trim().split("\n")[0] || "the remote shell did not start"));
+      };
+      channel.on("data", onData);
+      channel.stderr.on("data", onErr);
+      channel.on("close", onClose);
+    });
+  });
+}
+
+interface ShellRequest {
+  argv: readonly string[];
+  decoder: ReplyDecoder;
+  resolve: (r: RunResult) => void;
+  reject: (e: unknown) => void;
+  timer: NodeJS.Timeout;
+  grace?: NodeJS.Timeout;
+  timedOut: boolean;
+  id: string;
+  /** The command's process group on the host, once the shell announced it. */
+  pgid?: number;
+  killSent?: boolean;
+}
+
+/**
+ * One long-lived shell on a channel of a pooled connection, running one command at a time. It returns to
+ * the connection's idle shells when a reply ends; it is discarded when its channel closes, when a reply
+ * is malformed, or when a timed-out command's group does not end within KILL_GRACE_MS of its SIGKILL.
+ */
+class RemoteShell {
+  private current?: ShellRequest;
+  private closed = false;
+  private errLines: LineSplitter;
+
+  constructor(
+    private readonly pc: PooledConnection,
+    private readonly channel: ClientChannel,
+    private readonly target: string,
+    private readonly kill: (pgid: number) => void,
+  ) {
+    // The loop's stderr carries only its control lines ("plb-pid ...") and its own failures.
+    this.errLines = new LineSplitter((line) => {
+      const started = parsePidLine(line);
+      if (!started) trace(`${target} remote shell: ${line.slice(0, 200)}`);
+      else if (this.current?.id === started.id) {
+        this.current.pgid = started.pgid;
+        if (this.current.timedOut) this.killCurrent();
+      }
+    });
+  }
+
+  start(rest: Buffer): void {
+    this.channel.on("data", (chunk: Buffer) => this.onData(chunk));
+    this.channel.stderr.on("data", (chunk: Buffer) => this.errLines.push(chunk));
+    this.channel.on("close", () => this.onClose());
+    if (rest.length) this.onData(rest);
+  }
+
+  run(
+    argv: readonly string[],
+    commandLine: string,
+    opts: RunOptions,
+    timeoutSec: number,
+  ): Promise<RunResult> {
+    return new Promise((resolve, reject) => {
+      const id = randomBytes(16).toString("hex");
+      const lines = opts.onStdoutLine ? new LineSplitter(opts.onStdoutLine) : undefined;
+      let request: Buffer;
+      try {
+        request = encodeRequest(id, commandLine, opts.stdin);
+      } catch (e) {
+        this.release();
+        reject(e);
+        return;
+      }
+      this.current = {
+        id,
+        argv,
+        decoder: new ReplyDecoder(id, lines && ((c) => lines.push(c))),
+        resolve,
+        reject,
+        timer: setTimeout(() => this.onTimeout(timeoutSec), timeoutSec * 1000),
+        timedOut: false,
+      };
+      this.channel.write(request);
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.channel.close();
+  }
+
+  private onData(chunk: Buffer): void {
+    const req = this.current;
+    if (!req) {
+      trace(`${this.target} remote shell: output with no command running; discarding the shell`);
+      this.close();
+      return;
+    }
+    let reply: ReturnType<ReplyDecoder["push"]>;
+    try {
+      reply = req.decoder.push(chunk);
+    } catch (e) {
+      this.current = undefined;
+      this.settle(req, new RemoteCommandError(this.target, req.argv, null, "", `${(e as Error).message}`));
+      this.close();
+      return;
+    }
+    if (!reply) return;
+    this.current = undefined;
+    this.settle(req, {
+      code: reply.code,
+      stdout: reply.stdout.toString("utf8"),
+      stderr: reply.stderr.toString("utf8"),
+      stdoutBytes: reply.stdout,
+    });
+    if (reply.rest.length) this.close();
+    else this.release();
+  }
+
+  /** Resolves or rejects a request unless its timeout already rejected it. */
+  private settle(req: ShellRequest, outcome: RunResult | Error): void {
+    clearTimeout(req.timer);
+    if (req.grace) clearTimeout(req.grace);
+    if (req.timedOut) return;
+    if (outcome instanceof Error) req.reject(outcome);
+    else req.resolve(outcome);
+  }
+
+  /** Back to the connection's idle shells, for the next command. */
+  private release(): void {
+    if (this.closed || this.pc.closed) {
+      this.close();
+      return;
+    }
+    this.pc.idleShells.push(this);
+    wake(this.pc);
+  }
+
+  private onTimeout(timeoutSec: number): void {
+    const req = this.current;
+    if (!req) return;
+    req.timedOut = true;
+    req.reject(
+      new RemoteCommandError(
+        this.target,
+        req.argv,
+        null,
+        "",
+        `no result within ${timeoutSec}s (connection.commandTimeout)`,
+      ),
+    );
+    // Kill the command's process group on the host; its reply then ends and frees this shell. Without
+    // a reply soon after, the shell is discarded.
+    this.killCurrent();
+    req.grace = setTimeout(() => this.close(), KILL_GRACE_MS);
+  }
+
+  private killCurrent(): void {
+    const req = this.current;
+    if (!req || req.pgid === undefined || req.killSent) return;
+    req.killSent = true;
+    this.kill(req.pgid);
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    this.pc.channels.delete(this.channel);
+    const at = this.pc.idleShells.indexOf(this);
+    if (at >= 0) this.pc.idleShells.splice(at, 1);
+    releaseSlot(this.pc);
+    const req = this.current;
+    this.current = undefined;
+    if (!req) return;
+    // The connection's own close may follow the channel's by a moment: look once it had the chance.
+    setTimeout(() => {
+      this.settle(
+        req,
+        new RemoteCommandError(
+          this.target,
+          req.argv,
+          null,
+          "",
+          this.pc.closed
+            ? "the SSH connection was lost while the command ran"
+            : "the remote shell running it ended before the command did",
+        ),
+      );
+    }, 50);
+  }
 }
 
 function sleep(ms: number): Promise<void> {

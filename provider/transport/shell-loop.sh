@@ -1,0 +1,35 @@
+# A long-lived remote shell: runs framed requests from stdin one at a time (see shell-protocol.ts).
+#   sh -c "$this" plb-shell
+# Prints "plb-shell-ready PID" on stdout, then for each request
+#   ID CMD_BYTES STDIN_BYTES|-\n<stdin bytes><command>
+# runs the command (the client's command line inside `{ ... }`, so that one cut short by a lost link is a
+# syntax error that runs nothing) as `sh FILE` in a session (process group) of its own, stdin from the bytes given or
+# /dev/null, stdout straight to our stdout (streamed as it comes), stderr to a file; announces the child's
+# process group on stderr ("plb-pid ID PGID") and, once the child has exited, writes
+#   \0plb-rc ID EXIT_CODE\n<stderr bytes>\0plb-end ID\n
+# ID is a random nonce chosen per request by the client and never given to the command, so no output of the
+# command can end its reply early. On a timeout the client kills that process group with a command of its own.
+# Nothing read from stdin is evaluated by this loop: the command line runs in the child only.
+set -u
+t=$(mktemp -d) || exit 1
+trap 'rm -rf "$t"' EXIT
+trap 'exit 1' HUP INT PIPE TERM
+command -v setsid >/dev/null || exit 1
+printf 'plb-shell-ready %s\n' "$$"
+while read -r id clen ilen; do
+  case $id:$clen:$ilen in *[!0-9a-f:-]* | :* | *::*) exit 2 ;; esac
+  in=/dev/null
+  if [ "$ilen" != - ]; then
+    head -c "$ilen" >"$t/i" || exit 1
+    in=$t/i
+  fi
+  head -c "$clen" >"$t/c" || exit 1
+  setsid -w sh "$t/c" <"$in" 2>"$t/e" &
+  p=$!
+  printf 'plb-pid %s %s\n' "$id" "$p" >&2
+  wait "$p"
+  rc=$?
+  printf '\000plb-rc %s %s\n' "$id" "$rc"
+  if [ -s "$t/e" ]; then cat "$t/e"; fi
+  printf '\000plb-end %s\n' "$id"
+done
