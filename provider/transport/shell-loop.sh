@@ -8,12 +8,16 @@
 # process group on stderr ("plb-pid ID PGID") and, once the child has exited, writes
 #   \0plb-rc ID EXIT_CODE\n<stderr bytes>\0plb-end ID\n
 # ID is a random nonce chosen per request by the client and never given to the command, so no output of the
-# command can end its reply early. On a timeout the client kills that process group with a command of its own.
+# command can end its reply early. On a timeout the client sends SIGUSR1, on which this loop kills that
+# process group (sshd signals the loop's group as the connection's user: enough unless the loop runs under
+# sudo), and kills the group with a command of its own through another shell as well.
 # Nothing read from stdin is evaluated by this loop: the command line runs in the child only.
 set -u
+p=
 t=$(mktemp -d) || exit 1
 trap 'rm -rf "$t"' EXIT
 trap 'exit 1' HUP INT PIPE TERM
+trap 'if [ -n "$p" ]; then kill -KILL "-$p" 2>/dev/null; fi' USR1
 command -v setsid >/dev/null || exit 1
 printf 'plb-shell-ready %s\n' "$$"
 while read -r id clen ilen; do
@@ -27,8 +31,13 @@ while read -r id clen ilen; do
   setsid -w sh "$t/c" <"$in" 2>"$t/e" &
   p=$!
   printf 'plb-pid %s %s\n' "$id" "$p" >&2
-  wait "$p"
-  rc=$?
+  # A trapped signal interrupts wait: wait again until the child has really ended.
+  while
+    wait "$p"
+    rc=$?
+    [ "$rc" -gt 128 ] && kill -0 "$p" 2>/dev/null
+  do :; done
+  p=
   printf '\000plb-rc %s %s\n' "$id" "$rc"
   if [ -s "$t/e" ]; then cat "$t/e"; fi
   printf '\000plb-end %s\n' "$id"

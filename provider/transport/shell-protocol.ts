@@ -72,7 +72,7 @@ export class ReplyDecoder {
       const at = this.buf.indexOf(this.rcMark, this.scanFrom);
       if (at < 0) {
         // Everything but a possible start of the marker is stdout.
-        const keep = Math.min(this.buf.length, this.rcMark.length - 1);
+        const keep = this.markerStartLength();
         this.emit(this.buf.subarray(0, this.buf.length - keep));
         this.buf = this.buf.subarray(this.buf.length - keep);
         this.scanFrom = 0;
@@ -103,6 +103,16 @@ export class ReplyDecoder {
       rest: Buffer.from(this.buf.subarray(end + this.endMark.length)),
     };
     return this.done;
+  }
+
+  /** The length of the longest end of buf that the rc marker starts with (held back, all else streams). */
+  private markerStartLength(): number {
+    const from = Math.max(0, this.buf.length - (this.rcMark.length - 1));
+    for (let i = this.buf.indexOf(0, from); i >= 0; i = this.buf.indexOf(0, i + 1)) {
+      const tail = this.buf.subarray(i);
+      if (this.rcMark.subarray(0, tail.length).equals(tail)) return tail.length;
+    }
+    return 0;
   }
 
   private emit(b: Buffer): void {

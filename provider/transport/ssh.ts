@@ -78,10 +78,15 @@ interface PooledConnection {
   closeWhenIdle?: boolean;
   /** Channels in use; closed when the connection drops, so their commands fail instead of hanging. */
   channels: Set<ClientChannel>;
-  /** Remote shells ready for a command. */
-  idleShells: RemoteShell[];
-  /** Why remote shells cannot run on this connection (then every command uses exec), once known. */
-  noShells?: string;
+  /** Kills of timed-out commands' process groups still under way: closing the connection waits for them. */
+  kills: Set<Promise<void>>;
+  /**
+   * Remote shells ready for a command, by whether they run under sudo: callers with and without
+   * connection.sudo share a connection, never a shell.
+   */
+  idleShells: { plain: RemoteShell[]; sudo: RemoteShell[] };
+  /** Why remote shells (plain, or under sudo) cannot run on this connection, once known: then exec. */
+  noShells: { plain?: string; sudo?: string };
 }
 
 const pool = new Map<string, Promise<PooledConnection>>();
@@ -99,6 +104,7 @@ export async function closeAllConnections(): Promise<void> {
   for (const p of all) {
     try {
       const c = await p;
+      await killsDone(c);
       shutdown(c);
     } catch {
       // a failed dial has nothing to close
@@ -118,6 +124,7 @@ export async function closeConnection(given: Connection): Promise<void> {
   pool.delete(key);
   try {
     const pc = await p;
+    await killsDone(pc);
     if (pc.busy === 0) shutdown(pc);
     else pc.closeWhenIdle = true;
   } catch {
@@ -193,20 +200,43 @@ async function runPooled(
   opts: RunOptions,
 ): Promise<RunResult> {
   const started = Date.now();
+  // Quoted before anything is sent: an argument that cannot be passed fails here, on no connection.
+  buildCommandLine(argv, false);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await runOn(await connectPooled(conn, target), conn, target, argv, opts);
+      } catch (e) {
+        // Lost before the command was sent: nothing ran, so it may go on a new connection once.
+        if (!(e instanceof ConnectionGone) || attempt >= 2) throw e;
+        trace(`${target} connection lost before ${describeArgv(argv)} started; dialing again`);
+      }
+    }
+  } finally {
+    trace(`${target} ${Date.now() - started}ms ${describeArgv(argv)}`);
+  }
+}
+
+/** Runs argv on the pooled connection pc: in a remote shell, or on a channel of its own. */
+async function runOn(
+  pc: PooledConnection,
+  conn: Connection,
+  target: string,
+  argv: readonly string[],
+  opts: RunOptions,
+): Promise<RunResult> {
   const timeoutSec = opts.timeoutSec ?? conn.commandTimeout;
-  const pc = await connectPooled(conn, target);
   pc.busy++;
   try {
     if (transportMode() === "shell") {
       const shell = await takeShell(pc, conn, target);
-      // The shell already runs as the connection's user, through sudo when asked: no sudo per command.
+      // A shell already runs as the connection's user, through sudo when asked: no sudo per command.
       if (shell) return await shell.run(argv, buildCommandLine(argv, false), opts, timeoutSec);
     }
     return await runExec(pc, target, argv, buildCommandLine(argv, conn.sudo), opts, timeoutSec);
   } finally {
     pc.busy--;
     idleCheck(pc);
-    trace(`${target} ${Date.now() - started}ms ${describeArgv(argv)}`);
   }
 }
 
@@ -253,9 +283,12 @@ async function takeShell(
   conn: Connection,
   target: string,
 ): Promise<RemoteShell | undefined> {
+  const kind = conn.sudo ? "sudo" : "plain";
   for (let refused = 0; ; ) {
-    if (pc.noShells !== undefined || pc.closed) return undefined;
-    const idle = pc.idleShells.pop();
+    if (pc.closed)
+      throw new ConnectionGone(`on ${target}: cannot start a command; the SSH connection was lost`);
+    if (pc.noShells[kind] !== undefined) return undefined;
+    const idle = pc.idleShells[kind].pop();
     if (idle) return idle;
     if (pc.active < pc.limit) {
       pc.active++; // the shell holds this channel until it closes
@@ -264,7 +297,7 @@ async function takeShell(
       } catch (e) {
         releaseSlot(pc);
         if (e instanceof ShellUnavailable) {
-          pc.noShells = e.message;
+          pc.noShells[kind] = e.message;
           trace(`${target} no remote shell (${e.message}); one channel per command`);
           return undefined;
         }
@@ -330,7 +363,7 @@ async function connectPooled(conn: Connection, target: string): Promise<PooledCo
 /** Waits for a channel to spare (closing an idle remote shell for one if need be), and takes it. */
 async function takeSlot(pc: PooledConnection): Promise<void> {
   while (pc.active >= pc.limit) {
-    pc.idleShells.pop()?.close();
+    (pc.idleShells.plain.pop() ?? pc.idleShells.sudo.pop())?.close();
     await new Promise<void>((resolve) => pc.waiters.push(resolve));
   }
   pc.active++;
@@ -368,6 +401,19 @@ function idleCheck(pc: PooledConnection): void {
   }
 }
 
+/** Waits (10 s at most) for the kills of timed-out commands under way, so that closing does not stop them. */
+async function killsDone(pc: PooledConnection): Promise<void> {
+  if (pc.kills.size === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(pc.kills),
+    new Promise((r) => {
+      timer = setTimeout(r, 10_000);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
 function shutdown(pc: PooledConnection): void {
   pc.closed = true;
   if (pc.idleTimer) clearTimeout(pc.idleTimer);
@@ -398,7 +444,9 @@ async function dialWithRetries(conn: Connection, target: string): Promise<Pooled
         waiters: [],
         closed: false,
         channels: new Set(),
-        idleShells: [],
+        kills: new Set(),
+        idleShells: { plain: [], sudo: [] },
+        noShells: {},
       };
       client.on("close", () => {
         pc.closed = true;
@@ -548,7 +596,7 @@ function execOnChannel(
   timeoutSec: number,
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    pc.client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
+    openChannel(pc, command, (err: Error | undefined, channel: ClientChannel) => {
       if (err) {
         reject(channelOpenError(pc, target, err));
         return;
@@ -592,10 +640,25 @@ function execOnChannel(
   });
 }
 
+/** The connection was lost before a command was sent: nothing of it ran. */
+class ConnectionGone extends UserError {}
+
+/** pc.client.exec, with a connection already gone reported through the callback like any failure. */
+function openChannel(
+  pc: PooledConnection,
+  command: string,
+  cb: (err: Error | undefined, channel: ClientChannel) => void,
+): void {
+  try {
+    pc.client.exec(command, cb);
+  } catch (e) {
+    cb(e as Error, undefined as unknown as ClientChannel);
+  }
+}
+
 function channelOpenError(pc: PooledConnection, target: string, err: Error): Error {
-  const failure = new UserError(
-    `on ${target}: cannot start a command (${err.message}); the connection was lost or refused a session`,
-  );
+  const message = `on ${target}: cannot start a command (${err.message}); the connection was lost or refused a session`;
+  const failure = pc.closed ? new ConnectionGone(message) : new UserError(message);
   // "Channel open failure" on a connection that is still up: the server said no to one more session.
   if (/Channel open failure/i.test(err.message) && !pc.closed)
     return new ChannelRefused(err.message, { cause: failure });
@@ -624,7 +687,7 @@ class ShellUnavailable extends Error {}
 function openShell(pc: PooledConnection, conn: Connection, target: string): Promise<RemoteShell> {
   const command = buildCommandLine(["sh", "-c", shellLoop(), "plb-shell"], conn.sudo);
   return new Promise((resolve, reject) => {
-    pc.client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
+    openChannel(pc, command, (err: Error | undefined, channel: ClientChannel) => {
       if (err) {
         reject(channelOpenError(pc, target, err));
         return;
@@ -648,14 +711,16 @@ function openShell(pc: PooledConnection, conn: Connection, target: string): Prom
         channel.removeListener("close", onClose);
         // A timed-out command's process group is killed by a command of its own (through another shell
         // or channel of the connection, as root under sudo when the connection uses sudo).
-        const kill = (pgid: number) =>
-          runPooled(conn, target, ["sh", "-c", KILL_GROUP, "plb-kill", String(pgid)], {
-            timeoutSec: 60,
-          }).then(
+        const kill = (pgid: number) => {
+          const argv = ["sh", "-c", KILL_GROUP, "plb-kill", String(pgid)];
+          const done = runOn(pc, conn, target, argv, { timeoutSec: 30 }).then(
             (r) => trace(`${target} killed process group ${pgid} of a timed-out command: exit ${r.code}`),
             (e: Error) => trace(`${target} could not kill process group ${pgid}: ${e.message}`),
           );
-        const shell = new RemoteShell(pc, channel, target, kill);
+          pc.kills.add(done);
+          done.finally(() => pc.kills.delete(done));
+        };
+        const shell = new RemoteShell(pc, pc.idleShells[conn.sudo ? "sudo" : "plain"], channel, target, kill);
         resolve(shell);
         shell.start(head.subarray(m[0].length));
       };
@@ -667,7 +732,7 @@ function openShell(pc: PooledConnection, conn: Connection, target: string): Prom
         pc.channels.delete(channel);
         if (ready) return;
         if (pc.closed)
-          reject(new UserError(`on ${target}: cannot start a command; the SSH connection was lost`));
+          reject(new ConnectionGone(`on ${target}: cannot start a command; the SSH connection was lost`));
         else reject(new ShellUnavailable(errText.trim().split("\n")[0] || "the remote shell did not start"));
       };
       channel.on("data", onData);
@@ -703,6 +768,8 @@ class RemoteShell {
 
   constructor(
     private readonly pc: PooledConnection,
+    /** The connection's idle shells of this shell's kind. */
+    private readonly idle: RemoteShell[],
     private readonly channel: ClientChannel,
     private readonly target: string,
     private readonly kill: (pgid: number) => void,
@@ -804,7 +871,7 @@ class RemoteShell {
       this.close();
       return;
     }
-    this.pc.idleShells.push(this);
+    this.idle.push(this);
     wake(this.pc);
   }
 
@@ -822,7 +889,9 @@ class RemoteShell {
       ),
     );
     // Kill the command's process group on the host; its reply then ends and frees this shell. Without
-    // a reply soon after, the shell is discarded.
+    // a reply soon after, the shell is discarded. SIGUSR1 reaches the loop at once unless it runs under
+    // sudo; the kill command, through another shell, works under sudo too.
+    this.channel.signal("USR1");
     this.killCurrent();
     req.grace = setTimeout(() => this.close(), KILL_GRACE_MS);
   }
@@ -837,8 +906,8 @@ class RemoteShell {
   private onClose(): void {
     this.closed = true;
     this.pc.channels.delete(this.channel);
-    const at = this.pc.idleShells.indexOf(this);
-    if (at >= 0) this.pc.idleShells.splice(at, 1);
+    const at = this.idle.indexOf(this);
+    if (at >= 0) this.idle.splice(at, 1);
     releaseSlot(this.pc);
     const req = this.current;
     this.current = undefined;

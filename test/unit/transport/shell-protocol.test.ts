@@ -117,7 +117,7 @@ describe("shell-protocol: ReplyDecoder", () => {
     });
   }
 
-  it("streams a large stdout as it comes, in 64 KiB chunks, without holding more than a marker back", () => {
+  it("streams a large stdout as it comes, in 64 KiB chunks", () => {
     const bytes = reply(large, 0, "");
     const streamed: Buffer[] = [];
     const d = new ReplyDecoder(ID, (c) => streamed.push(c));
@@ -125,9 +125,20 @@ describe("shell-protocol: ReplyDecoder", () => {
     for (let at = 0; at < bytes.length; at += 65536) {
       r = d.push(bytes.subarray(at, at + 65536));
       const sent = streamed.reduce((n, b) => n + b.length, 0);
-      if (!r) expect(Math.min(at + 65536, large.length) - sent).to.be.below(`\0plb-rc ${ID} `.length);
+      if (!r) expect(sent).to.equal(Math.min(at + 65536, large.length));
     }
     expect(r?.stdout.equals(large)).to.equal(true);
+  });
+
+  it("streams a short progress line at once, holding back only what could start the end marker", () => {
+    const streamed: Buffer[] = [];
+    const d = new ReplyDecoder(ID, (c) => streamed.push(c));
+    d.push(Buffer.from("one\n"));
+    expect(Buffer.concat(streamed).toString()).to.equal("one\n");
+    d.push(Buffer.from(`two\n\0x\0plb-rc ${ID.slice(0, 5)}`));
+    expect(Buffer.concat(streamed).toString("latin1")).to.equal("one\ntwo\n\0x");
+    d.push(Buffer.from("X"));
+    expect(Buffer.concat(streamed).toString("latin1")).to.equal(`one\ntwo\n\0x\0plb-rc ${ID.slice(0, 5)}X`);
   });
 
   it("keeps bytes after the end as rest, and refuses a malformed exit code", () => {
