@@ -29,6 +29,7 @@ import {
 import { benchFleet } from "./parts/fleet";
 import { benchPreview } from "./parts/preview";
 import { benchScale, parseScale } from "./parts/scale";
+import { benchTransport } from "./parts/transport";
 
 /** Scratch space next to the build (scripts/bench.sh compiles into dist/.bench/build): ignored by git. */
 const BASE = path.resolve(__dirname, "..", "..");
@@ -134,7 +135,7 @@ async function runAll(): Promise<BenchResults> {
     budgetMs: Number(process.env.BENCH_BUDGET_S ?? "1200") * 1000,
   });
   const t0 = process.env.BENCH_T0 ? Number(process.env.BENCH_T0) : ctx.started;
-  const parts = (process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,conversion").split(",");
+  const parts = (process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,transport,conversion").split(",");
   const sizes = parseSizes(process.env.BENCH_SIZES ?? "1k,debian,10k,50k,100k");
   const res: BenchResults = {
     version: 1,
@@ -178,6 +179,9 @@ async function runAll(): Promise<BenchResults> {
         ctx,
         parseScale(process.env.BENCH_SCALE ?? "20,200:1,1000", ctx.btrfsHosts.length),
       );
+    });
+    await attempt("transport", async () => {
+      res.transport = await benchTransport(ctx);
     });
     await attempt("conversion", async () => {
       res.notes.postDotfiles = await demonstrateDotfileLoss(ctx);

@@ -7,6 +7,7 @@ import type { CloneResult } from "../parts/clone";
 import type { ConversionResult } from "../parts/conversion";
 import { FLEET_TREE_ENTRIES, type FleetResult, MAX_PER_HOST, PER_HOST } from "../parts/fleet";
 import { PREVIEW_RESOURCES, type PreviewResult } from "../parts/preview";
+import { type TransportResult, transportSection } from "../parts/transport";
 import type { CommandTiming } from "./remote-timing";
 import {
   type Figure,
@@ -36,6 +37,8 @@ export interface BenchResults {
   preview?: PreviewResult;
   fleet?: FleetResult;
   scale?: ScaleResult[];
+  /** The transport part: exec per command against long-lived remote shells. */
+  transport?: TransportResult;
   conversions: ConversionResult[];
   skipped: { tag: string; reason: string }[];
   errors: { part: string; message: string }[];
@@ -312,6 +315,7 @@ export function renderReport(res: BenchResults): string {
   L.push(...fleetSection(res));
   L.push(...previewSection(res));
   L.push(...scaleSection(res));
+  L.push(...transportSection(res.transport));
   L.push(...memorySection(res));
   L.push(...missedSection(res, failed));
   return `${L.join("\n")}\n`;
