@@ -1,16 +1,18 @@
 # A long-lived remote shell: runs framed requests from stdin one at a time (see shell-protocol.ts).
 #   sh -c "$this" plb-shell
-# Prints "plb-shell-ready PID" on stdout, then for each request
+# Prints "plb-shell-ready PID DIR" on stdout (DIR: its private temporary directory), then for each request
 #   ID CMD_BYTES STDIN_BYTES|-\n<stdin bytes><command>
 # runs the command (the client's command line inside `{ ... }`, so that one cut short by a lost link is a
 # syntax error that runs nothing) as `sh FILE` in a session (process group) of its own, stdin from the bytes given or
-# /dev/null, stdout straight to our stdout (streamed as it comes), stderr to a file; announces the child's
-# process group on stderr ("plb-pid ID PGID") and, once the child has exited, writes
+# /dev/null, stdout straight to our stdout (streamed as it comes), stderr to a file; notes "ID PGID" of the
+# child's process group in DIR/p and, once the child has exited, writes
 #   \0plb-rc ID EXIT_CODE\n<stderr bytes>\0plb-end ID\n
 # ID is a random nonce chosen per request by the client and never given to the command, so no output of the
 # command can end its reply early. On a timeout the client sends SIGUSR1, on which this loop kills that
 # process group (sshd signals the loop's group as the connection's user: enough unless the loop runs under
-# sudo), and kills the group with a command of its own through another shell as well.
+# sudo), and kills the group named in DIR/p with a command of its own through another shell as well.
+# Nothing is written to stdout or stderr while a command runs but the command's own output: every write is
+# a packet, and a small one sent early would hold back the next until it is acknowledged.
 # Nothing read from stdin is evaluated by this loop: the command line runs in the child only.
 set -u
 p=
@@ -19,7 +21,7 @@ trap 'rm -rf "$t"' EXIT
 trap 'exit 1' HUP INT PIPE TERM
 trap 'if [ -n "$p" ]; then kill -KILL "-$p" 2>/dev/null; fi' USR1
 command -v setsid >/dev/null || exit 1
-printf 'plb-shell-ready %s\n' "$$"
+printf 'plb-shell-ready %s %s\n' "$$" "$t"
 while read -r id clen ilen; do
   case $id:$clen:$ilen in *[!0-9a-f:-]* | :* | *::*) exit 2 ;; esac
   in=/dev/null
@@ -30,7 +32,7 @@ while read -r id clen ilen; do
   head -c "$clen" >"$t/c" || exit 1
   setsid -w sh "$t/c" <"$in" 2>"$t/e" &
   p=$!
-  printf 'plb-pid %s %s\n' "$id" "$p" >&2
+  printf '%s %s\n' "$id" "$p" >"$t/p"
   # A trapped signal interrupts wait: wait again until the child has really ended.
   while
     wait "$p"
@@ -38,7 +40,11 @@ while read -r id clen ilen; do
     [ "$rc" -gt 128 ] && kill -0 "$p" 2>/dev/null
   do :; done
   p=
-  printf '\000plb-rc %s %s\n' "$id" "$rc"
-  if [ -s "$t/e" ]; then cat "$t/e"; fi
-  printf '\000plb-end %s\n' "$id"
+  if [ -s "$t/e" ]; then
+    printf '\000plb-rc %s %s\n' "$id" "$rc"
+    cat "$t/e"
+    printf '\000plb-end %s\n' "$id"
+  else
+    printf '\000plb-rc %s %s\n\000plb-end %s\n' "$id" "$rc" "$id"
+  fi
 done

@@ -9,11 +9,11 @@
  * Reply (shell to client, on its stdout):
  *   <stdout bytes, streamed as the command writes them>\0plb-rc ID EXIT_CODE\n<stderr bytes>\0plb-end ID\n
  * ID is a fresh random nonce per request that the command never sees, so no output can end a reply early.
- * Control lines on the shell's stderr: "plb-pid ID PGID" once the command started (its process group).
+ * The loop notes "ID PGID" of the running command in DIR/p (DIR from its ready line), for a kill.
  */
 
-/** First line the loop prints on stdout once it runs: "plb-shell-ready PID". */
-export const READY = /^plb-shell-ready (\d+)\n/;
+/** First line the loop prints on stdout once it runs: "plb-shell-ready PID DIR" (DIR: its temp directory). */
+export const READY = /^plb-shell-ready (\d+) (\/[A-Za-z0-9._/-]+)\n/;
 
 /** Request ids: lowercase hex (the loop refuses anything else). */
 const ID = /^[0-9a-f]{8,64}$/;
@@ -135,10 +135,4 @@ export class LineSplitter {
     }
     this.partial = Buffer.from(data);
   }
-}
-
-/** A "plb-pid ID PGID" control line from the shell's stderr, or undefined for any other line. */
-export function parsePidLine(line: string): { id: string; pgid: number } | undefined {
-  const m = /^plb-pid ([0-9a-f]+) (\d+)$/.exec(line);
-  return m ? { id: m[1], pgid: Number(m[2]) } : undefined;
 }

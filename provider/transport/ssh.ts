@@ -21,7 +21,7 @@ import { describeArgv, RemoteCommandError, UserError } from "../core/errors";
 import { describeVerdict, type HostKeyPolicy, type HostKeyVerdict, verifyHostKey } from "./hostkeys";
 import { quoteArgv } from "./quote";
 import type { Connection, JumpConnection } from "./connection";
-import { encodeRequest, LineSplitter, parsePidLine, READY, ReplyDecoder } from "./shell-protocol";
+import { encodeRequest, LineSplitter, READY, ReplyDecoder } from "./shell-protocol";
 
 export interface RunOptions {
   /** Bytes written to the command's stdin. */
@@ -677,8 +677,12 @@ const SHELL_START_MS = 20_000;
 /** After a timed-out command's process group was sent SIGKILL: how long to wait for its reply. */
 const KILL_GRACE_MS = 5_000;
 
-/** Kills process group $1 (a timed-out command's, see shell-loop.sh), or process $1 if it leads none. */
-const KILL_GROUP = 'kill -KILL "-$1" 2>/dev/null || kill -KILL "$1"';
+/**
+ * Kills the process group of request $2 of the remote shell whose directory is $1 (shell-loop.sh notes
+ * "ID PGID" in $1/p), or that process if it leads no group; nothing if that request is no longer running.
+ */
+const KILL_GROUP =
+  'read -r id p <"$1/p" || exit 0; [ "$id" = "$2" ] || exit 0; kill -KILL "-$p" 2>/dev/null || kill -KILL "$p"';
 
 /** The remote shell cannot run on this host (the connection then runs one channel per command). */
 class ShellUnavailable extends Error {}
@@ -711,11 +715,13 @@ function openShell(pc: PooledConnection, conn: Connection, target: string): Prom
         channel.removeListener("close", onClose);
         // A timed-out command's process group is killed by a command of its own (through another shell
         // or channel of the connection, as root under sudo when the connection uses sudo).
-        const kill = (pgid: number) => {
-          const argv = ["sh", "-c", KILL_GROUP, "plb-kill", String(pgid)];
+        const dir = m[2];
+        const kill = (id: string) => {
+          const argv = ["sh", "-c", KILL_GROUP, "plb-kill", dir, id];
           const done = runOn(pc, conn, target, argv, { timeoutSec: 30 }).then(
-            (r) => trace(`${target} killed process group ${pgid} of a timed-out command: exit ${r.code}`),
-            (e: Error) => trace(`${target} could not kill process group ${pgid}: ${e.message}`),
+            (r) => trace(`${target} killed the process group of a timed-out command: exit ${r.code}`),
+            (e: Error) =>
+              trace(`${target} could not kill the process group of a timed-out command: ${e.message}`),
           );
           pc.kills.add(done);
           done.finally(() => pc.kills.delete(done));
@@ -751,8 +757,6 @@ interface ShellRequest {
   grace?: NodeJS.Timeout;
   timedOut: boolean;
   id: string;
-  /** The command's process group on the host, once the shell announced it. */
-  pgid?: number;
   killSent?: boolean;
 }
 
@@ -772,17 +776,11 @@ class RemoteShell {
     private readonly idle: RemoteShell[],
     private readonly channel: ClientChannel,
     private readonly target: string,
-    private readonly kill: (pgid: number) => void,
+    private readonly kill: (id: string) => void,
   ) {
     // The loop's stderr carries only its control lines ("plb-pid ...") and its own failures.
-    this.errLines = new LineSplitter((line) => {
-      const started = parsePidLine(line);
-      if (!started) trace(`${target} remote shell: ${line.slice(0, 200)}`);
-      else if (this.current?.id === started.id) {
-        this.current.pgid = started.pgid;
-        if (this.current.timedOut) this.killCurrent();
-      }
-    });
+    // The loop's stderr carries only its own failures.
+    this.errLines = new LineSplitter((line) => trace(`${target} remote shell: ${line.slice(0, 200)}`));
   }
 
   start(rest: Buffer): void {
@@ -898,9 +896,9 @@ class RemoteShell {
 
   private killCurrent(): void {
     const req = this.current;
-    if (!req || req.pgid === undefined || req.killSent) return;
+    if (!req || req.killSent) return;
     req.killSent = true;
-    this.kill(req.pgid);
+    this.kill(req.id);
   }
 
   private onClose(): void {

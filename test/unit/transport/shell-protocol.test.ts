@@ -9,7 +9,6 @@ import { expect } from "chai";
 import {
   encodeRequest,
   LineSplitter,
-  parsePidLine,
   READY,
   type Reply,
   ReplyDecoder,
@@ -152,7 +151,7 @@ describe("shell-protocol: ReplyDecoder", () => {
   });
 });
 
-describe("shell-protocol: LineSplitter and control lines", () => {
+describe("shell-protocol: LineSplitter and the ready line", () => {
   it("gives complete lines only, a multi-byte character split across chunks intact", () => {
     const lines: string[] = [];
     const s = new LineSplitter((l) => lines.push(l));
@@ -161,11 +160,13 @@ describe("shell-protocol: LineSplitter and control lines", () => {
     expect(lines).to.deep.equal(["progress 1", "été", ""]);
   });
 
-  it("reads pid lines and nothing else", () => {
-    expect(parsePidLine(`plb-pid ${ID} 4242`)).to.deep.equal({ id: ID, pgid: 4242 });
-    expect(parsePidLine("plb-pid x 1")).to.equal(undefined);
-    expect(parsePidLine(`sudo: plb-pid ${ID} 1`)).to.equal(undefined);
-    expect(READY.exec("plb-shell-ready 77\n")?.[1]).to.equal("77");
+  it("reads the ready line: the loop's pid and its temporary directory", () => {
+    expect(READY.exec("plb-shell-ready 77 /tmp/tmp.AbC123xyz_\n")?.slice(1)).to.deep.equal([
+      "77",
+      "/tmp/tmp.AbC123xyz_",
+    ]);
+    expect(READY.exec("plb-shell-ready 77 /tmp/a b\n")).to.equal(null);
+    expect(READY.exec("sudo: plb-shell-ready 77 /tmp\n")).to.equal(null);
   });
 });
 
@@ -248,7 +249,7 @@ describe("shell-loop.sh under this machine's /bin/sh (no SSH)", function () {
     // cut inside the last argument and before the closing brace
     p.stdin.end(full.subarray(0, full.length - 5));
     await new Promise((r) => p.on("close", r));
-    expect(out).to.match(/^plb-shell-ready \d+\n\0plb-rc [0-9a-f]+ 2\n/);
+    expect(out).to.match(/^plb-shell-ready \d+ \/\S+\n\0plb-rc [0-9a-f]+ 2\n/);
     expect(out).to.not.include("ran");
   });
 });
