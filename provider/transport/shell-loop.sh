@@ -40,6 +40,7 @@ while read -r id clen ilen; do
     [ "$rc" -gt 128 ] && kill -0 "$p" 2>/dev/null
   do :; done
   p=
+  : >"$t/p"
   if [ -s "$t/e" ]; then
     printf '\000plb-rc %s %s\n' "$id" "$rc"
     cat "$t/e"

@@ -778,7 +778,6 @@ class RemoteShell {
     private readonly target: string,
     private readonly kill: (id: string) => void,
   ) {
-    // The loop's stderr carries only its control lines ("plb-pid ...") and its own failures.
     // The loop's stderr carries only its own failures.
     this.errLines = new LineSplitter((line) => trace(`${target} remote shell: ${line.slice(0, 200)}`));
   }
