@@ -5,7 +5,7 @@
  *
  *   convert: journal(copying) -> [stop] -> subvolume rootfs.plb-new -> reflink copy -> verify
  *            -> journal(swapping) -> swap (rootfs -> rootfs.pre-btrfs, rootfs.plb-new -> rootfs)
- *            -> journal(swapped) -> config btrfs: -> nested subvolumes moved -> old tree removed -> [start]
+ *            -> journal(swapped) -> config btrfs: -> nested subvolumes moved -> [start] -> old tree removed
  *   revert:  the same with a plain directory rootfs.plb-dir and the old subvolume as rootfs.plb-old.
  * The original tree is never changed before its copy is verified and swapped in.
  */
@@ -98,11 +98,13 @@ function stepsFinishing(j: Journal, p: RootfsPolicy, paths: RootfsPaths, insp: R
     });
   }
   const old = j.op === "convert" ? paths.backup : paths.revertOld;
-  if (insp.exists[old.slice(paths.dir.length + 1)]) {
-    steps.push({ op: "move-nested", from: old, to: paths.rootfs });
-    if (j.op === "revert" || !p.keepBackup) steps.push({ op: "remove", path: old });
-  }
+  const hasOld = insp.exists[old.slice(paths.dir.length + 1)];
+  // The nested subvolumes belong to the new rootfs before the container runs on it; the old tree's
+  // removal is cleanup, not downtime, so it comes after the start. A crash between the two leaves the
+  // "swapped" journal: the next run finds the container running and only removes the old tree.
+  if (hasOld) steps.push({ op: "move-nested", from: old, to: paths.rootfs });
   if (j.wasRunning && insp.state !== "RUNNING") steps.push({ op: "start" });
+  if (hasOld && (j.op === "revert" || !p.keepBackup)) steps.push({ op: "remove", path: old });
   steps.push({ op: "journal-clear" });
   return steps;
 }

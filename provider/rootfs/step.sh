@@ -238,7 +238,8 @@ remove)         # PATH: delete the old tree (directory or subvolume)
 stop)
   lxc-stop -n "$name" -P "$lxcpath" -t 30
   ;;
-start)
+start)          # idempotent: a rollback may find the container still running (failed before its stop)
+  [ "$(lxc-info -n "$name" -P "$lxcpath" -s -H 2>/dev/null)" = RUNNING ] && return 0
   lxc-start -n "$name" -P "$lxcpath" -d
   lxc-wait -n "$name" -P "$lxcpath" -s RUNNING -t 30
   ;;

@@ -302,7 +302,7 @@ describe("rootfs-plan: planConvert steps", () => {
     });
   });
 
-  it("running with ifRunning: restart stops first and starts before clearing the journal", () => {
+  it("running with ifRunning: restart stops first and starts before removing the old tree", () => {
     for (const state of ["RUNNING", "FROZEN"]) {
       expect(planConvert(insp({ state }), policy({ ifRunning: "restart" })), state).to.deep.equal({
         kind: "apply",
@@ -318,8 +318,8 @@ describe("rootfs-plan: planConvert steps", () => {
           j("swapped", "convert", true),
           toBtrfs,
           { op: "move-nested", from: BAK, to: R },
-          { op: "remove", path: BAK },
           { op: "start" },
+          { op: "remove", path: BAK },
           { op: "journal-clear" },
         ],
       });
@@ -416,7 +416,7 @@ describe("rootfs-plan: planConvert resumes from the journal", () => {
     });
   });
 
-  it("swapped: config, nested, remove, start, clear", () => {
+  it("swapped: config, nested, start, remove, clear", () => {
     const i = insp({
       journal: journal("swapped", true),
       rootfsIsSubvolume: true,
@@ -428,11 +428,32 @@ describe("rootfs-plan: planConvert resumes from the journal", () => {
       steps: [
         toBtrfs,
         { op: "move-nested", from: BAK, to: R },
-        { op: "remove", path: BAK },
         { op: "start" },
+        { op: "remove", path: BAK },
         { op: "journal-clear" },
       ],
     });
+  });
+
+  it("swapped, crashed after the start: only the removal is left; the running container is not stopped", () => {
+    for (const ifRunning of ["fail", "restart"] as const) {
+      const i = insp({
+        journal: journal("swapped", true),
+        rootfsIsSubvolume: true,
+        config: CFG_BTRFS,
+        state: "RUNNING",
+        exists: exists(["rootfs.pre-btrfs"]),
+      });
+      expect(planConvert(i, policy({ ifRunning })), ifRunning).to.deep.equal({
+        kind: "apply",
+        action: "resume an interrupted convert (finish)",
+        steps: [
+          { op: "move-nested", from: BAK, to: R },
+          { op: "remove", path: BAK },
+          { op: "journal-clear" },
+        ],
+      });
+    }
   });
 
   it("swapped with the config already btrfs: and the backup gone: only clear", () => {
