@@ -8,7 +8,7 @@ export const rootfsArgsSchema = z
     connection: connectionSchema,
     container: containerName,
     lxcPath: absolutePath.default("/var/lib/lxc"),
-    ifRunning: z.enum(["fail", "restart"]).default("fail"),
+    ifRunning: z.enum(["fail", "restart", "live"]).default("fail"),
     nestedSubvolumes: z.enum(["fail", "keep"]).default("fail"),
     keepBackup: z.boolean().default(false),
     onDelete: z.enum(["retain", "revert"]).default("retain"),

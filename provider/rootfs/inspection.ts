@@ -7,7 +7,8 @@ import { parseSubvolumeFields, type SubvolumeInfo, unescapeMountinfo } from "../
 
 export interface Journal {
   op: "convert" | "revert";
-  phase: "copying" | "swapping" | "swapped";
+  /** precopying and catching-up: the two phases of a live conversion before its verification. */
+  phase: "copying" | "precopying" | "catching-up" | "swapping" | "swapped";
   wasRunning: boolean;
 }
 
@@ -122,11 +123,11 @@ export function parseJournal(text: string): Journal | undefined {
   const phase = m.get("phase");
   if (
     (op !== "convert" && op !== "revert") ||
-    (phase !== "copying" && phase !== "swapping" && phase !== "swapped")
+    !["copying", "precopying", "catching-up", "swapping", "swapped"].includes(phase as string)
   ) {
     throw new Error(`unrecognised journal ${JSON.stringify(text.slice(0, 200))}`);
   }
-  return { op, phase, wasRunning: m.get("was_running") === "1" };
+  return { op, phase: phase as Journal["phase"], wasRunning: m.get("was_running") === "1" };
 }
 
 /** The backing store the config names, for outputs; "missing" when there is no usable line. */

@@ -304,7 +304,7 @@ async function runBatch(
   steps: Step[],
   started: Set<Step["op"]>,
 ): Promise<string> {
-  const copy = steps.find((s) => s.op === "copy");
+  const copy = steps.find((s) => s.op === "copy" || s.op === "precopy");
   if (copy) log(remote, inputs, `copying ${copy.total} entries (reflink: metadata only, no data blocks)`);
   const config = steps.find((s) => s.op === "write-config");
   let seen = 0;

@@ -23,8 +23,11 @@ export interface LxcSubvolumeRootfsArgs {
   container: pulumi.Input<string>;
   /** LXC's directory of containers. Default /var/lib/lxc. */
   lxcPath?: pulumi.Input<string>;
-  /** "fail" (default) refuses a running container; "restart" stops, converts and starts it again. */
-  ifRunning?: pulumi.Input<"fail" | "restart">;
+  /**
+   * "fail" (default) refuses a running container; "restart" stops, converts and starts it again; "live"
+   * copies it while it runs and stops it only to copy what changed meanwhile (downtime bounded by change).
+   */
+  ifRunning?: pulumi.Input<"fail" | "restart" | "live">;
   /** "fail" (default) refuses subvolumes nested inside rootfs; "keep" moves them into the new subvolume. */
   nestedSubvolumes?: pulumi.Input<"fail" | "keep">;
   /** Keep the original directory as rootfs.pre-btrfs instead of deleting it. Default false. */

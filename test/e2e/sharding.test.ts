@@ -202,7 +202,7 @@ describe("examples/sharded: one stack per shard through the Automation API, with
     expect(first.code, first.where).to.equal(1);
     const c2Error =
       `h4/shd-c2: LxcSubvolumeRootfs shd-c2 on root@${h4.address}:22: container shd-c2 is RUNNING; ` +
-      'stop it first or set ifRunning: "restart". Nothing was changed.';
+      'stop it first or set ifRunning: "restart" or "live". Nothing was changed.';
     const extraError =
       `h4-extra: discovery: on root@${h4.address}:22: \`plb-discover ${ROOT}/shard-b-extra\` exited with code 3: ` +
       `lxcpath ${ROOT}/shard-b-extra does not exist`;

@@ -459,7 +459,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       [
         "a running container",
         'lxc-start -n "$1"',
-        (n) => `container ${n} is RUNNING; stop it first or set ifRunning: "restart"`,
+        (n) => `container ${n} is RUNNING; stop it first or set ifRunning: "restart" or "live"`,
       ],
       [
         "a mount point inside rootfs",
