@@ -102,8 +102,9 @@ summary() ( # DIR TAG: the report lines for one walked tree
 hold() {
   [ -e "/run/plb-hold/$name.$1" ] || return 0
   : >"/run/plb-hold/$name.$1.reached"
-  n=0
-  while [ -e "/run/plb-hold/$name.$1" ] && [ $n -lt 6000 ]; do sleep 0.05; n=$((n + 1)); done  # at most 5 min
+  # Its own counter: the batch loop's n (the step's argument count) must survive a hold.
+  held=0
+  while [ -e "/run/plb-hold/$name.$1" ] && [ $held -lt 6000 ]; do sleep 0.05; held=$((held + 1)); done  # at most 5 min
 }
 
 # ---- Live conversion (ifRunning "live"): the pre-copy's start time and the catch-up ----------------------
