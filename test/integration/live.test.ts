@@ -4,18 +4,23 @@
  * /run/plb-hold/NAME.stop, so the changes are deterministic), converted while it runs. Asserts the tree
  * after the conversion equals a manifest of the source as it was when stopped (the old tree too, kept with
  * keepBackup), that the container ends RUNNING, and that "restart" starts it before the old tree goes.
+ * Then the fault matrix of the live steps: each fault strikes while a run is held at a step; the next run
+ * must end with the converted container RUNNING (started again if the faulted run left it stopped), its
+ * tree as before, nothing left over.
  */
+import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import { expect } from "chai";
 import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import * as rootfs from "../../provider/rootfs/provider";
 import { closeAllConnections } from "../../provider/transport/ssh";
-import { type FleetHost, loadInventory, manifest } from "../support/fleet";
+import { type FaultAction, type FleetHost, fault, loadInventory, manifest } from "../support/fleet";
 import { destroyContainers, hostSh, waitFor } from "../support/host";
 
 const inv = loadInventory();
-// h2: the fault matrix cuts h1's link and kills its sshd; these runs must not be cut by it.
-const host = inv.hosts.find((h) => h.name === "h2") as FleetHost;
+// h4: the fault matrix cuts h1's link and other suites restart h2's sshd; these runs must not be cut by them.
+const host = inv.hosts.find((h) => h.name === "h4") as FleetHost;
 const key = readFileSync(inv.users.root.privateKeyPath as string, "utf8");
 const LXC = "/var/lib/lxc";
 const HOLD = "/run/plb-hold";
@@ -75,7 +80,11 @@ mkdir -p new/sub && echo n >new/sub/n && mv dir moved
  * directory (LXC makes and removes an entry there to pivot into it), so the new tree, running, differs
  * from the stopped source in that one line. The old tree is compared whole.
  */
-const belowTop = (m: string) => m.split("\n").filter((l) => !l.startsWith(".\t")).join("\n");
+const belowTop = (m: string) =>
+  m
+    .split("\n")
+    .filter((l) => !l.startsWith(".\t"))
+    .join("\n");
 
 const state = async (name: string) => (await sh('lxc-info -n "$1" -s -H', name)).trim();
 
@@ -114,7 +123,9 @@ describe("ifRunning live and restart on a running container", function () {
       expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal(
         ".plb-journal\n.plb-journal.since\nconfig\nrootfs\nrootfs.plb-new\n",
       );
-      expect(await sh('sed -n "s/^phase=//p" "/var/lib/lxc/$1/.plb-journal"', name)).to.equal("catching-up\n");
+      expect(await sh('sed -n "s/^phase=//p" "/var/lib/lxc/$1/.plb-journal"', name)).to.equal(
+        "catching-up\n",
+      );
       await sh('lxc-attach -n "$1" -- sh -c "$2"', name, WRITER);
       const atStop = await manifest(host, `${LXC}/${name}/rootfs`);
       await release(name, "stop");
@@ -139,7 +150,9 @@ describe("ifRunning live and restart on a running container", function () {
       ).to.equal(
         "FORGE\nappend\nmore\ninside\n600 1\n644 3\nappend\nchmod\ncreated\nforged\nlinked\nmoved\nnew\nrenamed\nreplaced\n",
       );
-      expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nconfig.pre-btrfs\nrootfs\nrootfs.pre-btrfs\n");
+      expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal(
+        "config\nconfig.pre-btrfs\nrootfs\nrootfs.pre-btrfs\n",
+      );
     });
   });
 
@@ -170,5 +183,110 @@ describe("ifRunning live and restart on a running container", function () {
       expect(belowTop(await manifest(host, `${LXC}/${name}/rootfs`))).to.equal(belowTop(before));
       expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nconfig.pre-btrfs\nrootfs\n");
     });
+  });
+
+  describe("fault matrix of the live steps × link cut, sshd killed, provider SIGKILL, disk full", () => {
+    const name = "live-fault";
+    const table: string[] = [];
+    after(async () => {
+      await destroyContainers(host, name);
+      await sh(`rm -rf ${HOLD}/${name}.*`);
+      console.log(`\n      live step × fault -> outcome\n${table.map((l) => `      ${l}`).join("\n")}\n`);
+    });
+    // busybox's own init runs syslogd, which writes the tree on every start and stop: an init that
+    // writes nothing and exits on the halt signal instead, so "the tree as before" is exact.
+    const QUIET_INIT =
+      'printf "#!/bin/sh\\ntrap \\"exit 0\\" PWR TERM USR1\\nwhile :; do sleep 1 & wait \\$!; done\\n" >sbin/plb-init && chmod 755 sbin/plb-init && sed -i "/^lxc.signal.halt/d" "/var/lib/lxc/$1/config" && printf "lxc.init.cmd = /sbin/plb-init\\nlxc.signal.halt = SIGPWR\\n" >>"/var/lib/lxc/$1/config"';
+    type Fault = "link cut" | "sshd killed" | "provider SIGKILL" | "disk full";
+    const INJECT: Record<Fault, [FaultAction, FaultAction] | undefined> = {
+      "link cut": ["cut", "restore"],
+      "sshd killed": ["sshd-stop", "sshd-start"],
+      "provider SIGKILL": undefined,
+      "disk full": ["fill", "unfill"],
+    };
+    // One dial attempt: a run against a cut link gives up after keepalive instead of retrying.
+    const faulty = rootfsArgsSchema.parse({
+      connection: {
+        host: host.address,
+        privateKey: key,
+        knownHostsPath: inv.knownHostsPath,
+        dialErrorLimit: 1,
+        perDialTimeout: 4,
+      },
+      container: name,
+      ifRunning: "live",
+    });
+    // precopy and stop: the container runs; catchup and verify: it is stopped (a provider SIGKILL there
+    // leaves it stopped); start: swapped, stopped; remove: running on the new tree.
+    for (const step of ["precopy", "stop", "catchup", "verify", "start", "remove"]) {
+      for (const f of Object.keys(INJECT) as Fault[]) {
+        it(`${step} × ${f}: the next run converts, the container RUNNING, the tree intact, nothing left over`, async () => {
+          await destroyContainers(host, name);
+          await sh(
+            `lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "lxc.net.0.type = empty\\n" >>"/var/lib/lxc/$1/config" && cd "/var/lib/lxc/$1/rootfs" && mkdir bulk && (cd bulk && seq 1 2000 | xargs touch && ln 1 hard) && mkdir -p var/log/journal && chattr +C var/log/journal && head -c 1048576 /dev/urandom >var/log/journal/system.journal && echo locked >etc/locked && chattr +i etc/locked && ${QUIET_INIT} && lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 10`,
+            name,
+          );
+          const before = await manifest(host, `${LXC}/${name}/rootfs`);
+          await held(name, step);
+          let ended: Promise<string>;
+          let child: ChildProcess | undefined;
+          if (f === "provider SIGKILL") {
+            const mod = path.resolve(__dirname, "../../provider/rootfs-provider.js");
+            const code = `require(${JSON.stringify(mod)}).create(JSON.parse(process.argv[1])).then(() => process.exit(0), () => process.exit(1))`;
+            const c = spawn(process.execPath, ["-e", code, JSON.stringify(faulty)], { stdio: "ignore" });
+            child = c;
+            ended = new Promise((resolve) => c.on("exit", (x) => resolve(x === 0 ? "succeeded" : "failed")));
+          } else {
+            ended = rootfs.create(faulty).then(
+              () => "succeeded",
+              () => "failed",
+            );
+          }
+          await reached(name, step);
+          const wasAtHold = await state(name);
+          const inject = INJECT[f];
+          if (inject) await fault(host, inject[0]);
+          else child?.kill("SIGKILL");
+          await release(name, step);
+          const how = await ended;
+          if (inject) await fault(host, inject[1]);
+          await closeAllConnections();
+          await waitFor(
+            async () => (await sh(`pgrep -f "plb-[s]tep .*${name}" >/dev/null && echo busy || true`)) === "",
+            120_000,
+          );
+          if (f !== "disk full") expect(how).to.equal("failed");
+          const left = await sh(
+            'lxc-info -n "$1" -s -H; cat "/var/lib/lxc/$1/.plb-journal" 2>/dev/null | sed -n "s/^phase=//p"',
+            name,
+          );
+          const lines: string[] = [];
+          const log = console.log;
+          console.log = (...a: unknown[]) => void lines.push(a.join(" "));
+          const { outs } = await rootfs.create(inputs(name, { ifRunning: "live" })).finally(() => {
+            console.log = log;
+          });
+          expect(outs).to.include({
+            rootfsIsSubvolume: true,
+            configBackingStore: "btrfs",
+            state: "RUNNING",
+            interrupted: null,
+          });
+          expect(await state(name)).to.equal("RUNNING");
+          const after = await manifest(host, `${LXC}/${name}/rootfs`);
+          expect(belowTop(after)).to.equal(belowTop(before));
+          expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nconfig.pre-btrfs\nrootfs\n");
+          expect(await sh('find "/var/lib/lxc/$1" -type d -inum 256', name)).to.equal(
+            `${LXC}/${name}/rootfs\n`,
+          );
+          const recovery = lines
+            .find((l) => / (roll back|resume) an interrupted/.test(l))
+            ?.replace(/^.*: /, "");
+          table.push(
+            `${step.padEnd(8)} × ${f.padEnd(16)} -> held ${wasAtHold.trim()}; faulted run ${how}, left ${left.trim().replace(/\n/, ", journal ") || "-"}; next run: ${recovery ?? (outs.adopted ? "found it done" : "converted")}`,
+          );
+        });
+      }
+    }
   });
 });
