@@ -4,7 +4,7 @@
  * run by run; see bench/lib/report.ts for how they are summarized and judged.
  *
  *   node main.js                 run everything (env: BENCH_RUNS, BENCH_SIZES, BENCH_SCALE, BENCH_PARTS,
- *                                BENCH_BUDGET_S, BENCH_DOWNTIME_ENTRIES)
+ *                                BENCH_BUDGET_S, BENCH_DOWNTIME_ENTRIES, BENCH_DOWNTIME_HOST)
  *   node main.js --cleanup       remove every bench- container from h1 and h2
  *   node main.js --report FILE   render RESULTS.md and chart.svg again from a results.json
  */
@@ -206,7 +206,8 @@ async function runAll(): Promise<BenchResults> {
       }
     });
     await attempt("downtime", async () => {
-      res.downtime = await benchDowntime(ctx, Number(process.env.BENCH_DOWNTIME_ENTRIES ?? "100000"));
+      const host = ctx.btrfsHosts.find((h) => h.name === (process.env.BENCH_DOWNTIME_HOST ?? "h2"));
+      res.downtime = await benchDowntime(ctx, Number(process.env.BENCH_DOWNTIME_ENTRIES ?? "100000"), host);
     });
   } finally {
     res.otherTestRuns = others.stop();

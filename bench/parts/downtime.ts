@@ -8,9 +8,9 @@
  * stop (the step failpoint), i.e. after the pre-copy started; "restart" on an untouched copy; the floor.
  *
  * Downtime is observed on the host: a poller runs `lxc-info -s` every 10 ms and reports the time from
- * the first state other than RUNNING to RUNNING again. Runs on h2 (the fault matrix cuts h1's link).
+ * the first state other than RUNNING to RUNNING again.
  */
-import { hostExec } from "../../test/support/fleet";
+import { type FleetHost, hostExec } from "../../test/support/fleet";
 import type { RootfsInputs } from "../../provider/rootfs/inputs";
 import { convergeWith } from "../../provider/rootfs/provider";
 import { openRemote } from "../../provider/transport/ssh";
@@ -55,8 +55,7 @@ while read -r f; do echo written >>"$f"; done </tmp/w.list
 rm /tmp/w.list
 find /bulk -type f -newer /sbin/plb-init | wc -l`;
 
-async function startPoller(ctx: BenchContext, name: string) {
-  const host = ctx.h2;
+async function startPoller(host: FleetHost, name: string) {
   const done = hostExec(host, ["sh", "-c", POLLER, "sh", name]);
   await new Promise((r) => setTimeout(r, 300));
   return async (): Promise<number> => {
@@ -67,8 +66,8 @@ async function startPoller(ctx: BenchContext, name: string) {
   };
 }
 
-async function startContainer(ctx: BenchContext, name: string): Promise<void> {
-  await sh(ctx.h2, 'lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 30', name);
+async function startContainer(host: FleetHost, name: string): Promise<void> {
+  await sh(host, 'lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 30', name);
 }
 
 async function convert(ctx: BenchContext, inputs: RootfsInputs): Promise<number> {
@@ -79,8 +78,12 @@ async function convert(ctx: BenchContext, inputs: RootfsInputs): Promise<number>
   return performance.now() - t;
 }
 
-export async function benchDowntime(ctx: BenchContext, entries = 100_000): Promise<DowntimeResult> {
-  const host = ctx.h2;
+/** On HOST (h2 by default: the fault matrix cuts h1's link). */
+export async function benchDowntime(
+  ctx: BenchContext,
+  entries = 100_000,
+  host: FleetHost = ctx.h2,
+): Promise<DowntimeResult> {
   const spec = { tag: `dt${entries / 1000}k`, entries };
   const tpl = templateName(spec.tag);
   await makeTemplate({ ...ctx, h1: host }, spec);
@@ -102,14 +105,14 @@ export async function benchDowntime(ctx: BenchContext, entries = 100_000): Promi
   await openRemote(rootfsInputs(ctx, host, live).connection).check(["true"]);
   for (let i = 0; i < ctx.runs; i++) {
     await cloneTemplateMany(host, tpl, [live, restart, floor]);
-    await startContainer(ctx, live);
-    await startContainer(ctx, restart);
+    await startContainer(host, live);
+    await startContainer(host, restart);
     await settle(host);
 
     // live: held between the pre-copy and the stop while the writer runs.
     const hold = `/run/plb-hold/${live}.stop`;
     await sh(host, 'mkdir -p /run/plb-hold && rm -f "$1.reached" && : >"$1"', hold);
-    const downLive = await startPoller(ctx, live);
+    const downLive = await startPoller(host, live);
     const run = convert(ctx, { ...rootfsInputs(ctx, host, live), ifRunning: "live" });
     const failed = run.then(
       () => undefined,
@@ -125,7 +128,7 @@ export async function benchDowntime(ctx: BenchContext, entries = 100_000): Promi
     res.liveTotal.push(await run);
     res.live.push(await downLive());
 
-    const downRestart = await startPoller(ctx, restart);
+    const downRestart = await startPoller(host, restart);
     res.restartTotal.push(await convert(ctx, { ...rootfsInputs(ctx, host, restart), ifRunning: "restart" }));
     res.restart.push(await downRestart());
 

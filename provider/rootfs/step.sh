@@ -136,8 +136,11 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold)
   parents() { sed -z 's,/[^/]*$,,'; }
   bypath() { LC_ALL=C sort -z -t ' ' -k 2; }
   # Both trees as "TYPE ./PATH" records; the changed entries of the source with them, in one walk.
-  (cd "$src" && find -P . -fprintf "$w/s.all" '%y %p\0' -newercm "$w/ref" -fprintf "$w/s.chg" '%y %p\0') || exit 1
-  (cd "$dst" && find -P . -printf '%y %p\0') >"$w/n.rec" || exit 1
+  # Files with more than one link are listed too (see 2.).
+  (cd "$src" && find -P . -fprintf "$w/s.all" '%y %p\0' , \( -type f -links +1 -fprintf "$w/multi" '%p\0' \) \
+    , \( -newercm "$w/ref" -fprintf "$w/s.chg" '%y %p\0' \)) || exit 1
+  (cd "$dst" && find -P . -printf '%y %p\0' , \( -type f -links +1 -fprintf "$w/n.multi" '%p\0' \)) >"$w/n.rec" ||
+    exit 1
   LC_ALL=C sort -z -o "$w/s.all" "$w/s.all" && LC_ALL=C sort -z -o "$w/n.rec" "$w/n.rec" || exit 1
   LC_ALL=C comm -z -13 "$w/s.all" "$w/n.rec" | bypath >"$w/gone" || exit 1 # in the copy only, or of another type
   LC_ALL=C comm -z -23 "$w/s.all" "$w/n.rec" >"$w/new" || exit 1           # in the source only, or of another type
@@ -155,8 +158,13 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold)
   { grep -z '^[^ ]*[ia]' "$w/n.flags" || [ $? = 1 ]; } | sed -z 's/^[^ ]* //' | (cd "$dst" && xargs -0 -r chattr -i -a --) ||
     exit 1
   # 2. Remove: gone directories whole (their flags cleared first), then every non-directory of the copy
-  #    that is gone or will be copied again (a changed file is replaced, never written through: it may be
-  #    hardlinked to unchanged names of the pre-copy).
+  #    that is gone or will be copied again, except regular files with one link on both sides: cp rewrites
+  #    those in place (same inode, their directory untouched). A hardlinked file is replaced, never written
+  #    through: its other names may have been linked differently in the pre-copy.
+  sed -z -n 's/^f //p' "$w/chg" | LC_ALL=C sort -z >"$w/chg.f"
+  cat "$w/multi" "$w/n.multi" | LC_ALL=C sort -z -u >"$w/multi.all"
+  sed -z -n 's/^f //p' "$w/n.rec" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/chg.f" |
+    LC_ALL=C comm -z -23 - "$w/multi.all" >"$w/inplace" || exit 1
   sed -z -n 's/^d //p' "$w/gone" | (cd "$dst" && xargs -0 -r sh -c '
     for p; do
       [ -d "$p" ] && [ ! -L "$p" ] || continue
@@ -164,7 +172,7 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold)
       rm -rf -- "$p" || exit 255
     done' plb-gone) || exit 1
   paths "$w/gone" "$w/chg" | LC_ALL=C sort -z -u | LC_ALL=C comm -z -12 - "$w/n.other" |
-    (cd "$dst" && xargs -0 -r rm -f --) || exit 1
+    LC_ALL=C comm -z -23 - "$w/inplace" | tee "$w/removed" | (cd "$dst" && xargs -0 -r rm -f --) || exit 1
   # Every path of the source now resolves in the copy through real directories or not at all.
   # 3. New directories, parents first.
   sed -z -n 's/^d //p' "$w/chg" >"$w/chg.dirs"
@@ -187,8 +195,8 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold)
       done || exit 255
       (cd "$src" && getfattr -h -d -m - -e hex -- "$p") | setfattr -h --restore=- || exit 255
     done' plb-dirmeta "$src" <"$w/chg.dirs") || exit 1
-  # 6. Directory mtimes, deepest first, of every directory whose entries or metadata changed.
-  { paths "$w/gone" "$w/chg" | parents; cat "$w/chg.dirs"; } | LC_ALL=C sort -z -u >"$w/fix.any"
+  # 6. Directory mtimes, deepest first, of every directory whose entries or metadata changed here.
+  { paths "$w/gone" "$w/new" "$w/removed" | parents; cat "$w/chg.dirs"; } | LC_ALL=C sort -z -u >"$w/fix.any"
   sed -z -n 's/^d //p' "$w/s.all" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/fix.any" >"$w/fix.dirs"
   LC_ALL=C sort -z -r "$w/fix.dirs" | (cd "$dst" && xargs -0 -r sh -c '
     src=$1; shift
