@@ -88,8 +88,18 @@ export async function create(raw: CloneInputs): Promise<{ id: string; outs: Clon
   return named(inputs, () => createClone(inputs));
 }
 
-async function createClone(inputs: CloneInputs): Promise<{ id: string; outs: CloneOutputs }> {
-  const remote = openRemote(inputs.connection);
+/** Creates (or adopts) through any Remote: the SSH one in the provider, a recording one in tests. */
+export async function createCloneWith(
+  remote: Remote,
+  inputs: CloneInputs,
+): Promise<{ id: string; outs: CloneOutputs }> {
+  return named(inputs, () => createClone(inputs, remote));
+}
+
+async function createClone(
+  inputs: CloneInputs,
+  remote: Remote = openRemote(inputs.connection),
+): Promise<{ id: string; outs: CloneOutputs }> {
   let insp = await inspect(remote, inputs);
   const problem = sourceProblem(insp, inputs.lxcPath, inputs.source);
   if (problem) throw refuse(inputs, remote, problem);

@@ -59,3 +59,9 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * lxcPath of the capture run of `capture.sh rounds` (another run, so other paths): the command sequences of
+ * a conversion and of clones as the providers send them.
+ */
+export const ROUNDS_LXC = "/tmp/plb-capture.ym700g/mnt/lxc";
