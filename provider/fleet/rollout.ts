@@ -1,6 +1,6 @@
 /**
  * Fleet rollout: discover containers on many hosts and declare their conversions (and clones) in waves.
- * The constructor only wires resources; the plan comes from fleet-plan.ts.
+ * The constructor only wires resources; the plan comes from plan.ts.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { UserError } from "../core/errors";
@@ -108,6 +108,12 @@ export interface DiscoverHostArgs extends DiscoverOptions {
   connection: ConnectionArgs;
 }
 
+/**
+ * Hosts whose discovery failed, by the args object `discover` built for them: how `discover` tells the
+ * constructor, without a parameter in the public constructor. Reported in the summary as failed.
+ */
+const discoveryFailures = new WeakMap<LxcFleetRolloutArgs, Record<string, string>>();
+
 export class LxcFleetRollout extends pulumi.ComponentResource {
   /** Per host: containers converted now, adopted (already converted), skipped and failed. */
   declare readonly summary: pulumi.Output<Record<string, FleetHostSummary>>;
@@ -149,20 +155,23 @@ export class LxcFleetRollout extends pulumi.ComponentResource {
     );
     for (const [h, why] of Object.entries(failedHosts))
       console.error(`[lxc-btrfs] host ${h}: discovery failed: ${why}`);
-    return new LxcFleetRollout(name, { ...args, hosts }, opts, failedHosts);
+    const all: LxcFleetRolloutArgs = { ...args, hosts };
+    discoveryFailures.set(all, failedHosts);
+    return new LxcFleetRollout(name, all, opts);
   }
 
-  constructor(
-    name: string,
-    args: LxcFleetRolloutArgs,
-    opts?: pulumi.ComponentResourceOptions,
-    failedHosts: Record<string, string> = {},
-  ) {
+  constructor(name: string, args: LxcFleetRolloutArgs, opts?: pulumi.ComponentResourceOptions) {
     super("lxc-btrfs:index:LxcFleetRollout", name, {}, opts);
-    const plan = planRollout(args.hosts, {
-      canary: args.canary,
-      maxConcurrentPerHost: args.maxConcurrentPerHost,
-    });
+    const failedHosts = discoveryFailures.get(args) ?? {};
+    let plan: ReturnType<typeof planRollout>;
+    try {
+      plan = planRollout(args.hosts, {
+        canary: args.canary,
+        maxConcurrentPerHost: args.maxConcurrentPerHost,
+      });
+    } catch (e) {
+      throw e instanceof UserError ? new UserError(`LxcFleetRollout ${name}: ${e.message}`) : e;
+    }
     const byName = new Map(args.hosts.map((h) => [h.name, h]));
     for (const step of plan) {
       const host = byName.get(step.host) as FleetHostArgs;
