@@ -118,7 +118,7 @@ export class LxcFleetRollout extends pulumi.ComponentResource {
   /** Per host: containers converted now, adopted (already converted), skipped and failed. */
   declare readonly summary: pulumi.Output<Record<string, FleetHostSummary>>;
   /** Per clone (`host/name`): its state and rootfs subvolume UUID. */
-  declare readonly clones: pulumi.Output<Record<string, { state: string; subvolumeUuid: string }>>;
+  declare readonly clones: pulumi.Output<Record<string, { state: string; subvolumeUuid: string | null }>>;
   readonly conversions: Record<string, LxcSubvolumeRootfs> = {};
 
   /** Discovers the containers on every host first (hosts that cannot be reached are reported as failed). */

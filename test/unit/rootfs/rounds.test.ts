@@ -86,6 +86,7 @@ function converted(over: Partial<RootfsOutputs> = {}): RootfsOutputs {
     subvolumeUuid: "0620d0b5-c28b-ad40-800f-50644061917f",
     configBackingStore: "btrfs",
     adopted: false,
+    entries: 301,
     files: 301,
     bytes: 3970426,
     state: "STOPPED",
@@ -117,7 +118,7 @@ describe("rootfs orchestration: conversion rounds (FakeRemote, captured outputs)
       undefined,
     ]);
     expect(remote.unused).to.equal(0);
-    // files and bytes come from the first round's walk: the later inspection does not walk.
+    // entries (files) and bytes come from the first round's walk: the later inspection does not walk.
     expect(value).to.deep.equal(converted());
     expect(log).to.deep.equal([
       `${LOG} create: convert rootfs to a subvolume`,
@@ -130,7 +131,7 @@ describe("rootfs orchestration: conversion rounds (FakeRemote, captured outputs)
     const remote = new FakeRemote([subvol()]);
     const { log, value } = await withLog(() => convergeWith(remote, inputs(), "update"));
     expect(remote.commands).to.deep.equal([INSPECT()]);
-    expect(value).to.deep.equal(converted({ adopted: true, files: null, bytes: null }));
+    expect(value).to.deep.equal(converted({ adopted: true, entries: null, files: null, bytes: null }));
     expect(log).to.deep.equal([]);
   });
 
