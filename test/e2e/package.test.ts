@@ -19,11 +19,12 @@ import { destroyContainers, hostSh } from "../support/host";
 import {
   exportStack,
   type PulumiStackExport,
+  previewChanges as changes,
   pulumiEnv,
   pulumiSdkVersion,
-  repoRoot,
   runPulumi,
 } from "../support/pulumi";
+import { repoRoot } from "../support/repo";
 
 const inv = loadInventory();
 const h4 = inv.hosts.find((h) => h.name === "h4") as FleetHost;
@@ -55,20 +56,6 @@ export const c: typeof LxcSnapshotClone = LxcSnapshotClone;
 export const store: RootfsOutputs["configBackingStore"] = "btrfs";
 export const conn = connection;
 `;
-
-/** The "operations" lines of a preview for our resources: `name create`, `name update`, ... */
-function changes(out: string): string[] {
-  return out
-    .split("\n")
-    .map((l) =>
-      /^\s*([+~-]|\+-|-\+)\s+pulumi-nodejs:dynamic\/lxc-btrfs:\w+\s+(\S+)\s+(create|update|replace|delete)\b/.exec(
-        l,
-      ),
-    )
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => `${m[2]} ${m[3]}`)
-    .sort();
-}
 
 /** Every string in the exported state that is, or that quotes, an absolute path. */
 function absolutePaths(state: unknown): string[] {

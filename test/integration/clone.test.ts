@@ -10,7 +10,7 @@ import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
 import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
-import { destroyContainers, expectRefused, hostSh } from "../support/host";
+import { destroyContainers, rejectionOf, hostSh } from "../support/host";
 
 const inv = loadInventory();
 const h2 = inv.hosts.find((h) => h.name === "h2") as FleetHost;
@@ -190,7 +190,7 @@ describe("LxcSnapshotClone on the fleet", function () {
 
     it("refuses an unconverted source, pointing at LxcSubvolumeRootfs, and changes nothing", async () => {
       const before = await manifest(h2, "/var/lib/lxc");
-      const msg = await expectRefused(clone.create(args(SRC, "ct-x")));
+      const msg = await rejectionOf(clone.create(args(SRC, "ct-x")));
       expect(msg).to.equal(
         `LxcSnapshotClone ct-x (from ${SRC}) on ${TARGET}: source ${SRC}'s rootfs is not a btrfs subvolume with a btrfs: config, so it cannot be snapshot-cloned; declare an LxcSubvolumeRootfs for ${SRC} and pass it in this clone's dependsOn. Nothing was changed.`,
       );
@@ -201,7 +201,7 @@ describe("LxcSnapshotClone on the fleet", function () {
       await convert(SRC);
       await makeSource("ct-taken");
       const before = await manifest(h2, "/var/lib/lxc/ct-taken");
-      const msg = await expectRefused(clone.create(args(SRC, "ct-taken")));
+      const msg = await rejectionOf(clone.create(args(SRC, "ct-taken")));
       expect(msg).to.equal(
         `LxcSnapshotClone ct-taken (from ${SRC}) on ${TARGET}: a container named ct-taken already exists and is not a snapshot of ${SRC}; choose another name or remove it. Nothing was changed.`,
       );
@@ -211,7 +211,7 @@ describe("LxcSnapshotClone on the fleet", function () {
     it("refuses a running source with ifSourceRunning: fail", async () => {
       await sh('lxc-start -n "$1"', SRC);
       try {
-        const msg = await expectRefused(clone.create(args(SRC, "ct-x")));
+        const msg = await rejectionOf(clone.create(args(SRC, "ct-x")));
         expect(msg).to.equal(
           `LxcSnapshotClone ct-x (from ${SRC}) on ${TARGET}: source ${SRC} is RUNNING; stop it, or set ifSourceRunning: "freeze" or "restart". Nothing was changed.`,
         );
@@ -368,7 +368,7 @@ describe("LxcSnapshotClone on the fleet", function () {
         await makeSource(src);
         await sh(`cd "/var/lib/lxc/$1/rootfs" && mv etc etc.real && ln -s ${CANARY}/etc etc`, src);
         await convert(src);
-        const msg = await expectRefused(clone.create(args(src, cl)));
+        const msg = await rejectionOf(clone.create(args(src, cl)));
         expect(msg).to.include(
           `/var/lib/lxc/${cl}/rootfs/etc is a symlink or not a directory in the source's snapshot; the clone's /etc/hostname cannot be written without following it: make /etc a directory in ${src} and run again`,
         );
