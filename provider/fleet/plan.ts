@@ -1,6 +1,6 @@
 /**
  * Fleet rollout planning, pure: which containers on which hosts, in which wave, after which others.
- * The component (fleet.ts) only turns this plan into resources with dependsOn edges.
+ * The component (rollout.ts) only turns this plan into resources with dependsOn edges.
  */
 import type { BackingStore } from "../host/lxc-config";
 import { classifyBackingStore } from "../host/lxc-config";

@@ -157,7 +157,7 @@ describe("fault matrix: each step × link cut, sshd killed, provider SIGKILL, di
   describe("LxcSubvolumeRootfs conversion", () => {
     const name = "it-fault";
     const inputs = rootfsArgsSchema.parse({ connection, container: name });
-    // The failpoints are the steps of the batches, in order (see rootfs-plan.ts).
+    // The failpoints are the steps of the batches, in order (see provider/rootfs/plan.ts).
     const steps = ["subvol-create", "copy", "verify", "swap", "write-config", "remove", "journal-clear"];
     for (const step of steps) {
       for (const f of FAULTS) {
