@@ -15,7 +15,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "chai";
 import { countAccepted, type FleetHost, loadInventory, run } from "../support/fleet";
-import { destroyContainers, hostSh } from "../support/host";
+import { destroyContainers, hostSh, makeBusybox, NO_NETWORK } from "../support/host";
 import {
   exportStack,
   type PulumiStackExport,
@@ -86,13 +86,7 @@ function storedProviders(state: PulumiStackExport): string[] {
 
 async function makeContainers(...names: string[]): Promise<void> {
   await destroyContainers(h4, ...names);
-  for (const n of names) {
-    await hostSh(
-      h4,
-      'lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "lxc.net.0.type = empty\\n" >>"/var/lib/lxc/$1/config"',
-      n,
-    );
-  }
+  for (const n of names) await makeBusybox(h4, n, NO_NETWORK);
 }
 
 /** `inode` and the config's rootfs line of a container on h4. */

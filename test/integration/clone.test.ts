@@ -10,7 +10,7 @@ import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
 import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
-import { destroyContainers, rejectionOf, hostSh } from "../support/host";
+import { destroyContainers, hostSh, makeBusybox, NO_NETWORK, rejectionOf } from "../support/host";
 
 const inv = loadInventory();
 const h2 = inv.hosts.find((h) => h.name === "h2") as FleetHost;
@@ -24,13 +24,7 @@ function args(source: string, name: string, extra: Partial<CloneInputs> = {}): C
 
 const sh = (script: string, ...a: string[]) => hostSh(h2, script, ...a);
 
-async function makeSource(name: string, extraConfig = ""): Promise<void> {
-  await sh(
-    'lxc-destroy -n "$1" >/dev/null 2>&1; lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "%s" "$2" >>"/var/lib/lxc/$1/config"',
-    name,
-    extraConfig,
-  );
-}
+const makeSource = (name: string, extraConfig = "") => makeBusybox(h2, name, extraConfig);
 
 async function convert(name: string, nested: "fail" | "keep" = "fail"): Promise<void> {
   await rootfs.create(rootfsArgsSchema.parse({ connection, container: name, nestedSubvolumes: nested }));
@@ -385,7 +379,7 @@ describe("LxcSnapshotClone on the fleet", function () {
       const src = "ct-sym";
       const cl = "ct-sym-run";
       try {
-        await makeSource(src, "lxc.net.0.type = empty\n");
+        await makeSource(src, NO_NETWORK);
         await sh(`cd "/var/lib/lxc/$1/rootfs" && ln -sf ${CANARY}/etc/hostname etc/hostname`, src);
         await convert(src);
         const { outs } = await clone.create(args(src, cl, { start: true }));

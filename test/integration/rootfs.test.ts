@@ -11,7 +11,14 @@ import { cloneArgsSchema } from "../../provider/clone/inputs";
 import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, fault, hostExec, loadInventory, manifest } from "../support/fleet";
-import { destroyContainers as destroy, hostSh, rejectionOf, waitFor } from "../support/host";
+import {
+  destroyContainers as destroy,
+  hostSh,
+  makeBusybox,
+  NO_NETWORK,
+  rejectionOf,
+  waitFor,
+} from "../support/host";
 
 const inv = loadInventory();
 const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
@@ -28,13 +35,7 @@ function inputs(host: FleetHost, container: string, extra: Partial<RootfsInputs>
 }
 
 /** A fresh busybox container, created the way users do, with a dir: rootfs. */
-async function makeContainer(host: FleetHost, name: string): Promise<void> {
-  await hostSh(
-    host,
-    'lxc-destroy -n "$1" >/dev/null 2>&1 || true; lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "lxc.net.0.type = empty\\n" >>"/var/lib/lxc/$1/config"',
-    name,
-  );
-}
+const makeContainer = (host: FleetHost, name: string) => makeBusybox(host, name, NO_NETWORK);
 
 async function config(host: FleetHost, name: string): Promise<string> {
   return hostSh(host, 'cat "/var/lib/lxc/$1/config"', name);

@@ -26,6 +26,22 @@ export async function destroyContainers(host: FleetHost, ...names: string[]): Pr
   }
 }
 
+/** Config lines that give a container no network, so that `lxc-start` needs no bridge. */
+export const NO_NETWORK = "lxc.net.0.type = empty\n";
+
+/**
+ * A fresh busybox container NAME on the host, made the way users make one (`lxc-create -t busybox`, a
+ * `dir:` rootfs) after destroying any container of that name, with `extraConfig` appended to its config.
+ */
+export async function makeBusybox(host: FleetHost, name: string, extraConfig = ""): Promise<void> {
+  await hostSh(
+    host,
+    'lxc-destroy -n "$1" >/dev/null 2>&1; lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "%s" "$2" >>"/var/lib/lxc/$1/config"',
+    name,
+    extraConfig,
+  );
+}
+
 /**
  * Containers NAMES on the host that are already converted (a subvolume rootfs with a btrfs: config): btrfs
  * snapshots of one busybox container made with `lxc-create -B btrfs` under the name TEMPLATE, which is
