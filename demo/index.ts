@@ -13,6 +13,7 @@
  *   pulumi config set knownHostsPath ~/.ssh/known_hosts            # optional; also per host (hosts[0].knownHostsPath)
  *   pulumi config set --path 'exclude[0]' '*-clone'                # optional: globs left out on every host
  *   pulumi config set --path 'clones[0].host' web-a; pulumi config set --path 'clones[0].source' web1; pulumi config set --path 'clones[0].name' web1-test
+ *   pulumi config set onDelete revert                             # optional: `pulumi destroy` turns each rootfs back into a directory (default retain)
  */
 import * as pulumi from "@pulumi/pulumi";
 import { type DiscoverHostArgs, type FleetCloneArgs, LxcFleetRollout } from "pulumi-lxc-btrfs";
@@ -59,6 +60,7 @@ export = async () => {
     canary: 1,
     maxConcurrentPerHost: 2,
     clones: cfg.getObject<FleetCloneArgs[]>("clones") ?? [],
+    conversion: { onDelete: cfg.get("onDelete") as "retain" | "revert" | undefined },
   });
   return { summary: rollout.summary, clones: rollout.clones };
 };

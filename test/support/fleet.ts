@@ -100,7 +100,7 @@ export interface Inventory {
  * hosts, besides the ones `up.sh` creates: a rollout over the whole fleet (the demo, examples/fleet)
  * excludes them so that it does not convert another run's containers.
  */
-export const TEST_CONTAINER_GLOBS = ["*-clone", "it-*", "ct-*", "e2e-*", "bench-*"];
+export const TEST_CONTAINER_GLOBS = ["*-clone", "it-*", "ct-*", "e2e-*", "bench-*", "live-*"];
 
 /** A host given by name (`"h1"`) or as an inventory entry. */
 export type HostRef = string | FleetHost;
