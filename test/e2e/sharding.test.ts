@@ -152,6 +152,19 @@ describe("examples/sharded: one stack per shard through the Automation API, with
 
   /** The reports without their timings, which the test checks separately. */
   const outcome = (reports: ShardReport[]) => reports.map(({ started: _s, durationMs: _d, ...rest }) => rest);
+  /** The report of one shard's `up` without its timings: a success that converted nothing unless `r` says otherwise. */
+  const upReport = (shard: string, hosts: string[], r: Partial<ShardReport>) => ({
+    shard,
+    action: "up",
+    hosts,
+    ok: true,
+    converted: [],
+    adopted: [],
+    skipped: [],
+    failed: [],
+    changes: {},
+    ...r,
+  });
 
   function logDurations(what: string, reports: ShardReport[]) {
     console.log(
@@ -205,21 +218,11 @@ describe("examples/sharded: one stack per shard through the Automation API, with
       `h4-extra: discovery: on root@${h4.address}:22: \`plb-discover ${ROOT}/shard-b-extra\` exited with code 3: ` +
       `lxcpath ${ROOT}/shard-b-extra does not exist`;
     expect(outcome(first.reports), first.where).to.deep.equal([
-      {
-        shard: "shard-a",
-        action: "up",
-        hosts: ["h4"],
-        ok: true,
+      upReport("shard-a", ["h4"], {
         converted: ["h4/shd-a1", "h4/shd-a2", "h4/shd-a3"],
-        adopted: [],
-        skipped: [],
-        failed: [],
         changes: { create: 5 }, // the stack, the rollout and 3 conversions
-      },
-      {
-        shard: "shard-b",
-        action: "up",
-        hosts: ["h4", "h4-extra"],
+      }),
+      upReport("shard-b", ["h4", "h4-extra"], {
         ok: false,
         converted: ["h4/shd-b2"],
         adopted: ["h4/shd-b1"],
@@ -227,19 +230,14 @@ describe("examples/sharded: one stack per shard through the Automation API, with
         failed: [extraError],
         changes: { create: 4 },
         error: `1 host(s) could not be listed; fix them and run again: ${extraError}`,
-      },
-      {
-        shard: "shard-c",
-        action: "up",
-        hosts: ["h4"],
+      }),
+      upReport("shard-c", ["h4"], {
         ok: false,
         converted: ["h4/shd-c1"],
-        adopted: [],
-        skipped: [],
         failed: [c2Error],
         changes: { create: 3 },
         error: c2Error,
-      },
+      }),
     ]);
     // All three ran at once: each started before any other finished.
     const spans = first.reports.map((r) => [Date.parse(r.started), Date.parse(r.started) + r.durationMs]);
@@ -279,39 +277,17 @@ describe("examples/sharded: one stack per shard through the Automation API, with
     const second = await runExample(file, ["up"]);
     expect(second.code, second.where).to.equal(0);
     expect(outcome(second.reports), second.where).to.deep.equal([
-      {
-        shard: "shard-a",
-        action: "up",
-        hosts: ["h4"],
-        ok: true,
+      upReport("shard-a", ["h4"], {
         converted: ["h4/shd-a1", "h4/shd-a2", "h4/shd-a3"],
-        adopted: [],
-        skipped: [],
-        failed: [],
         changes: { same: 5 },
-      },
-      {
-        shard: "shard-b",
-        action: "up",
-        hosts: ["h4", "h4-extra"],
-        ok: true,
+      }),
+      upReport("shard-b", ["h4", "h4-extra"], {
         converted: ["h4-extra/shd-b4", "h4/shd-b2"],
         adopted: ["h4/shd-b1"],
         skipped: ["h4/shd-b3 (rootfs is symlink)"],
-        failed: [],
         changes: { create: 1, same: 4 },
-      },
-      {
-        shard: "shard-c",
-        action: "up",
-        hosts: ["h4"],
-        ok: true,
-        converted: ["h4/shd-c1", "h4/shd-c2"],
-        adopted: [],
-        skipped: [],
-        failed: [],
-        changes: { create: 1, same: 3 },
-      },
+      }),
+      upReport("shard-c", ["h4"], { converted: ["h4/shd-c1", "h4/shd-c2"], changes: { create: 1, same: 3 } }),
     ]);
     expect(second.stdout, second.where).to.match(/\nup: 3 of 3 shard\(s\) succeeded in \d+\.\ds\n$/);
     logDurations("up, all succeeding", second.reports);
