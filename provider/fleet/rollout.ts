@@ -25,8 +25,8 @@ export interface DiscoverOptions {
 }
 
 /**
- * Lists the containers on a host at program time, with each one's rootfs state: the original post's
- * `for rootfs in /var/lib/lxc/*\/rootfs` loop, as data. One SSH round trip.
+ * Lists the containers on a host at program time, with each one's rootfs state: the
+ * `for rootfs in /var/lib/lxc/*\/rootfs` loop of a hand-written conversion script, as data. One SSH round trip.
  */
 export async function discoverContainers(
   connection: ConnectionArgs,
