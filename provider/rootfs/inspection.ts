@@ -1,6 +1,6 @@
 /**
  * Parsers for what the inspect scripts print, pure. They fail closed: output we do not recognise is an
- * error, never a guess (btrfs-progs 6.2 has no JSON output; see BRIEF.md).
+ * error, never a guess (btrfs-progs 6.2, the version tested, has no JSON output).
  */
 import { type BackingStore, classifyBackingStore, findRootfsLines } from "../host/lxc-config";
 import { parseSubvolumeFields, type SubvolumeInfo, unescapeMountinfo } from "../host/subvolume";

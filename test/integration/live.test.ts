@@ -93,6 +93,7 @@ async function held(name: string, point: string): Promise<void> {
 }
 async function reached(name: string, point: string): Promise<void> {
   await waitFor(
+    `${HOLD}/${name}.${point}.reached`,
     async () => (await sh('[ -e "$1.reached" ] && echo y || true', `${HOLD}/${name}.${point}`)) === "y\n",
     120_000,
   );
@@ -252,6 +253,7 @@ describe("ifRunning live and restart on a running container", function () {
           if (inject) await fault(host, inject[1]);
           await closeAllConnections();
           await waitFor(
+            "the faulted run's host-side script to end",
             async () => (await sh(`pgrep -f "plb-[s]tep .*${name}" >/dev/null && echo busy || true`)) === "",
             120_000,
           );
