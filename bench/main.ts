@@ -4,7 +4,7 @@
  * run by run; see bench/lib/report.ts for how they are summarized and judged.
  *
  *   node main.js                 run everything (env: BENCH_RUNS, BENCH_SIZES, BENCH_SCALE, BENCH_PARTS,
- *                                BENCH_BUDGET_S)
+ *                                BENCH_BUDGET_S, BENCH_DOWNTIME_ENTRIES, BENCH_DOWNTIME_HOST)
  *   node main.js --cleanup       remove every bench- container from h1 and h2
  *   node main.js --report FILE   render RESULTS.md and chart.svg again from a results.json
  */
@@ -14,7 +14,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { closeAllConnections } from "../provider/transport/ssh";
 import { loadInventory } from "../test/support/fleet";
-import { pulumiEnv, pulumiSdkVersion, repoRoot } from "../test/support/pulumi";
+import { pulumiEnv, pulumiSdkVersion } from "../test/support/pulumi";
+import { repoRoot } from "../test/support/repo";
 import { type BenchContext, makeContext } from "./lib/context";
 import { destroyAll, sh } from "./lib/host";
 import { type BenchResults, renderChart, renderReport } from "./lib/report";
@@ -26,6 +27,7 @@ import {
   postGuardSkipsPlainDirs,
   type SizeSpec,
 } from "./parts/conversion";
+import { benchDowntime } from "./parts/downtime";
 import { benchFleet } from "./parts/fleet";
 import { benchPreview } from "./parts/preview";
 import { benchScale, parseScale } from "./parts/scale";
@@ -135,7 +137,9 @@ async function runAll(): Promise<BenchResults> {
     budgetMs: Number(process.env.BENCH_BUDGET_S ?? "1200") * 1000,
   });
   const t0 = process.env.BENCH_T0 ? Number(process.env.BENCH_T0) : ctx.started;
-  const parts = (process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,transport,conversion").split(",");
+  const parts = (process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,transport,conversion,downtime").split(
+    ",",
+  );
   const sizes = parseSizes(process.env.BENCH_SIZES ?? "1k,debian,10k,50k,100k");
   const res: BenchResults = {
     version: 1,
@@ -207,6 +211,10 @@ async function runAll(): Promise<BenchResults> {
         res.conversions.push(r);
         if (spec.entries) prev = { entries: r.entries, ms: Date.now() - s };
       }
+    });
+    await attempt("downtime", async () => {
+      const host = ctx.btrfsHosts.find((h) => h.name === (process.env.BENCH_DOWNTIME_HOST ?? "h2"));
+      res.downtime = await benchDowntime(ctx, Number(process.env.BENCH_DOWNTIME_ENTRIES ?? "100000"), host);
     });
   } finally {
     res.otherTestRuns = others.stop();

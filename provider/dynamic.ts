@@ -4,8 +4,8 @@
  * directory, so the name resolves to the copy of this package the program has installed, wherever that is:
  * the state names no path of the machine that wrote it.
  *
- * Besides forwarding to rootfs-provider and clone-provider, it
- * - takes connection secrets from the stack config in `configure` (credentials.ts), and
+ * Besides forwarding to rootfs/provider.ts and clone/provider.ts, it
+ * - takes connection secrets from the stack config in `configure` (transport/credentials.ts), and
  * - rewrites state written by 0.1.0, whose stored provider `require`s the implementation by absolute path
  *   (`ROOTFS_IMPL: "/…/dist/provider/rootfs-provider.js"`): `diff` reports a change for such a resource and
  *   `update`, when nothing else changed, returns the stored outputs as they are, without contacting the host,

@@ -7,8 +7,8 @@
 export { cloneProvider, LxcSnapshotClone, type LxcSnapshotCloneArgs } from "./clone/resource";
 export type { LxcConnectionArgs } from "./core/resource";
 export { LxcSubvolumeRootfs, type LxcSubvolumeRootfsArgs, rootfsProvider } from "./rootfs/resource";
-export type { CloneOutputs } from "./clone/provider";
-export type { RootfsOutputs } from "./rootfs/provider";
+export type { CloneOutputs } from "./clone/outputs";
+export type { RootfsOutputs } from "./rootfs/outputs";
 export type { ConnectionArgs } from "./transport/connection";
 export {
   type DiscoverHostArgs,

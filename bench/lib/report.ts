@@ -5,6 +5,7 @@
  */
 import type { CloneResult } from "../parts/clone";
 import type { ConversionResult } from "../parts/conversion";
+import type { DowntimeResult } from "../parts/downtime";
 import { FLEET_TREE_ENTRIES, type FleetResult, MAX_PER_HOST, PER_HOST } from "../parts/fleet";
 import { PREVIEW_RESOURCES, type PreviewResult } from "../parts/preview";
 import { type TransportResult, transportSection } from "../parts/transport";
@@ -40,6 +41,7 @@ export interface BenchResults {
   /** The transport part: exec per command against long-lived remote shells. */
   transport?: TransportResult;
   conversions: ConversionResult[];
+  downtime?: DowntimeResult;
   skipped: { tag: string; reason: string }[];
   errors: { part: string; message: string }[];
   notes: { postDotfiles?: string; postGuardSkips?: boolean; merged?: string };
@@ -59,6 +61,26 @@ function convLabel(c: ConversionResult): string {
 /** Every figure of the report, in order, with its target where the issue set one. */
 export function computeFigures(res: BenchResults): Figure[] {
   const figs: Figure[] = [];
+  const dt = res.downtime;
+  if (dt) {
+    const group = `Downtime of a running container (${dt.entries} entries)`;
+    figs.push({
+      group,
+      label: '"live" (1% of files written during the pre-copy) / "restart"',
+      ratio: summarize(pairRatios(dt.live, dt.restart)),
+      target: { op: "<=", value: 0.15, text: "≤ 0.15" },
+      oursMs: med(dt.live),
+      baseMs: med(dt.restart),
+    });
+    figs.push({
+      group,
+      label: '"restart" / floor (cp -a --reflink into a new subvolume + rm -rf)',
+      ratio: summarize(pairRatios(dt.restart, dt.floor)),
+      target: { op: "<=", value: 1.0, text: "≤ 1.0" },
+      oursMs: med(dt.restart),
+      baseMs: med(dt.floor),
+    });
+  }
   for (const c of res.conversions) {
     const group = `Conversion: ${convLabel(c)}`;
     const big = c.tag !== "debian" && c.entries >= 10_000;

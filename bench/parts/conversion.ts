@@ -1,8 +1,9 @@
 /**
  * Part 1: converting a rootfs directory into a subvolume. Ours (the provider through a warm pooled SSH
  * connection) against three baselines run on the host itself, interleaved on fresh reflink copies of one
- * template tree per size: the floor (new subvolume + cp -a --reflink + rm -rf), the original post's
- * script, and rsync -aHAX into a new subvolume. Space growth of each from `btrfs filesystem df -b`.
+ * template tree per size: the floor (new subvolume + cp -a --reflink + rm -rf), the usual hand-written
+ * script ("the post's script": move rootfs aside, create a subvolume, `mv` the contents back; POST_SCRIPT
+ * below), and rsync -aHAX into a new subvolume. Space growth of each from `btrfs filesystem df -b`.
  */
 import * as path from "node:path";
 import type { ChildReport } from "../convert-child";
@@ -54,7 +55,7 @@ export interface ConversionResult {
   templateMs: number;
 }
 
-/** The original post's loop body (sudo dropped), for one container: `mv rootfs.saved/*` skips dotfiles. */
+/** The hand-written script's loop body (sudo dropped), for one container: `mv rootfs.saved/*` skips dotfiles. */
 export const POST_SCRIPT = `rootfs=${LXC}/$1/rootfs
 mv "\${rootfs}" "\${rootfs}.saved" && btrfs subvolume create "\${rootfs}" >/dev/null && mv "\${rootfs}.saved"/* "\${rootfs}" && rmdir "\${rootfs}.saved"
 rc=$?

@@ -1,33 +1,25 @@
-// Converts a container (if needed) and clones it as a btrfs snapshot, then starts the clone.
+// Converts a container (if needed) and clones it as a btrfs snapshot, then starts the clone. Everything
+// comes from stack config (see README.md for every key):
 //
 //   pulumi config set host 10.0.0.5
 //   pulumi config set source web1
 //   pulumi config set name web1-test
 //   pulumi config set privateKeyPath ~/.ssh/id_ed25519
 //   pulumi up
-//
-// Without config it clones web1 on host h1 of the local sandbox fleet (`npm run fleet:up`).
-import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { LxcSnapshotClone, LxcSubvolumeRootfs } from "pulumi-lxc-btrfs";
 
 const cfg = new pulumi.Config();
-const fleet = cfg.get("host")
-  ? undefined
-  : JSON.parse(
-      readFileSync(
-        `${process.env.PLB_FLEET_DIR ?? "/var/tmp/pulumi-lxc-btrfs/fleet"}/inventory.json`,
-        "utf8",
-      ),
-    );
 const connection = {
-  host: cfg.get("host") ?? fleet.hosts[0].address,
+  host: cfg.require("host"),
+  port: cfg.getNumber("port"),
   user: cfg.get("user"),
+  sudo: cfg.getBoolean("sudo"),
   privateKey: cfg.getSecret("privateKey"),
-  privateKeyPath: cfg.get("privateKeyPath") ?? fleet?.users.root.privateKeyPath,
-  knownHostsPath: cfg.get("knownHostsPath") ?? fleet?.knownHostsPath,
+  privateKeyPath: cfg.get("privateKeyPath"),
+  knownHostsPath: cfg.get("knownHostsPath"),
 };
-const source = cfg.get("source") ?? "web1";
+const source = cfg.require("source");
 
 // The clone needs the source converted first: declare it and depend on it.
 const rootfs = new LxcSubvolumeRootfs("source-rootfs", { connection, container: source });

@@ -1,35 +1,26 @@
-// Converts one container's rootfs directory into a btrfs subvolume, in place.
+// Converts one container's rootfs directory into a btrfs subvolume, in place. Everything comes from stack
+// config (see README.md for every key):
 //
 //   pulumi config set host 10.0.0.5
 //   pulumi config set container web1
 //   pulumi config set privateKeyPath ~/.ssh/id_ed25519     # or: pulumi config set --secret privateKey "$(cat key)"
 //   pulumi up
-//
-// Without config it targets container web1 on host h1 of the local sandbox fleet (`npm run fleet:up`).
-import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { LxcSubvolumeRootfs } from "pulumi-lxc-btrfs";
 
 const cfg = new pulumi.Config();
-const fleet = cfg.get("host")
-  ? undefined
-  : JSON.parse(
-      readFileSync(
-        `${process.env.PLB_FLEET_DIR ?? "/var/tmp/pulumi-lxc-btrfs/fleet"}/inventory.json`,
-        "utf8",
-      ),
-    );
 
 const rootfs = new LxcSubvolumeRootfs("rootfs", {
   connection: {
-    host: cfg.get("host") ?? fleet.hosts[0].address,
+    host: cfg.require("host"),
+    port: cfg.getNumber("port"),
     user: cfg.get("user"),
-    privateKey: cfg.getSecret("privateKey"),
-    privateKeyPath: cfg.get("privateKeyPath") ?? fleet?.users.root.privateKeyPath,
-    knownHostsPath: cfg.get("knownHostsPath") ?? fleet?.knownHostsPath,
     sudo: cfg.getBoolean("sudo"),
+    privateKey: cfg.getSecret("privateKey"),
+    privateKeyPath: cfg.get("privateKeyPath"),
+    knownHostsPath: cfg.get("knownHostsPath"),
   },
-  container: cfg.get("container") ?? "web1",
+  container: cfg.require("container"),
   onDelete: "revert",
 });
 

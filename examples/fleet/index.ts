@@ -1,5 +1,6 @@
 // Discovers every container on several hosts and converts them in waves: the canary host first, then the
-// others in parallel, at most `maxConcurrentPerHost` conversions at a time on one host.
+// others in parallel, at most `maxConcurrentPerHost` conversions at a time on one host. Everything comes
+// from stack config (see README.md for every key):
 //
 //   pulumi config set --path 'hosts[0].name' a; pulumi config set --path 'hosts[0].host' 10.0.0.5
 //   pulumi config set --path 'hosts[1].name' b; pulumi config set --path 'hosts[1].host' 10.0.0.6
@@ -9,43 +10,34 @@
 //
 // Directories whose names LXC allows but this provider does not (spaces, tabs, shell characters, a
 // leading dash, non-UTF-8 bytes) are listed under summary.<host>.skipped with the reason; the rest go on.
-//
-// Without config it rolls out over the btrfs hosts of the local sandbox fleet (`npm run fleet:up`).
-import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { LxcFleetRollout } from "pulumi-lxc-btrfs";
 
 interface HostConfig {
   name: string;
   host: string;
+  port?: number;
   user?: string;
   sudo?: boolean;
 }
 
 export = async () => {
   const cfg = new pulumi.Config();
-  const dir = process.env.PLB_FLEET_DIR ?? "/var/tmp/pulumi-lxc-btrfs/fleet";
-  const fleet = cfg.getObject("hosts")
-    ? undefined
-    : JSON.parse(readFileSync(`${dir}/inventory.json`, "utf8"));
-  const hosts: HostConfig[] =
-    cfg.getObject<HostConfig[]>("hosts") ??
-    fleet.hosts
-      .filter((h: { fs: string }) => h.fs === "btrfs")
-      .map((h: { name: string; address: string }) => ({ name: h.name, host: h.address }));
+  const hosts = cfg.requireObject<HostConfig[]>("hosts");
   const rollout = await LxcFleetRollout.discover("fleet", {
     hosts: hosts.map((h) => ({
       name: h.name,
       connection: {
         host: h.host,
+        port: h.port,
         user: h.user,
         sudo: h.sudo,
-        privateKeyPath: cfg.get("privateKeyPath") ?? fleet?.users.root.privateKeyPath,
-        knownHostsPath: cfg.get("knownHostsPath") ?? fleet?.knownHostsPath,
+        privateKeyPath: cfg.get("privateKeyPath"),
+        knownHostsPath: cfg.get("knownHostsPath"),
       },
       lxcPath: cfg.get("lxcPath"),
       include: cfg.getObject<string[]>("include"),
-      exclude: cfg.getObject<string[]>("exclude") ?? ["*-clone", "it-*", "ct-*", "e2e-*", "bench-*"],
+      exclude: cfg.getObject<string[]>("exclude"),
     })),
     canary: cfg.getNumber("canary") ?? 1,
     maxConcurrentPerHost: cfg.getNumber("maxConcurrentPerHost") ?? 2,

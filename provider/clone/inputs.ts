@@ -1,19 +1,33 @@
-/** LxcSnapshotClone's inputs: the one definition its types, checks and docs derive from. */
+/**
+ * LxcSnapshotClone's inputs: the one definition its types, checks and docs derive from. The comment on
+ * each key is what users see on `LxcSnapshotCloneArgs` in their editor; README's input table lists the
+ * same keys (test/unit/readme.test.ts).
+ */
 import { z } from "zod";
 import { absolutePath, containerName, hostname } from "../core/inputs";
 import { connectionSchema } from "../transport/connection";
 
 export const cloneArgsSchema = z
   .object({
+    /** How to reach the host: address, user, credentials, host key policy. */
     connection: connectionSchema,
+    /** LXC's directory of containers (of the source and the clone). Default /var/lib/lxc. */
     lxcPath: absolutePath.default("/var/lib/lxc"),
+    /** The container to clone; its rootfs must be a subvolume with a btrfs: config (see LxcSubvolumeRootfs). */
     source: containerName,
+    /** The clone's name. */
     name: containerName,
+    /** "fail" (default), "freeze" (freeze the source for the instant of the snapshot) or "restart". */
     ifSourceRunning: z.enum(["fail", "freeze", "restart"]).default("fail"),
+    /** Start the clone after creating it. Default false. */
     start: z.boolean().default(false),
+    /** The clone's hostname. Default: its name. */
     hostname: hostname.optional(),
   })
   .strict()
   .refine((a) => a.source !== a.name, { error: "must differ from source", path: ["name"] });
 
+/** The inputs as the user may write them (defaults optional). */
+export type CloneArgsInput = z.input<typeof cloneArgsSchema>;
+/** The inputs after validation, with defaults filled in: what the provider works with and stores. */
 export type CloneInputs = z.output<typeof cloneArgsSchema>;

@@ -1,6 +1,7 @@
 /**
  * LxcSnapshotClone, the provider side: validate -> inspect -> snapshot with the host's LXC tools ->
  * finish what they miss (mount entries, log file, /etc/hosts, MACs, nested subvolumes) -> report.
+ * What both providers share is in core/provider-base.ts.
  */
 import { randomInt } from "node:crypto";
 import { type CloneInspection, parseCloneInspection } from "./inspection";
@@ -14,46 +15,35 @@ import {
   uniqueMacs,
 } from "./plan";
 import { findHwaddrs } from "../host/lxc-config";
-import { RemoteCommandError, UserError } from "../core/errors";
+import { RemoteCommandError } from "../core/errors";
 import { getConfigValue } from "../host/lxc-config";
 import { scriptArgv } from "../transport/remote-scripts";
 import { guardProviderProcess } from "../core/process-guard";
-import { type CheckFailure, checkInputs, parseInputsOrThrow } from "../core/inputs";
+import { ProviderBase } from "../core/provider-base";
+import type { CheckFailure } from "../core/inputs";
 import { type CloneInputs, cloneArgsSchema } from "./inputs";
+import type { CloneOutputs } from "./outputs";
 import { describeTarget, openRemote, type Remote } from "../transport/ssh";
+
+export type { CloneOutputs } from "./outputs";
 
 guardProviderProcess();
 
-export interface CloneOutputs extends CloneInputs {
-  target: string;
-  rootfsPath: string;
-  subvolumeId: number | null;
-  subvolumeUuid: string | null;
-  parentUuid: string | null;
-  sourceGeneration: number | null;
-  state: "RUNNING" | "STOPPED" | string;
-  hwaddrs: string[];
-  actualHostname: string | null;
-  adopted: boolean;
-  /** What read found different from the declaration; update repairs it. */
-  drift: string[];
-}
+const base = new ProviderBase<CloneInputs>({
+  type: "LxcSnapshotClone",
+  schema: cloneArgsSchema,
+  label: (i) => `${i.name} (from ${i.source})`,
+  logLabel: (i) => `clone ${i.name}`,
+  container: (i) => i.name,
+});
 
-const INPUT_KEYS = [
-  "connection",
-  "lxcPath",
-  "source",
-  "name",
-  "ifSourceRunning",
-  "start",
-  "hostname",
-] as const;
+const REPLACE_KEYS = ["source", "name", "lxcPath"] as const;
 
 export async function check(
   _olds: unknown,
   news: unknown,
 ): Promise<{ inputs?: unknown; failures?: CheckFailure[] }> {
-  return checkInputs(cloneArgsSchema, news);
+  return base.check(news);
 }
 
 /** Pure: source, name, lxcPath or host changes replace; start/hostname update in place; drift updates. */
@@ -61,67 +51,24 @@ export function diffClone(
   olds: Partial<CloneOutputs>,
   news: CloneInputs,
 ): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
-  const replaces: string[] = [];
-  const oc = olds.connection;
-  if (oc && (oc.host !== news.connection.host || oc.port !== news.connection.port))
-    replaces.push("connection");
-  for (const k of ["source", "name", "lxcPath"] as const) if (olds[k] !== news[k]) replaces.push(k);
+  const { replaces, changed } = base.diffInputs(olds, news, REPLACE_KEYS);
   const drift = olds.drift ?? [];
   if (replaces.length === 0 && driftNeedsReplace(drift)) replaces.push("name");
-  const changed =
-    INPUT_KEYS.some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null)) ||
-    drift.length > 0;
   // A clone can be made before the old one goes only if the names differ (same host, same lxcPath).
   const sameName =
     (olds.name ?? news.name) === news.name &&
     (olds.lxcPath ?? news.lxcPath) === news.lxcPath &&
     !replaces.includes("connection");
   return {
-    changes: changed || replaces.length > 0,
+    changes: changed || drift.length > 0 || replaces.length > 0,
     replaces,
     deleteBeforeReplace: replaces.length > 0 && sameName,
   };
 }
 
 export async function create(raw: CloneInputs): Promise<{ id: string; outs: CloneOutputs }> {
-  const inputs = parseInputs(raw);
-  return named(inputs, () => createClone(inputs));
-}
-
-async function createClone(inputs: CloneInputs): Promise<{ id: string; outs: CloneOutputs }> {
-  const remote = openRemote(inputs.connection);
-  let insp = await inspect(remote, inputs);
-  const problem = sourceProblem(insp, inputs.lxcPath, inputs.source);
-  if (problem) throw refuse(inputs, remote, problem);
-  let adopted = false;
-  if (insp.clone.dir === "present" && insp.making) {
-    // A create cut off between the snapshot and the end of the fixups (connection lost, provider killed)
-    // left its marker: what is there was made by that create and nothing else uses it yet. Make it again.
-    log(remote, inputs, "removing an unfinished clone left by an interrupted create");
-    await remote.check(cloneArgv(inputs, "destroy"));
-    insp = await inspect(remote, inputs);
-  }
-  if (insp.clone.dir === "present") {
-    const why = adoptProblem(insp, inputs.lxcPath, inputs.source, inputs.name);
-    if (why) throw refuse(inputs, remote, why);
-    adopted = true;
-    log(remote, inputs, "adopting the existing snapshot clone");
-    insp = await converge(remote, inputs, insp);
-  } else {
-    const made = await makeClone(remote, inputs, insp);
-    try {
-      insp = await converge(remote, inputs, made);
-    } catch (e) {
-      // A failed create leaves nothing behind: the engine will not record a clone it never got.
-      log(remote, inputs, "finishing the clone failed; removing it");
-      await remote.run(cloneArgv(inputs, "destroy"));
-      throw e;
-    }
-  }
-  return {
-    id: `${inputs.connection.host}:${inputs.connection.port}:${inputs.lxcPath}/${inputs.name}`,
-    outs: toOutputs(inputs, insp, adopted, []),
-  };
+  const inputs = base.parse(raw);
+  return createCloneWith(openRemote(inputs.connection), inputs);
 }
 
 export async function update(
@@ -129,121 +76,150 @@ export async function update(
   olds: CloneOutputs,
   raw: CloneInputs,
 ): Promise<{ outs: CloneOutputs }> {
-  const inputs = parseInputs(raw);
-  return named(inputs, () => updateClone(olds, inputs));
-}
-
-async function updateClone(olds: CloneOutputs, inputs: CloneInputs): Promise<{ outs: CloneOutputs }> {
-  const remote = openRemote(inputs.connection);
-  const found = await inspect(remote, inputs);
-  if (found.clone.dir === "missing") {
-    throw refuse(
-      inputs,
-      remote,
-      `the clone ${inputs.name} no longer exists; run \`pulumi up --refresh\` to create it again`,
-    );
-  }
-  const insp = await converge(remote, inputs, found);
-  return { outs: toOutputs(inputs, insp, olds.adopted ?? false, []) };
+  const inputs = base.parse(raw);
+  return { outs: await updateCloneWith(openRemote(inputs.connection), inputs, olds.adopted ?? false) };
 }
 
 export async function read(
   id: string,
   props: CloneOutputs,
 ): Promise<{ id?: string; props?: CloneOutputs; inputs?: CloneInputs }> {
-  const inputs = parseInputs(pickInputs(props));
+  const inputs = base.inputsFromState(props);
   const remote = openRemote(inputs.connection);
-  const insp = await named(inputs, () => inspect(remote, inputs));
+  const insp = await base.guard(inputs, () => inspect(remote, inputs));
   if (insp.clone.dir === "missing") return {};
   const drift = cloneDrift(insp, desired(inputs), inputs.lxcPath, props.parentUuid ?? null);
   const outs = toOutputs(inputs, insp, props.adopted ?? false, drift);
   outs.parentUuid = props.parentUuid ?? outs.parentUuid;
   outs.sourceGeneration = props.sourceGeneration ?? outs.sourceGeneration;
-  return { id, props: outs, inputs: pickInputs(props) };
+  return { id, props: outs, inputs: base.pickInputs(props) as CloneInputs };
 }
 
 export async function del(_id: string, props: CloneOutputs): Promise<void> {
-  const inputs = parseInputs(pickInputs(props));
+  const inputs = base.inputsFromState(props);
   const remote = openRemote(inputs.connection);
-  log(remote, inputs, "destroying the clone");
-  await named(inputs, () => remote.check(cloneArgv(inputs, "destroy")));
+  base.log(inputs, remote, "destroying the clone");
+  await base.guard(inputs, () => remote.check(cloneArgv(inputs, "destroy")));
 }
 
-/** Names the clone in every failure, not only in refusals. */
-async function named<T>(i: CloneInputs, work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (e) {
-    if (e instanceof UserError && !e.message.startsWith("LxcSnapshotClone ")) {
-      throw new UserError(`LxcSnapshotClone ${i.name} (from ${i.source}): ${e.message}`);
+/**
+ * Creates the clone (or adopts a snapshot clone of the source with its name) through any Remote: the SSH
+ * one in the provider, a recording one in tests.
+ */
+export async function createCloneWith(
+  remote: Remote,
+  inputs: CloneInputs,
+): Promise<{ id: string; outs: CloneOutputs }> {
+  const outs = await base.guard(inputs, async () => {
+    // What this create changed on the host so far, for messages that stop it.
+    const done: string[] = [];
+    let insp = await inspect(remote, inputs);
+    const problem = sourceProblem(insp, inputs.lxcPath, inputs.source);
+    if (problem) throw base.refuse(inputs, remote, problem);
+    if (insp.clone.dir === "present" && insp.making) {
+      // A create cut off between the snapshot and the end of the fixups (connection lost, provider killed)
+      // left its marker: what is there was made by that create and nothing else uses it yet. Make it again.
+      base.log(inputs, remote, "removing an unfinished clone left by an interrupted create");
+      await remote.check(cloneArgv(inputs, "destroy"));
+      done.push("removed an unfinished clone left by an interrupted create");
+      insp = await inspect(remote, inputs, done);
     }
-    throw e;
-  }
+    if (insp.clone.dir === "present") {
+      const why = adoptProblem(insp, inputs.lxcPath, inputs.source, inputs.name);
+      if (why) throw base.refuse(inputs, remote, why, done);
+      base.log(inputs, remote, "adopting the existing snapshot clone");
+      return toOutputs(inputs, await converge(remote, inputs, insp, done), true, []);
+    }
+    const made = await makeClone(remote, inputs, insp, done);
+    try {
+      return toOutputs(inputs, await converge(remote, inputs, made, [...done, MADE]), false, []);
+    } catch (e) {
+      // A failed create leaves nothing behind: the engine will not record a clone it never got.
+      base.log(inputs, remote, "finishing the clone failed; removing it");
+      await remote.run(cloneArgv(inputs, "destroy"));
+      throw e;
+    }
+  });
+  return { id: base.resourceId(inputs), outs };
 }
 
-function pickInputs(props: Partial<CloneOutputs>): CloneInputs {
-  const out: Record<string, unknown> = {};
-  for (const k of INPUT_KEYS) if (props[k] !== undefined && props[k] !== null) out[k] = props[k];
-  return out as unknown as CloneInputs;
+/** Brings an existing clone to what is declared (update), through any Remote. */
+export async function updateCloneWith(
+  remote: Remote,
+  inputs: CloneInputs,
+  adopted: boolean,
+): Promise<CloneOutputs> {
+  return base.guard(inputs, async () => {
+    const found = await inspect(remote, inputs);
+    if (found.clone.dir === "missing") {
+      throw base.refuse(
+        inputs,
+        remote,
+        `the clone ${inputs.name} no longer exists; run \`pulumi up --refresh\` to create it again`,
+      );
+    }
+    return toOutputs(inputs, await converge(remote, inputs, found, []), adopted, []);
+  });
 }
 
-function parseInputs(raw: unknown): CloneInputs {
-  return parseInputsOrThrow(cloneArgsSchema, raw, "LxcSnapshotClone");
-}
+/** What `done` says once `make` succeeded: a create that fails after it removes the clone again. */
+const MADE = "made the snapshot clone, removed again on failure";
 
 function desired(i: CloneInputs) {
   return { name: i.name, source: i.source, hostname: i.hostname ?? i.name, start: i.start };
-}
-
-function refuse(i: CloneInputs, remote: Remote, why: string): UserError {
-  return new UserError(
-    `LxcSnapshotClone ${i.name} (from ${i.source}) on ${remote.target}: ${why}. Nothing was changed.`,
-  );
-}
-
-function log(remote: Remote, i: CloneInputs, msg: string): void {
-  console.log(`[lxc-btrfs] clone ${i.name} on ${remote.target}: ${msg}`);
 }
 
 function cloneArgv(i: CloneInputs, op: string, ...args: string[]): string[] {
   return scriptArgv("clone", [op, i.lxcPath, i.source, i.name, ...args]);
 }
 
-async function inspect(remote: Remote, i: CloneInputs): Promise<CloneInspection> {
-  return inspectOutput(remote, i, cloneArgv(i, "inspect"));
+async function inspect(
+  remote: Remote,
+  i: CloneInputs,
+  done: readonly string[] = [],
+): Promise<CloneInspection> {
+  return inspectOutput(remote, i, cloneArgv(i, "inspect"), undefined, done);
 }
 
 /** Snapshot with the host's LXC tool; returns the inspection after it. On failure, removes what was made. */
-async function makeClone(remote: Remote, i: CloneInputs, insp: CloneInspection): Promise<CloneInspection> {
+async function makeClone(
+  remote: Remote,
+  i: CloneInputs,
+  insp: CloneInspection,
+  done: readonly string[],
+): Promise<CloneInspection> {
   const running = insp.source.state === "RUNNING" || insp.source.state === "FROZEN";
   if (running && i.ifSourceRunning === "fail") {
-    throw refuse(
+    throw base.refuse(
       i,
       remote,
       `source ${i.source} is ${insp.source.state}; stop it, or set ifSourceRunning: "freeze" or "restart"`,
+      done,
     );
   }
   const tool = insp.hasLxcCopy ? "lxc-copy" : insp.hasLxcClone ? "lxc-clone" : undefined;
-  if (!tool) throw refuse(i, remote, "neither lxc-copy nor lxc-clone is installed; install lxc");
+  if (!tool) throw base.refuse(i, remote, "neither lxc-copy nor lxc-clone is installed; install lxc", done);
   const mode = running ? i.ifSourceRunning : "stopped";
   const nested = insp.nested.length > 0;
-  log(
-    remote,
+  base.log(
     i,
+    remote,
     `snapshotting ${i.source} with ${tool} -s (source ${mode})` +
       (nested ? `, then ${insp.nested.length} nested subvolume(s) into place` : ""),
   );
   try {
-    return await inspectOutput(remote, i, cloneArgv(i, "make", mode, tool, nested ? "1" : "0"));
+    const argv = cloneArgv(i, "make", mode, tool, nested ? "1" : "0");
+    return await inspectOutput(remote, i, argv, undefined, [...done, MADE]);
   } catch (e) {
     // Exit 4: the name was taken between the inspection and the snapshot; nothing was made, nothing to remove.
     if (e instanceof RemoteCommandError && e.code === 4)
-      throw refuse(
+      throw base.refuse(
         i,
         remote,
         `a container named ${i.name} appeared while the clone was being made; choose another name or remove it`,
+        done,
       );
-    log(remote, i, "clone failed; removing what was made");
+    base.log(i, remote, "clone failed; removing what was made");
     await remote.run(cloneArgv(i, "destroy"));
     throw e;
   }
@@ -253,11 +229,24 @@ async function makeClone(remote: Remote, i: CloneInputs, insp: CloneInspection):
  * Brings config, identity files and running state to what is declared, in one round trip that also
  * returns the final inspection (none at all when nothing differs).
  */
-async function converge(remote: Remote, i: CloneInputs, insp: CloneInspection): Promise<CloneInspection> {
+async function converge(
+  remote: Remote,
+  i: CloneInputs,
+  insp: CloneInspection,
+  done: readonly string[],
+): Promise<CloneInspection> {
   const edits = cloneEdits(i, insp, () => randomInt(0, 2 ** 32) / 2 ** 32);
   if (!edits) return insp;
-  if (edits.action !== "-") log(remote, i, edits.action === "start" ? "starting" : "stopping");
-  return inspectOutput(remote, i, cloneArgv(i, "finish", ...edits.counts, edits.action), edits.stdin);
+  if (edits.action !== "-") base.log(i, remote, edits.action === "start" ? "starting" : "stopping");
+  const argv = cloneArgv(i, "finish", ...edits.counts, edits.action);
+  return inspectOutput(remote, i, argv, edits.stdin, [...done, finished(edits)]);
+}
+
+/** What `done` says once `finish` succeeded: the files it wrote, the start or stop it did. */
+function finished(edits: { counts: string[]; action: "start" | "stop" | "-" }): string {
+  const files = ["config", "/etc/hostname", "/etc/hosts"].filter((_, k) => edits.counts[k] !== "-");
+  const did = { start: "started the clone", stop: "stopped the clone", "-": "" }[edits.action];
+  return [files.length ? `wrote the clone's ${files.join(", ")}` : "", did].filter(Boolean).join("; ");
 }
 
 /** Pure: the files to rewrite and the start/stop to do, as the `finish` op takes them; undefined if none. */
@@ -297,17 +286,23 @@ export function cloneEdits(
   };
 }
 
+/**
+ * Runs an op that ends with an inspection, and parses it. `done` is what the host looks like changed by
+ * once the op succeeded (this run's earlier steps and this op's own), for the message when the report
+ * cannot be read.
+ */
 async function inspectOutput(
   remote: Remote,
   i: CloneInputs,
   argv: string[],
-  stdin?: string,
+  stdin: string | undefined,
+  done: readonly string[],
 ): Promise<CloneInspection> {
   const res = await remote.check(argv, stdin === undefined ? {} : { stdin });
   try {
     return parseCloneInspection(res.stdout);
   } catch (e) {
-    throw refuse(i, remote, (e as Error).message);
+    throw base.refuse(i, remote, `cannot read the host's inspection: ${(e as Error).message}`, done);
   }
 }
 

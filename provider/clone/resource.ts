@@ -1,7 +1,14 @@
 /** LxcSnapshotClone, the class users declare, and the serialized provider behind it. */
 import * as pulumi from "@pulumi/pulumi";
-import { type LxcConnectionArgs, nulls, secretConnection } from "../core/resource";
-import type { CloneOutputs } from "./provider";
+import {
+  type ConnectionInput,
+  type Inputs,
+  type Outputs,
+  resourceProps,
+  secretConnection,
+} from "../core/resource";
+import type { CloneArgsInput } from "./inputs";
+import { CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS, type CloneOutputs } from "./outputs";
 
 // Each method names the package and the method in full, capturing nothing: the serialized text is these
 // lines and nothing else (test/unit/serialization.test.ts).
@@ -17,50 +24,21 @@ export const cloneProvider: pulumi.dynamic.ResourceProvider = {
   delete: (id, props) => require("pulumi-lxc-btrfs/dynamic").clone.delete(id, props),
 };
 
-export interface LxcSnapshotCloneArgs {
-  connection: pulumi.Input<LxcConnectionArgs>;
-  lxcPath?: pulumi.Input<string>;
-  /** The container to clone; its rootfs must be a subvolume with a btrfs: config (see LxcSubvolumeRootfs). */
-  source: pulumi.Input<string>;
-  /** The clone's name. */
-  name: pulumi.Input<string>;
-  /** "fail" (default), "freeze" (freeze the source for the instant of the snapshot) or "restart". */
-  ifSourceRunning?: pulumi.Input<"fail" | "freeze" | "restart">;
-  /** Start the clone after creating it. Default false. */
-  start?: pulumi.Input<boolean>;
-  /** The clone's hostname. Default: its name. */
-  hostname?: pulumi.Input<string>;
-}
+/** LxcSnapshotClone's inputs: the schema's (clone/inputs.ts), each one also as a promise or Output. */
+export interface LxcSnapshotCloneArgs extends Inputs<Omit<CloneArgsInput, "connection">>, ConnectionInput {}
 
-const CLONE_OUTPUTS = [
-  "target",
-  "rootfsPath",
-  "subvolumeId",
-  "subvolumeUuid",
-  "parentUuid",
-  "sourceGeneration",
-  "state",
-  "hwaddrs",
-  "actualHostname",
-] as const;
+// The class declares every input and output of CloneOutputs, with its docs, by merging this
+// interface; the SDK creates each one (resourceProps passes every key).
+export interface LxcSnapshotClone extends Outputs<CloneOutputs> {}
 
 /** A container cloned as a BTRFS snapshot of another: O(1) in time and space, with its own identity. */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the SDK creates each property (resourceProps)
 export class LxcSnapshotClone extends pulumi.dynamic.Resource {
-  declare readonly target: pulumi.Output<string>;
-  declare readonly rootfsPath: pulumi.Output<string>;
-  declare readonly subvolumeId: pulumi.Output<number>;
-  declare readonly subvolumeUuid: pulumi.Output<string>;
-  declare readonly parentUuid: pulumi.Output<string>;
-  declare readonly sourceGeneration: pulumi.Output<number>;
-  declare readonly state: pulumi.Output<CloneOutputs["state"]>;
-  declare readonly hwaddrs: pulumi.Output<string[]>;
-  declare readonly name: pulumi.Output<string>;
-
   constructor(name: string, args: LxcSnapshotCloneArgs, opts?: pulumi.CustomResourceOptions) {
     super(
       cloneProvider,
       name,
-      { ...args, ...nulls(CLONE_OUTPUTS) },
+      resourceProps(args, CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS),
       secretConnection(opts),
       "lxc-btrfs",
       "LxcSnapshotClone",

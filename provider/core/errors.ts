@@ -3,8 +3,9 @@
  * and is reported without a stack trace: a bad input or a host in the wrong state is not a bug.
  */
 export class UserError extends Error {
-  constructor(message: string) {
-    super(message);
+  /** `cause`: the error this one adds context to (kept for callers; the engine shows only the message). */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = "UserError";
     // The engine prints `stack` when present; for user mistakes the message is the whole story.
     this.stack = message;

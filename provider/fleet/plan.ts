@@ -1,9 +1,11 @@
 /**
  * Fleet rollout planning, pure: which containers on which hosts, in which wave, after which others.
- * The component (fleet.ts) only turns this plan into resources with dependsOn edges.
+ * The component (rollout.ts) only turns this plan into resources with dependsOn edges.
  */
 import type { BackingStore } from "../host/lxc-config";
 import { classifyBackingStore } from "../host/lxc-config";
+import { UserError } from "../core/errors";
+import { globMatch } from "../core/glob";
 
 export interface DiscoveredContainer {
   /** The name; for a name we cannot manage (see `problem`), a printable form with `\xNN` escapes. */
@@ -73,23 +75,12 @@ export function parseDiscovery(out: string): DiscoveredContainer[] {
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-/** Shell-style globs (`*`, `?`) over container names. */
-export function matchGlob(pattern: string, name: string): boolean {
-  const re = new RegExp(
-    `^${pattern
-      .replace(/[.+^${}()|[\]\\]/g, "\\$&")
-      .replace(/\*/g, ".*")
-      .replace(/\?/g, ".")}$`,
-  );
-  return re.test(name);
-}
-
 /** Names kept by include (default: all) minus exclude, in order. */
 export function selectContainers(names: string[], include?: string[], exclude?: string[]): string[] {
   return names.filter(
     (n) =>
-      (!include || include.length === 0 || include.some((p) => matchGlob(p, n))) &&
-      !(exclude ?? []).some((p) => matchGlob(p, n)),
+      (!include || include.length === 0 || include.some((p) => globMatch(p, n))) &&
+      !(exclude ?? []).some((p) => globMatch(p, n)),
   );
 }
 
@@ -114,31 +105,48 @@ export function conversionKey(host: string, container: string): string {
  * Waves: the canary hosts (the first `canary` hosts, or the named ones) form wave 0, every other host
  * wave 1, which starts only once all of wave 0 has succeeded. Within a host at most
  * `maxConcurrentPerHost` conversions run at once: conversion i waits for conversion i - k.
+ * Returned in that order: wave 0, then wave 1, hosts as listed. Throws a UserError (no stack trace)
+ * for options the user must fix; the caller names the rollout.
  */
 export function planRollout(
   hosts: RolloutHostPlanInput[],
   opts: { canary?: number | string[]; maxConcurrentPerHost?: number },
 ): PlannedConversion[] {
   const k = opts.maxConcurrentPerHost ?? 1;
-  if (!Number.isInteger(k) || k < 1) throw new Error("maxConcurrentPerHost must be a whole number >= 1");
+  if (!Number.isInteger(k) || k < 1)
+    throw new UserError(`maxConcurrentPerHost is ${k}; set it to a whole number of at least 1`);
   const names = hosts.map((h) => h.name);
   const dup = names.find((n, i) => names.indexOf(n) !== i);
-  if (dup) throw new Error(`host ${dup} is listed twice`);
+  if (dup)
+    throw new UserError(`host ${dup} is listed twice in hosts; give each host one entry and a unique name`);
+  for (const h of hosts) {
+    const twice = h.containers.find((c, i) => h.containers.indexOf(c) !== i);
+    if (twice)
+      throw new UserError(`container ${twice} is listed twice for host ${h.name}; list each container once`);
+  }
   const canary = new Set(Array.isArray(opts.canary) ? opts.canary : names.slice(0, opts.canary ?? 0));
-  for (const c of canary) if (!names.includes(c)) throw new Error(`canary host ${c} is not among the hosts`);
+  for (const c of canary)
+    if (!names.includes(c))
+      throw new UserError(
+        `canary host ${c} is not among the hosts (${names.join(", ")}); name one of them, or give canary as a number of hosts`,
+      );
   const waveOf = (h: string) => (canary.size > 0 && !canary.has(h) ? 1 : 0);
   const wave0Keys = hosts
     .filter((h) => waveOf(h.name) === 0 && canary.size > 0)
     .flatMap((h) => h.containers.map((c) => conversionKey(h.name, c)));
+  // Wave 0 first: every conversion comes after those it waits for, so the component can wire dependsOn
+  // in this order (a named canary host listed after the others must still gate them).
   const out: PlannedConversion[] = [];
-  for (const h of hosts) {
-    const wave = waveOf(h.name);
-    h.containers.forEach((c, i) => {
-      const after: string[] = [];
-      if (i >= k) after.push(conversionKey(h.name, h.containers[i - k]));
-      if (wave === 1) after.push(...wave0Keys);
-      out.push({ host: h.name, container: c, wave, after });
-    });
+  for (const wave of [0, 1]) {
+    for (const h of hosts) {
+      if (waveOf(h.name) !== wave) continue;
+      h.containers.forEach((c, i) => {
+        const after: string[] = [];
+        if (i >= k) after.push(conversionKey(h.name, h.containers[i - k]));
+        if (wave === 1) after.push(...wave0Keys);
+        out.push({ host: h.name, container: c, wave, after });
+      });
+    }
   }
   return out;
 }

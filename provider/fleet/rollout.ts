@@ -1,6 +1,6 @@
 /**
  * Fleet rollout: discover containers on many hosts and declare their conversions (and clones) in waves.
- * The constructor only wires resources; the plan comes from fleet-plan.ts.
+ * The constructor only wires resources; the plan comes from plan.ts.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { UserError } from "../core/errors";
@@ -25,8 +25,8 @@ export interface DiscoverOptions {
 }
 
 /**
- * Lists the containers on a host at program time, with each one's rootfs state: the original post's
- * `for rootfs in /var/lib/lxc/*\/rootfs` loop, as data. One SSH round trip.
+ * Lists the containers on a host at program time, with each one's rootfs state: the
+ * `for rootfs in /var/lib/lxc/*\/rootfs` loop of a hand-written conversion script, as data. One SSH round trip.
  */
 export async function discoverContainers(
   connection: ConnectionArgs,
@@ -108,11 +108,17 @@ export interface DiscoverHostArgs extends DiscoverOptions {
   connection: ConnectionArgs;
 }
 
+/**
+ * Hosts whose discovery failed, by the args object `discover` built for them: how `discover` tells the
+ * constructor, without a parameter in the public constructor. Reported in the summary as failed.
+ */
+const discoveryFailures = new WeakMap<LxcFleetRolloutArgs, Record<string, string>>();
+
 export class LxcFleetRollout extends pulumi.ComponentResource {
   /** Per host: containers converted now, adopted (already converted), skipped and failed. */
   declare readonly summary: pulumi.Output<Record<string, FleetHostSummary>>;
   /** Per clone (`host/name`): its state and rootfs subvolume UUID. */
-  declare readonly clones: pulumi.Output<Record<string, { state: string; subvolumeUuid: string }>>;
+  declare readonly clones: pulumi.Output<Record<string, { state: string; subvolumeUuid: string | null }>>;
   readonly conversions: Record<string, LxcSubvolumeRootfs> = {};
 
   /** Discovers the containers on every host first (hosts that cannot be reached are reported as failed). */
@@ -149,20 +155,23 @@ export class LxcFleetRollout extends pulumi.ComponentResource {
     );
     for (const [h, why] of Object.entries(failedHosts))
       console.error(`[lxc-btrfs] host ${h}: discovery failed: ${why}`);
-    return new LxcFleetRollout(name, { ...args, hosts }, opts, failedHosts);
+    const all: LxcFleetRolloutArgs = { ...args, hosts };
+    discoveryFailures.set(all, failedHosts);
+    return new LxcFleetRollout(name, all, opts);
   }
 
-  constructor(
-    name: string,
-    args: LxcFleetRolloutArgs,
-    opts?: pulumi.ComponentResourceOptions,
-    failedHosts: Record<string, string> = {},
-  ) {
+  constructor(name: string, args: LxcFleetRolloutArgs, opts?: pulumi.ComponentResourceOptions) {
     super("lxc-btrfs:index:LxcFleetRollout", name, {}, opts);
-    const plan = planRollout(args.hosts, {
-      canary: args.canary,
-      maxConcurrentPerHost: args.maxConcurrentPerHost,
-    });
+    const failedHosts = discoveryFailures.get(args) ?? {};
+    let plan: ReturnType<typeof planRollout>;
+    try {
+      plan = planRollout(args.hosts, {
+        canary: args.canary,
+        maxConcurrentPerHost: args.maxConcurrentPerHost,
+      });
+    } catch (e) {
+      throw e instanceof UserError ? new UserError(`LxcFleetRollout ${name}: ${e.message}`) : e;
+    }
     const byName = new Map(args.hosts.map((h) => [h.name, h]));
     for (const step of plan) {
       const host = byName.get(step.host) as FleetHostArgs;

@@ -1,7 +1,7 @@
 /**
  * LXC container config text, pure. We read and rewrite exactly one kind of line, `lxc.rootfs.path`, and
  * leave every other byte alone. On LXC >= 2.1 the prefix of that value picks the storage driver: a subvolume
- * only snapshots when the config says `btrfs:` (see BRIEF.md; lxc.container.conf(5)).
+ * only snapshots when the config says `btrfs:` (lxc.container.conf(5)).
  */
 
 export type BackingStore = "btrfs" | "dir" | "overlay" | "bare" | "other";

@@ -1,18 +1,35 @@
-/** LxcSubvolumeRootfs's inputs: the one definition its types, checks and docs derive from. */
+/**
+ * LxcSubvolumeRootfs's inputs: the one definition its types, checks and docs derive from. The comment on
+ * each key is what users see on `LxcSubvolumeRootfsArgs` in their editor; README's input table lists the
+ * same keys (test/unit/readme.test.ts).
+ */
 import { z } from "zod";
 import { absolutePath, containerName } from "../core/inputs";
 import { connectionSchema } from "../transport/connection";
 
 export const rootfsArgsSchema = z
   .object({
+    /** How to reach the host: address, user, credentials, host key policy. */
     connection: connectionSchema,
+    /** The container's name. */
     container: containerName,
+    /** LXC's directory of containers. Default /var/lib/lxc. */
     lxcPath: absolutePath.default("/var/lib/lxc"),
-    ifRunning: z.enum(["fail", "restart"]).default("fail"),
+    /**
+     * "fail" (default) refuses a running container; "restart" stops, converts and starts it again; "live"
+     * copies it while it runs and stops it only to copy what changed meanwhile (downtime bounded by change).
+     */
+    ifRunning: z.enum(["fail", "restart", "live"]).default("fail"),
+    /** "fail" (default) refuses subvolumes nested inside rootfs; "keep" moves them into the new subvolume. */
     nestedSubvolumes: z.enum(["fail", "keep"]).default("fail"),
+    /** Keep the original directory as rootfs.pre-btrfs instead of deleting it. Default false. */
     keepBackup: z.boolean().default(false),
+    /** "retain" (default) leaves the subvolume on delete; "revert" turns it back into a plain directory. */
     onDelete: z.enum(["retain", "revert"]).default("retain"),
   })
   .strict();
 
+/** The inputs as the user may write them (defaults optional). */
+export type RootfsArgsInput = z.input<typeof rootfsArgsSchema>;
+/** The inputs after validation, with defaults filled in: what the provider works with and stores. */
 export type RootfsInputs = z.output<typeof rootfsArgsSchema>;

@@ -1,13 +1,14 @@
 /**
  * Parsers for what the inspect scripts print, pure. They fail closed: output we do not recognise is an
- * error, never a guess (btrfs-progs 6.2 has no JSON output; see BRIEF.md).
+ * error, never a guess (btrfs-progs 6.2, the version tested, has no JSON output).
  */
 import { type BackingStore, classifyBackingStore, findRootfsLines } from "../host/lxc-config";
 import { parseSubvolumeFields, type SubvolumeInfo, unescapeMountinfo } from "../host/subvolume";
 
 export interface Journal {
   op: "convert" | "revert";
-  phase: "copying" | "swapping" | "swapped";
+  /** precopying and catching-up: the two phases of a live conversion before its verification. */
+  phase: "copying" | "precopying" | "catching-up" | "swapping" | "swapped";
   wasRunning: boolean;
 }
 
@@ -122,11 +123,11 @@ export function parseJournal(text: string): Journal | undefined {
   const phase = m.get("phase");
   if (
     (op !== "convert" && op !== "revert") ||
-    (phase !== "copying" && phase !== "swapping" && phase !== "swapped")
+    !["copying", "precopying", "catching-up", "swapping", "swapped"].includes(phase as string)
   ) {
     throw new Error(`unrecognised journal ${JSON.stringify(text.slice(0, 200))}`);
   }
-  return { op, phase, wasRunning: m.get("was_running") === "1" };
+  return { op, phase: phase as Journal["phase"], wasRunning: m.get("was_running") === "1" };
 }
 
 /** The backing store the config names, for outputs; "missing" when there is no usable line. */

@@ -5,7 +5,11 @@
  *
  *   convert: journal(copying) -> [stop] -> subvolume rootfs.plb-new -> reflink copy -> verify
  *            -> journal(swapping) -> swap (rootfs -> rootfs.pre-btrfs, rootfs.plb-new -> rootfs)
- *            -> journal(swapped) -> config btrfs: -> nested subvolumes moved -> old tree removed -> [start]
+ *            -> journal(swapped) -> config btrfs: -> nested subvolumes moved -> [start] -> old tree removed
+ *   live (ifRunning "live", a running container):
+ *            journal(precopying) -> subvolume rootfs.plb-new -> pre-copy while it runs (its start time kept)
+ *            -> journal(catching-up) -> stop -> catch-up (only what changed since the pre-copy started)
+ *            -> verify -> the same swap and finish as convert, the start before the removal
  *   revert:  the same with a plain directory rootfs.plb-dir and the old subvolume as rootfs.plb-old.
  * The original tree is never changed before its copy is verified and swapped in.
  */
@@ -16,7 +20,7 @@ import { checkRootfsConfig, rewriteRootfsLine } from "../host/lxc-config";
 export interface RootfsPolicy {
   container: string;
   lxcPath: string;
-  ifRunning: "fail" | "restart";
+  ifRunning: "fail" | "restart" | "live";
   nestedSubvolumes: "fail" | "keep";
   keepBackup: boolean;
 }
@@ -30,6 +34,10 @@ export type Step =
   | { op: "subvol-create"; path: string }
   | { op: "mkdir-new"; path: string }
   | { op: "copy"; from: string; to: string; total: number }
+  /** The copy of a running container's tree, recording (before it starts) when it started. */
+  | { op: "precopy"; from: string; to: string; total: number }
+  /** With the container stopped: brings `to` up to date with what changed in `from` since the pre-copy. */
+  | { op: "catchup"; from: string; to: string }
   | { op: "verify"; a: string; b: string }
   | { op: "swap"; cur: string; next: string; old: string }
   | { op: "write-config"; expectedSha: string; content: string; backupName: string }
@@ -98,11 +106,13 @@ function stepsFinishing(j: Journal, p: RootfsPolicy, paths: RootfsPaths, insp: R
     });
   }
   const old = j.op === "convert" ? paths.backup : paths.revertOld;
-  if (insp.exists[old.slice(paths.dir.length + 1)]) {
-    steps.push({ op: "move-nested", from: old, to: paths.rootfs });
-    if (j.op === "revert" || !p.keepBackup) steps.push({ op: "remove", path: old });
-  }
+  const hasOld = insp.exists[old.slice(paths.dir.length + 1)];
+  // The nested subvolumes belong to the new rootfs before the container runs on it; the old tree's
+  // removal is cleanup, not downtime, so it comes after the start. A crash between the two leaves the
+  // "swapped" journal: the next run finds the container running and only removes the old tree.
+  if (hasOld) steps.push({ op: "move-nested", from: old, to: paths.rootfs });
   if (j.wasRunning && insp.state !== "RUNNING") steps.push({ op: "start" });
+  if (hasOld && (j.op === "revert" || !p.keepBackup)) steps.push({ op: "remove", path: old });
   steps.push({ op: "journal-clear" });
   return steps;
 }
@@ -110,7 +120,9 @@ function stepsFinishing(j: Journal, p: RootfsPolicy, paths: RootfsPaths, insp: R
 /** Finishes or rolls back an interrupted operation found in the journal. */
 function planResume(insp: RootfsInspection, p: RootfsPolicy, paths: RootfsPaths): RootfsPlan {
   const j = insp.journal as Journal;
-  if (j.phase === "copying") {
+  // Before the swap nothing of the original changed: discard the copy and start the container again if
+  // it ran (a live conversion may have stopped it; one still running is left running).
+  if (j.phase === "copying" || j.phase === "precopying" || j.phase === "catching-up") {
     const partial = j.op === "convert" ? paths.next : paths.revertDir;
     const steps: Step[] = [{ op: "discard", path: partial }];
     if (j.wasRunning && insp.state !== "RUNNING") steps.push({ op: "start" });
@@ -146,7 +158,7 @@ function stepsCopyAndSwap(
   }
   const running = insp.state === "RUNNING" || insp.state === "FROZEN";
   if (running && p.ifRunning === "fail") {
-    return `container ${p.container} is ${insp.state}; stop it first or set ifRunning: "restart"`;
+    return `container ${p.container} is ${insp.state}; stop it first or set ifRunning: "restart" or "live"`;
   }
   const files = insp.files ?? 0;
   if ((insp.availBytes ?? 0) < requiredFreeBytes(files)) {
@@ -157,11 +169,25 @@ function stepsCopyAndSwap(
   }
   const next = kind === "convert" ? paths.next : paths.revertDir;
   const old = kind === "convert" ? paths.backup : paths.revertOld;
-  const steps: Step[] = [{ op: "journal", phase: "copying", kind, wasRunning: running }];
-  if (running) steps.push({ op: "stop" });
+  const create: Step =
+    kind === "convert" ? { op: "subvol-create", path: next } : { op: "mkdir-new", path: next };
+  const steps: Step[] = [];
+  if (running && p.ifRunning === "live") {
+    // The downtime is the catch-up, proportional to what changed while the pre-copy ran.
+    steps.push(
+      { op: "journal", phase: "precopying", kind, wasRunning: true },
+      create,
+      { op: "precopy", from: paths.rootfs, to: next, total: files },
+      { op: "journal", phase: "catching-up", kind, wasRunning: true },
+      { op: "stop" },
+      { op: "catchup", from: paths.rootfs, to: next },
+    );
+  } else {
+    steps.push({ op: "journal", phase: "copying", kind, wasRunning: running });
+    if (running) steps.push({ op: "stop" });
+    steps.push(create, { op: "copy", from: paths.rootfs, to: next, total: files });
+  }
   steps.push(
-    kind === "convert" ? { op: "subvol-create", path: next } : { op: "mkdir-new", path: next },
-    { op: "copy", from: paths.rootfs, to: next, total: files },
     { op: "verify", a: paths.rootfs, b: next },
     { op: "journal", phase: "swapping", kind, wasRunning: running },
     { op: "swap", cur: paths.rootfs, next, old },

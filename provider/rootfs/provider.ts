@@ -1,47 +1,33 @@
 /**
  * LxcSubvolumeRootfs, the provider side: validate -> inspect the host -> plan -> apply steps -> report.
- * Loaded lazily inside the dynamic provider's methods (see resources.ts), so node-ssh and zod are never
- * captured into the serialized provider.
+ * Loaded lazily inside the dynamic provider's methods (see resource.ts), so node-ssh and zod are never
+ * captured into the serialized provider. What both providers share is in core/provider-base.ts.
  */
 import { inspectRootfsBatched, runBatched } from "../transport/batch";
 import { UserError } from "../core/errors";
 import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspection";
 import { scriptArgv } from "../transport/remote-scripts";
 import { guardProviderProcess } from "../core/process-guard";
+import { ProviderBase } from "../core/provider-base";
 import { planConvert, planRevert, type RootfsPlan, type RootfsPolicy, type Step } from "./plan";
-import { type CheckFailure, checkInputs, parseInputsOrThrow } from "../core/inputs";
-import type { Connection } from "../transport/connection";
+import type { CheckFailure } from "../core/inputs";
 import { type RootfsInputs, rootfsArgsSchema } from "./inputs";
+import type { RootfsOutputs } from "./outputs";
 import { checked, describeTarget, openRemote, type Remote } from "../transport/ssh";
 import { batchArgs, compareTreeReports, nextStepMarker, verifyReport } from "./steps";
 
+export type { RootfsOutputs } from "./outputs";
+
 guardProviderProcess();
 
-export interface RootfsOutputs extends RootfsInputs {
-  /** `user@host:port`, for display; never a secret. */
-  target: string;
-  rootfsPath: string;
-  rootfsIsSubvolume: boolean;
-  subvolumeId: number | null;
-  subvolumeUuid: string | null;
-  configBackingStore: string;
-  adopted: boolean;
-  files: number | null;
-  bytes: number | null;
-  state: string;
-  /** Set by read when a conversion was interrupted; the next update resumes or rolls it back. */
-  interrupted: string | null;
-}
+const base = new ProviderBase<RootfsInputs>({
+  type: "LxcSubvolumeRootfs",
+  schema: rootfsArgsSchema,
+  label: (i) => i.container,
+  logLabel: (i) => i.container,
+  container: (i) => i.container,
+});
 
-const INPUT_KEYS = [
-  "connection",
-  "container",
-  "lxcPath",
-  "ifRunning",
-  "nestedSubvolumes",
-  "keepBackup",
-  "onDelete",
-] as const;
 const REPLACE_KEYS = ["container", "lxcPath"] as const;
 const MAX_PLAN_ROUNDS = 4;
 
@@ -49,11 +35,11 @@ export async function check(
   _olds: unknown,
   news: unknown,
 ): Promise<{ inputs?: unknown; failures?: CheckFailure[] }> {
-  return checkInputs(rootfsArgsSchema, news);
+  return base.check(news);
 }
 
-export function resourceId(i: Pick<RootfsInputs, "connection" | "lxcPath" | "container">): string {
-  return `${i.connection.host}:${i.connection.port}:${i.lxcPath}/${i.container}`;
+export function resourceId(i: RootfsInputs): string {
+  return base.resourceId(i);
 }
 
 /** Pure: which inputs force a replacement, and whether drift recorded by read needs an update. */
@@ -61,40 +47,18 @@ export function diffRootfs(
   olds: Partial<RootfsOutputs>,
   news: RootfsInputs,
 ): { changes: boolean; replaces: string[] } {
-  const replaces: string[] = [];
-  const oc = olds.connection as Connection | undefined;
-  if (oc && (oc.host !== news.connection.host || oc.port !== news.connection.port))
-    replaces.push("connection");
-  for (const k of REPLACE_KEYS) if (olds[k] !== news[k]) replaces.push(k);
-  const inputChanged = INPUT_KEYS.some((k) => !sameJson(olds[k], news[k]));
+  const { replaces, changed } = base.diffInputs(olds, news, REPLACE_KEYS);
   const drifted =
     olds.rootfsIsSubvolume === false ||
     (olds.configBackingStore !== undefined && olds.configBackingStore !== "btrfs") ||
     !!olds.interrupted;
-  return { changes: replaces.length > 0 || inputChanged || drifted, replaces };
-}
-
-function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
-}
-
-function canonical(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(canonical);
-  if (v && typeof v === "object") {
-    return Object.fromEntries(
-      Object.entries(v as Record<string, unknown>)
-        .filter(([k, x]) => x !== undefined && !k.startsWith("__"))
-        .sort(([a], [b]) => a.localeCompare(b))
-        .map(([k, x]) => [k, canonical(x)]),
-    );
-  }
-  return v;
+  return { changes: replaces.length > 0 || changed || drifted, replaces };
 }
 
 export async function create(news: RootfsInputs): Promise<{ id: string; outs: RootfsOutputs }> {
-  const inputs = parseInputs(news);
-  const outs = await converge(inputs, "create");
-  return { id: resourceId(inputs), outs };
+  const inputs = base.parse(news);
+  const outs = await convergeWith(openRemote(inputs.connection), inputs, "create");
+  return { id: base.resourceId(inputs), outs };
 }
 
 export async function update(
@@ -102,37 +66,26 @@ export async function update(
   _olds: RootfsOutputs,
   news: RootfsInputs,
 ): Promise<{ outs: RootfsOutputs }> {
-  return { outs: await converge(parseInputs(news), "update") };
+  const inputs = base.parse(news);
+  return { outs: await convergeWith(openRemote(inputs.connection), inputs, "update") };
 }
 
 export async function read(
   id: string,
   props: RootfsOutputs,
 ): Promise<{ id?: string; props?: RootfsOutputs; inputs?: RootfsInputs }> {
-  const inputs = parseInputs(pickInputs(props));
+  const inputs = base.inputsFromState(props);
   const remote = openRemote(inputs.connection);
-  const insp = await inspect(remote, inputs, "0").catch((e) => {
-    throw named(inputs, e);
-  });
+  const insp = await base.guard(inputs, () => inspect(remote, inputs, "0"));
   if (insp.containerDir === "missing") return {};
   const outs = toOutputs(inputs, remote, insp, props.adopted ?? false, props);
-  return { id, props: outs, inputs: pickInputs(props) };
+  return { id, props: outs, inputs: base.pickInputs(props) as RootfsInputs };
 }
 
 export async function del(_id: string, props: RootfsOutputs): Promise<void> {
-  const inputs = parseInputs(pickInputs(props));
+  const inputs = base.inputsFromState(props);
   if (inputs.onDelete === "retain") return;
   await revertWith(openRemote(inputs.connection), inputs);
-}
-
-function pickInputs(props: Partial<RootfsOutputs>): RootfsInputs {
-  const out: Record<string, unknown> = {};
-  for (const k of INPUT_KEYS) if (props[k] !== undefined) out[k] = props[k];
-  return out as unknown as RootfsInputs;
-}
-
-function parseInputs(raw: unknown): RootfsInputs {
-  return parseInputsOrThrow(rootfsArgsSchema, raw, "LxcSubvolumeRootfs");
 }
 
 function policyOf(i: RootfsInputs): RootfsPolicy {
@@ -145,82 +98,66 @@ function policyOf(i: RootfsInputs): RootfsPolicy {
   };
 }
 
-async function converge(inputs: RootfsInputs, verb: string): Promise<RootfsOutputs> {
-  return convergeWith(openRemote(inputs.connection), inputs, verb);
-}
-
 /** Converts (or adopts) through any Remote: the SSH one in the provider, a recording one in tests. */
 export async function convergeWith(
   remote: Remote,
   inputs: RootfsInputs,
   verb = "create",
 ): Promise<RootfsOutputs> {
-  const { insp, adopted } = await runPlans(remote, inputs, (i) => planConvert(i, policyOf(inputs)), verb);
+  const { insp, adopted } = await base.guard(inputs, () =>
+    planAndApplyUntilDone(remote, inputs, (i) => planConvert(i, policyOf(inputs)), verb),
+  );
   return toOutputs(inputs, remote, insp, adopted);
 }
 
 /** Turns the subvolume back into a plain directory with a dir: config, through any Remote. */
 export async function revertWith(remote: Remote, inputs: RootfsInputs): Promise<void> {
-  await runPlans(remote, inputs, (insp) => planRevert(insp, policyOf(inputs)));
+  await base.guard(inputs, () =>
+    planAndApplyUntilDone(remote, inputs, (insp) => planRevert(insp, policyOf(inputs)), "delete"),
+  );
 }
 
-/** Inspect, plan, apply, until the plan says done; a refusal is an error that names resource and host. */
-async function runPlans(
-  remote: Remote,
-  inputs: RootfsInputs,
-  planner: (insp: RootfsInspection) => RootfsPlan,
-  verb = "delete",
-): Promise<{ insp: RootfsInspection; adopted: boolean }> {
-  try {
-    return await runPlansOnce(remote, inputs, planner, verb);
-  } catch (e) {
-    throw named(inputs, e);
-  }
-}
-
-/** Names the resource in every failure (a failed command, a host that cannot be reached), not only in refusals. */
-function named(inputs: RootfsInputs, e: unknown): unknown {
-  if (e instanceof UserError && !e.message.startsWith("LxcSubvolumeRootfs "))
-    return new UserError(`LxcSubvolumeRootfs ${inputs.container}: ${e.message}`);
-  return e;
-}
-
-async function runPlansOnce(
+/**
+ * Rounds of inspect, plan, apply, until the plan says done (each round's steps change what the next
+ * inspection finds: an interrupted run is first rolled back or finished, then converted). A refusal, or an
+ * inspection that cannot be read, says which rounds already changed the host.
+ */
+async function planAndApplyUntilDone(
   remote: Remote,
   inputs: RootfsInputs,
   planner: (insp: RootfsInspection) => RootfsPlan,
   verb: string,
 ): Promise<{ insp: RootfsInspection; adopted: boolean }> {
-  let changed = false;
+  const done: string[] = [];
   let first: RootfsInspection | undefined;
   for (let round = 0; round < MAX_PLAN_ROUNDS; round++) {
     // Walk (count the tree) only when it will be copied: adopting a converted rootfs costs no walk, and a
     // conversion moves the tree without changing it, so later rounds keep the first count.
-    const insp = await inspect(remote, inputs, "auto");
+    const insp = await inspect(remote, inputs, "auto", done);
     first ??= insp;
     insp.files ??= first.files;
     insp.bytes ??= first.bytes;
     const plan = planner(insp);
-    if (plan.kind === "refuse") {
-      throw new UserError(
-        `LxcSubvolumeRootfs ${inputs.container} on ${remote.target}: ${plan.reason}. Nothing was changed.`,
-      );
-    }
-    if (plan.kind === "done") return { insp, adopted: plan.adopted && !changed };
-    log(remote, inputs, `${verb}: ${plan.action}`);
+    if (plan.kind === "refuse") throw base.refuse(inputs, remote, plan.reason, done);
+    if (plan.kind === "done") return { insp, adopted: plan.adopted && done.length === 0 };
+    base.log(inputs, remote, `${verb}: ${plan.action}`);
     await applySteps(remote, inputs, plan.steps, insp);
-    changed = true;
+    done.push(plan.action);
   }
   throw new UserError(
-    `LxcSubvolumeRootfs ${inputs.container} on ${remote.target}: the host did not settle after ${MAX_PLAN_ROUNDS} rounds; run again`,
+    base.message(inputs, remote, `the host did not settle after ${MAX_PLAN_ROUNDS} rounds; run again`),
   );
 }
 
-/** walk: "1" counts the tree (and finds nested subvolumes), "auto" only if not yet converted or journaled. */
+/**
+ * walk: "1" counts the tree (and finds nested subvolumes), "auto" only if not yet converted or journaled.
+ * `done`: what this run already changed, for the message when the output cannot be read.
+ */
 async function inspect(
   remote: Remote,
   inputs: RootfsInputs,
   walk: "0" | "1" | "auto",
+  done: readonly string[] = [],
 ): Promise<RootfsInspection> {
   const args = [inputs.lxcPath, inputs.container, walk];
   // Batched with the other resources' inspections of this host (reads and adoptions come in hundreds).
@@ -234,14 +171,8 @@ async function inspect(
   try {
     return parseRootfsInspection(res.stdout);
   } catch (e) {
-    throw new UserError(
-      `LxcSubvolumeRootfs ${inputs.container} on ${remote.target}: ${(e as Error).message}; nothing was changed`,
-    );
+    throw base.refuse(inputs, remote, `cannot read the host's inspection: ${(e as Error).message}`, done);
   }
-}
-
-function log(remote: Remote, inputs: RootfsInputs, msg: string): void {
-  console.log(`[lxc-btrfs] ${inputs.container} on ${remote.target}: ${msg}`);
 }
 
 /**
@@ -290,9 +221,9 @@ async function rollback(
   try {
     await runBatch(remote, inputs, steps, new Set());
   } catch (e) {
-    log(
-      remote,
+    base.log(
       inputs,
+      remote,
       `rollback incomplete (${(e as Error).message}); the journal stays and the next run finishes it`,
     );
   }
@@ -304,8 +235,9 @@ async function runBatch(
   steps: Step[],
   started: Set<Step["op"]>,
 ): Promise<string> {
-  const copy = steps.find((s) => s.op === "copy");
-  if (copy) log(remote, inputs, `copying ${copy.total} entries (reflink: metadata only, no data blocks)`);
+  const copy = steps.find((s) => s.op === "copy" || s.op === "precopy");
+  if (copy)
+    base.log(inputs, remote, `copying ${copy.total} entries (reflink: metadata only, no data blocks)`);
   const config = steps.find((s) => s.op === "write-config");
   let seen = 0;
   const res = await remote.check(scriptArgv("step", batchArgs(inputs.lxcPath, inputs.container, steps)), {
@@ -317,7 +249,7 @@ async function runBatch(
         started.add(op);
       }
       const m = /^progress (\d+)$/.exec(l);
-      if (m && copy) log(remote, inputs, `copied ${m[1]}/${copy.total} entries`);
+      if (m && copy) base.log(inputs, remote, `copied ${m[1]}/${copy.total} entries`);
     },
   });
   return res.stdout;
@@ -335,9 +267,9 @@ async function judgeVerification(
     const what = insp?.hasGetfattr
       ? ", xattrs (btrfs compression property included)"
       : " (xattrs not checked: getfattr missing, apt-get install attr)";
-    log(
-      remote,
+    base.log(
       inputs,
+      remote,
       `verified ${verdict.entries} entries: types, modes, owners, sizes, mtimes, links, devices, hardlinks, inode flags${what}`,
     );
     return;
@@ -346,8 +278,12 @@ async function judgeVerification(
     scriptArgv("step", [inputs.lxcPath, inputs.container, "verify-diff", "2", step.a, step.b]),
   );
   throw new UserError(
-    `LxcSubvolumeRootfs ${inputs.container} on ${remote.target}: the copy does not match the original (${verdict.what}); ` +
-      `the copy was discarded and the original left as it was.\n${diff.stdout.replace(/^@@step .*\n/, "").trim()}`,
+    base.message(
+      inputs,
+      remote,
+      `the copy does not match the original (${verdict.what}); ` +
+        `the copy was discarded and the original left as it was.\n${diff.stdout.replace(/^@@step .*\n/, "").trim()}`,
+    ),
   );
 }
 
@@ -359,6 +295,8 @@ function toOutputs(
   prior?: Partial<RootfsOutputs>,
 ): RootfsOutputs {
   const sub = insp.subvolume;
+  // Kept from create on refresh (read walks no tree); `files` is the deprecated name of the same count.
+  const entries = insp.files ?? prior?.entries ?? prior?.files ?? null;
   return {
     ...inputs,
     target: describeTarget(inputs.connection),
@@ -368,7 +306,8 @@ function toOutputs(
     subvolumeUuid: sub?.uuid ?? null,
     configBackingStore: configBackingStore(insp.config),
     adopted,
-    files: insp.files ?? prior?.files ?? null,
+    entries,
+    files: entries,
     bytes: insp.bytes ?? prior?.bytes ?? null,
     state: insp.state,
     interrupted: insp.journal

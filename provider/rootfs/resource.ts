@@ -1,7 +1,14 @@
 /** LxcSubvolumeRootfs, the class users declare, and the serialized provider behind it. */
 import * as pulumi from "@pulumi/pulumi";
-import { type LxcConnectionArgs, nulls, secretConnection } from "../core/resource";
-import type { RootfsOutputs } from "./provider";
+import {
+  type ConnectionInput,
+  type Inputs,
+  type Outputs,
+  resourceProps,
+  secretConnection,
+} from "../core/resource";
+import type { RootfsArgsInput } from "./inputs";
+import { ROOTFS_INPUT_KEYS, ROOTFS_OUTPUT_KEYS, type RootfsOutputs } from "./outputs";
 
 // Each method names the package and the method in full, capturing nothing: the serialized text is these
 // lines and nothing else (test/unit/serialization.test.ts).
@@ -17,56 +24,23 @@ export const rootfsProvider: pulumi.dynamic.ResourceProvider = {
   delete: (id, props) => require("pulumi-lxc-btrfs/dynamic").rootfs.delete(id, props),
 };
 
-export interface LxcSubvolumeRootfsArgs {
-  connection: pulumi.Input<LxcConnectionArgs>;
-  /** The container's name. */
-  container: pulumi.Input<string>;
-  /** LXC's directory of containers. Default /var/lib/lxc. */
-  lxcPath?: pulumi.Input<string>;
-  /** "fail" (default) refuses a running container; "restart" stops, converts and starts it again. */
-  ifRunning?: pulumi.Input<"fail" | "restart">;
-  /** "fail" (default) refuses subvolumes nested inside rootfs; "keep" moves them into the new subvolume. */
-  nestedSubvolumes?: pulumi.Input<"fail" | "keep">;
-  /** Keep the original directory as rootfs.pre-btrfs instead of deleting it. Default false. */
-  keepBackup?: pulumi.Input<boolean>;
-  /** "retain" (default) leaves the subvolume on delete; "revert" turns it back into a plain directory. */
-  onDelete?: pulumi.Input<"retain" | "revert">;
-}
+/** LxcSubvolumeRootfs's inputs: the schema's (rootfs/inputs.ts), each one also as a promise or Output. */
+export interface LxcSubvolumeRootfsArgs
+  extends Inputs<Omit<RootfsArgsInput, "connection">>,
+    ConnectionInput {}
 
-const ROOTFS_OUTPUTS = [
-  "target",
-  "rootfsPath",
-  "rootfsIsSubvolume",
-  "subvolumeId",
-  "subvolumeUuid",
-  "configBackingStore",
-  "adopted",
-  "files",
-  "bytes",
-  "state",
-  "interrupted",
-] as const;
+// The class declares every input and output of RootfsOutputs, with its docs, by merging this
+// interface; the SDK creates each one (resourceProps passes every key).
+export interface LxcSubvolumeRootfs extends Outputs<RootfsOutputs> {}
 
 /** Makes an existing container's rootfs a BTRFS subvolume, in place, with a btrfs: config. */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the SDK creates each property (resourceProps)
 export class LxcSubvolumeRootfs extends pulumi.dynamic.Resource {
-  declare readonly target: pulumi.Output<string>;
-  declare readonly rootfsPath: pulumi.Output<string>;
-  declare readonly rootfsIsSubvolume: pulumi.Output<boolean>;
-  declare readonly subvolumeId: pulumi.Output<number>;
-  declare readonly subvolumeUuid: pulumi.Output<string>;
-  declare readonly configBackingStore: pulumi.Output<RootfsOutputs["configBackingStore"]>;
-  declare readonly adopted: pulumi.Output<boolean>;
-  declare readonly files: pulumi.Output<number>;
-  declare readonly bytes: pulumi.Output<number>;
-  declare readonly state: pulumi.Output<string>;
-  declare readonly container: pulumi.Output<string>;
-  declare readonly lxcPath: pulumi.Output<string>;
-
   constructor(name: string, args: LxcSubvolumeRootfsArgs, opts?: pulumi.CustomResourceOptions) {
     super(
       rootfsProvider,
       name,
-      { ...args, ...nulls(ROOTFS_OUTPUTS) },
+      resourceProps(args, ROOTFS_INPUT_KEYS, ROOTFS_OUTPUT_KEYS),
       secretConnection(opts),
       "lxc-btrfs",
       "LxcSubvolumeRootfs",

@@ -102,9 +102,124 @@ summary() ( # DIR TAG: the report lines for one walked tree
 hold() {
   [ -e "/run/plb-hold/$name.$1" ] || return 0
   : >"/run/plb-hold/$name.$1.reached"
-  n=0
-  while [ -e "/run/plb-hold/$name.$1" ] && [ $n -lt 6000 ]; do sleep 0.05; n=$((n + 1)); done  # at most 5 min
+  # Its own counter: the batch loop's n (the step's argument count) must survive a hold.
+  held=0
+  while [ -e "/run/plb-hold/$name.$1" ] && [ $held -lt 6000 ]; do sleep 0.05; held=$((held + 1)); done  # at most 5 min
 }
+
+# ---- Live conversion (ifRunning "live"): the pre-copy's start time and the catch-up ----------------------
+# The pre-copy runs while the container does; its start time (host clock, ns) is kept in $j.since, taken
+# before the copy reads anything. The catch-up runs with the container stopped and touches only what
+# changed since: entries whose ctime (which no process can set) is at or after that time, minus a second
+# (file times come from the kernel's coarse clock, which may lag the clock `date` reads by a tick), plus
+# every path on one side only or of another type on each side (deletions, renames, a file replaced by a
+# directory: a renamed directory keeps its children's ctimes, so its subtree is found by path). Paths
+# come from find -P walks of both trees and are used below the walked roots only: no symlink in either
+# tree is ever followed. The verification that follows decides, as after a full copy.
+
+# Inode flags of exactly the paths listed in LIST (NUL-separated "./PATH", files and directories known to
+# be reached through real directories), as sorted "FLAGS ./PATH" NUL-terminated records into OUT.
+live_flags_at() ( # DIR LIST OUT
+  cd "$1" || exit 1
+  sed -z '/\n/d' "$2" | xargs -0 -r lsattr -d -- >"$3.raw" || exit 1
+  tr '\n' '\0' <"$3.raw" >"$3.all"
+  sed -z -n '/\n/p' "$2" | xargs -0 -r sh -c '
+    for f; do l=$(lsattr -d -- "$f") || exit 255; printf "%s %s\0" "${l%% *}" "$f"; done' plb-flags >>"$3.all" ||
+    exit 1
+  LC_ALL=C sort -z "$3.all" >"$3"
+  rm -f "$3.raw" "$3.all"
+)
+
+live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold)
+  src=$1 dst=$2 w=$3
+  paths() { sed -z 's/^[^ ]* //' "$@"; }
+  parents() { sed -z 's,/[^/]*$,,'; }
+  bypath() { LC_ALL=C sort -z -t ' ' -k 2; }
+  # Both trees as "TYPE ./PATH" records; the changed entries of the source with them, in one walk.
+  # Files with more than one link are listed too (see 2.).
+  (cd "$src" && find -P . -fprintf "$w/s.all" '%y %p\0' , \( -type f -links +1 -fprintf "$w/multi" '%p\0' \) \
+    , \( -newercm "$w/ref" -fprintf "$w/s.chg" '%y %p\0' \)) || exit 1
+  (cd "$dst" && find -P . -printf '%y %p\0' , \( -type f -links +1 -fprintf "$w/n.multi" '%p\0' \)) >"$w/n.rec" ||
+    exit 1
+  LC_ALL=C sort -z -o "$w/s.all" "$w/s.all" && LC_ALL=C sort -z -o "$w/n.rec" "$w/n.rec" || exit 1
+  LC_ALL=C comm -z -13 "$w/s.all" "$w/n.rec" | bypath >"$w/gone" || exit 1 # in the copy only, or of another type
+  LC_ALL=C comm -z -23 "$w/s.all" "$w/n.rec" >"$w/new" || exit 1           # in the source only, or of another type
+  cat "$w/new" "$w/s.chg" | LC_ALL=C sort -z -u | bypath >"$w/chg" || exit 1
+  # Paths of the copy by kind; only paths from this walk are acted on in the copy.
+  sed -z -n 's/^d //p' "$w/n.rec" | LC_ALL=C sort -z >"$w/n.dirs"
+  sed -z -n 's/^f //p' "$w/n.rec" | LC_ALL=C sort -z | LC_ALL=C sort -z -m - "$w/n.dirs" >"$w/n.fd"
+  sed -z '/^d /d; s/^[^ ]* //' "$w/n.rec" | LC_ALL=C sort -z >"$w/n.other"
+  # Touched: every changed or gone path and its directory.
+  { paths "$w/gone" "$w/chg"; paths "$w/gone" "$w/chg" | parents; } | LC_ALL=C sort -z -u >"$w/touched"
+  # 1. Unlock: clear immutable and append-only on the touched entries of the copy (their flags come back
+  #    from the source at the end).
+  LC_ALL=C comm -z -12 "$w/touched" "$w/n.fd" >"$w/unlock" || exit 1
+  live_flags_at "$dst" "$w/unlock" "$w/n.flags" || exit 1
+  { grep -z '^[^ ]*[ia]' "$w/n.flags" || [ $? = 1 ]; } | sed -z 's/^[^ ]* //' | (cd "$dst" && xargs -0 -r chattr -i -a --) ||
+    exit 1
+  # 2. Remove: gone directories whole (their flags cleared first), then every non-directory of the copy
+  #    that is gone or will be copied again, except regular files with one link on both sides: cp rewrites
+  #    those in place (same inode, their directory untouched). A hardlinked file is replaced, never written
+  #    through: its other names may have been linked differently in the pre-copy.
+  sed -z -n 's/^f //p' "$w/chg" | LC_ALL=C sort -z >"$w/chg.f"
+  cat "$w/multi" "$w/n.multi" | LC_ALL=C sort -z -u >"$w/multi.all"
+  sed -z -n 's/^f //p' "$w/n.rec" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/chg.f" |
+    LC_ALL=C comm -z -23 - "$w/multi.all" >"$w/inplace" || exit 1
+  sed -z -n 's/^d //p' "$w/gone" | (cd "$dst" && xargs -0 -r sh -c '
+    for p; do
+      [ -d "$p" ] && [ ! -L "$p" ] || continue
+      find "$p" \( -type f -o -type d \) -exec chattr -i -a -- {} + 2>/dev/null
+      rm -rf -- "$p" || exit 255
+    done' plb-gone) || exit 1
+  paths "$w/gone" "$w/chg" | LC_ALL=C sort -z -u | LC_ALL=C comm -z -12 - "$w/n.other" |
+    LC_ALL=C comm -z -23 - "$w/inplace" | tee "$w/removed" | (cd "$dst" && xargs -0 -r rm -f --) || exit 1
+  # Every path of the source now resolves in the copy through real directories or not at all.
+  # 3. New directories, parents first.
+  sed -z -n 's/^d //p' "$w/chg" >"$w/chg.dirs"
+  (cd "$dst" && xargs -0 -r mkdir -p -- <"$w/chg.dirs") || exit 1
+  # 4. Changed non-directories: NOCOW twins first (as the pre-copy), then one cp for all of them so that
+  #    hardlinks among them stay links.
+  sed -z -n 's/^f //p' "$w/chg" >"$w/chg.files"
+  live_flags_at "$src" "$w/chg.files" "$w/chg.flags" || exit 1
+  precreate_nocow "$w/chg.flags" "$src" "$dst" || exit 1
+  sed -z '/^d /d; s/^[^ ]* //' "$w/chg" | (cd "$src" && xargs -0 -r cp -a --preserve=xattr --reflink=always --parents -t "$dst" --) ||
+    exit 1
+  # 5. Changed directories: owner, mode, xattrs (ACLs included) from the source.
+  (cd "$dst" && xargs -0 -r sh -c '
+    src=$1; shift
+    for p; do
+      chown --reference="$src/$p" -- "$p" && chmod --reference="$src/$p" -- "$p" || exit 255
+      command -v getfattr >/dev/null 2>&1 || continue
+      getfattr -h -m - --absolute-names -- "$p" 2>/dev/null | sed -n "/^[^#]/p" | while IFS= read -r x; do
+        setfattr -h -x "$x" -- "$p" || exit 1
+      done || exit 255
+      (cd "$src" && getfattr -h -d -m - -e hex -- "$p") | setfattr -h --restore=- || exit 255
+    done' plb-dirmeta "$src" <"$w/chg.dirs") || exit 1
+  # 6. Directory mtimes, deepest first, of every directory whose entries or metadata changed here.
+  { paths "$w/gone" "$w/new" "$w/removed" | parents; cat "$w/chg.dirs"; } | LC_ALL=C sort -z -u >"$w/fix.any"
+  sed -z -n 's/^d //p' "$w/s.all" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/fix.any" >"$w/fix.dirs"
+  LC_ALL=C sort -z -r "$w/fix.dirs" | (cd "$dst" && xargs -0 -r sh -c '
+    src=$1; shift
+    for p; do touch -c -m -r "$src/$p" -- "$p" || exit 255; done' plb-mtime "$src") || exit 1
+  # 7. Inode flags, exactly the source's, deepest first, on every touched file and directory still there.
+  { paths "$w/chg"; cat "$w/fix.dirs" "$w/unlock"; } | LC_ALL=C sort -z -u >"$w/fl.any"
+  sed -z -n 's/^[fd] //p' "$w/s.all" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/fl.any" >"$w/fl.paths"
+  live_flags_at "$src" "$w/fl.paths" "$w/s.flags" || exit 1
+  live_flags_at "$dst" "$w/fl.paths" "$w/d.flags" || exit 1
+  LC_ALL=C comm -z -23 "$w/s.flags" "$w/d.flags" | LC_ALL=C sort -z -r -t ' ' -k 2 | (cd "$dst" && xargs -0 -r sh -c '
+    for e; do
+      want=${e%% *} p=${e#* }
+      have=$(lsattr -d -- "$p") || exit 255
+      have=${have%% *} add= del=
+      w=$(printf %s "$want" | tr -d -); h=$(printf %s "$have" | tr -d -)
+      while [ -n "$w" ]; do c=${w%"${w#?}"} w=${w#?}; case $h in *"$c"*) ;; *) add=$add$c ;; esac; done
+      w=$(printf %s "$want" | tr -d -)
+      while [ -n "$h" ]; do c=${h%"${h#?}"} h=${h#?}; case $w in *"$c"*) ;; *) del=$del$c ;; esac; done
+      [ -z "$del" ] || chattr "-$del" -- "$p" || { printf "cannot clear flags %s on %s\n" "$del" "$p" >&2; exit 255; }
+      [ -z "$add" ] || chattr "+$add" -- "$p" || { printf "cannot set flags %s on %s\n" "$add" "$p" >&2; exit 255; }
+    done' plb-flags) || exit 1
+  printf 'caught up: %s changed, %s gone\n' "$(tr -cd '\0' <"$w/chg" | wc -c)" "$(tr -cd '\0' <"$w/gone" | wc -c)" >&2
+)
 
 step() {
 op=$1
@@ -117,7 +232,7 @@ journal)    # PHASE OP WAS_RUNNING
   sync_dir "$d"
   ;;
 journal-clear)  # not flushed: a journal that a power loss brings back only makes the next run redo no-ops
-  rm -f "$j" "$j.tmp"
+  rm -f "$j" "$j.tmp" "$j.since"
   ;;
 subvol-create)  # PATH (under d)
   [ -e "$1" ] && fail "$1 already exists"
@@ -144,6 +259,23 @@ copy)           # SRC DST EVERY: reflink copy of the whole tree, progress every 
     { rc=; while IFS= read -r line; do case $line in rc=*) rc=${line#rc=} ;; *) printf '%s\n' "$line" ;; esac; done; exit "${rc:-1}"; }
   apply_flags "$fl" "$2" || fail "could not set the inode flags of the copy in $2"
   rm -f "$fl"
+  trap - EXIT
+  ;;
+precopy)        # SRC DST EVERY: the live pre-copy; its start time first, then the same copy as "copy"
+  date +%s%N >"$j.since.tmp"
+  mv -f -- "$j.since.tmp" "$j.since"
+  step copy "$@"
+  ;;
+catchup)        # SRC DST: with the container stopped, only what changed since the pre-copy started
+  since=$(cat "$j.since" 2>/dev/null) || fail "no pre-copy start time in $j.since; run again"
+  case $since in '' | *[!0-9]*) fail "unreadable pre-copy start time in $j.since; run again" ;; esac
+  [ "$(date +%s%N)" -ge "$since" ] || fail "the host clock went back during the pre-copy; run again"
+  need_chattr
+  cw=$(mktemp -d)
+  trap 'rm -rf "$cw"' EXIT
+  touch -d "@$((since / 1000000000 - 1)).$(printf %09d $((since % 1000000000)))" "$cw/ref"
+  live_catchup "$1" "$2" "$cw" || fail "could not bring $2 up to date with $1"
+  rm -rf "$cw"
   trap - EXIT
   ;;
 verify)         # A B: compare both trees' metadata; four walks (two per tree) run at once, while the
@@ -238,7 +370,8 @@ remove)         # PATH: delete the old tree (directory or subvolume)
 stop)
   lxc-stop -n "$name" -P "$lxcpath" -t 30
   ;;
-start)
+start)          # idempotent: a rollback may find the container still running (failed before its stop)
+  [ "$(lxc-info -n "$name" -P "$lxcpath" -s -H 2>/dev/null)" = RUNNING ] && return 0
   lxc-start -n "$name" -P "$lxcpath" -d
   lxc-wait -n "$name" -P "$lxcpath" -s RUNNING -t 30
   ;;

@@ -15,7 +15,10 @@ export function stepArgs(step: Step): string[] {
     case "remove":
       return [step.path];
     case "copy":
+    case "precopy":
       return [step.from, step.to, String(Math.max(1000, Math.ceil(step.total / 10)))];
+    case "catchup":
+      return [step.from, step.to];
     case "verify":
       return [step.a, step.b];
     case "swap":

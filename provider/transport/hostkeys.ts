@@ -4,6 +4,7 @@
  * See sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT".
  */
 import { createHash, createHmac } from "node:crypto";
+import { globMatch } from "../core/glob";
 
 /** `SHA256:<base64 without padding>` of a raw public key blob, as `ssh-keygen -l` prints it. */
 export function fingerprint(blob: Buffer): string {
@@ -45,17 +46,6 @@ export function knownHostsName(host: string, port: number): string {
   return port === 22 ? h : `[${h}]:${port}`;
 }
 
-function globMatch(pattern: string, name: string): boolean {
-  const re = new RegExp(
-    `^${pattern
-      .replace(/[.+^${}()|[\]\\]/g, "\\$&")
-      .replace(/\*/g, ".*")
-      .replace(/\?/g, ".")}$`,
-    "i",
-  );
-  return re.test(name);
-}
-
 function hashedMatch(pattern: string, name: string): boolean {
   // |1|base64(salt)|base64(HMAC-SHA1(salt, name))
   const m = /^\|1\|([^|]+)\|([^|]+)$/.exec(pattern);
@@ -70,8 +60,8 @@ export function patternsMatch(patterns: string, name: string): boolean {
   let matched = false;
   for (const p of patterns.split(",")) {
     if (p.startsWith("!")) {
-      if (globMatch(p.slice(1), name)) return false;
-    } else if (globMatch(p, name)) {
+      if (globMatch(p.slice(1), name, { ignoreCase: true })) return false;
+    } else if (globMatch(p, name, { ignoreCase: true })) {
       matched = true;
     }
   }

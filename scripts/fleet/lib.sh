@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2034 # variables are used by the scripts that source this file
 # Shared settings and helpers for the test fleet scripts (up.sh, down.sh, fault.sh, exec.sh).
-# Sourced, never executed. Everything here is about THIS machine: three fake "hosts" made of a
+# Sourced, never executed. Everything here is about THIS machine: four fake "hosts" made of a
 # network namespace + a mount namespace each, with a real sshd and real LXC containers.
 
 FLEET_DIR="${PLB_FLEET_DIR:-/var/tmp/pulumi-lxc-btrfs/fleet}"

@@ -5,12 +5,11 @@
  */
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { expect } from "chai";
 import { type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
 import { destroyContainers, hostSh } from "../support/host";
-import { pulumiEnv, repoRoot, runPulumi } from "../support/pulumi";
+import { runPulumi, tempProject } from "../support/pulumi";
+import { linkPackage } from "../support/repo";
 
 const inv = loadInventory();
 const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
@@ -41,17 +40,16 @@ describe("a pulumi up killed mid-conversion", function () {
   let dir: string;
   let env: NodeJS.ProcessEnv;
   before(async () => {
-    const link = path.join(repoRoot(), "node_modules", "pulumi-lxc-btrfs");
-    if (!fs.existsSync(link)) fs.symlinkSync("..", link, "dir");
+    linkPackage();
     await sh(
       'lxc-destroy -n "$1" >/dev/null 2>&1; lxc-create -n "$1" -t busybox >/dev/null 2>&1 && mkdir "/var/lib/lxc/$1/rootfs/bulk" && cd "/var/lib/lxc/$1/rootfs/bulk" && seq 1 40000 | xargs touch',
       NAME,
     );
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "plb-crash-"));
-    fs.symlinkSync(path.join(repoRoot(), "node_modules"), path.join(dir, "node_modules"), "dir");
-    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), "name: plb-crash\nruntime: nodejs\nmain: index.ts\n");
-    fs.writeFileSync(path.join(dir, "index.ts"), PROGRAM);
-    env = pulumiEnv({ stateDir: path.join(dir, "state"), extra: { PULUMI_NODEJS_TRANSPILE_ONLY: "true" } });
+    ({ dir, env } = tempProject(
+      "crash",
+      { "index.ts": PROGRAM },
+      { extraEnv: { PULUMI_NODEJS_TRANSPILE_ONLY: "true" } },
+    ));
     await runPulumi(["stack", "init", "crash"], { cwd: dir, env });
   });
   after(() => destroyContainers(h1, NAME));

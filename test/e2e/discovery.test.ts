@@ -4,12 +4,10 @@
  * reports every odd one in the summary, escaped, with the reason; the odd ones are left as they were.
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { expect } from "chai";
+import { exampleStack, fleetAccess } from "../support/examples";
 import { type FleetHost, loadInventory, manifest } from "../support/fleet";
 import { hostSh } from "../support/host";
-import { pulumiEnv, repoRoot, runPulumi } from "../support/pulumi";
 
 const inv = loadInventory();
 const h4 = inv.hosts.find((h) => h.name === "h4") as FleetHost;
@@ -32,21 +30,16 @@ const SETUP = `
 
 describe("discovery of odd container directory names, with the real Pulumi CLI", function () {
   this.timeout(900_000);
-  const cwd = path.join(repoRoot(), "examples", "fleet");
-  const state = fs.mkdtempSync(path.join(os.tmpdir(), "plb-odd-"));
-  const env = pulumiEnv({ stateDir: state, extra: { PULUMI_NODEJS_TRANSPILE_ONLY: "true" } });
-  const run = (args: string[]) => runPulumi([...args, "--stack", "odd"], { cwd, env, timeoutMs: 900_000 });
+  let run: (args: string[]) => Promise<{ stdout: string }>;
+  let state: string;
 
   before(async () => {
-    const link = path.join(repoRoot(), "node_modules", "pulumi-lxc-btrfs");
-    if (!fs.existsSync(link)) fs.symlinkSync("..", link, "dir");
     await hostSh(h4, SETUP, P);
-    await runPulumi(["stack", "init", "odd"], { cwd, env });
-    await run(["config", "set", "--path", "hosts[0].name", "h4"]);
-    await run(["config", "set", "--path", "hosts[0].host", h4.address]);
-    await run(["config", "set", "privateKeyPath", inv.users.root.privateKeyPath as string]);
-    await run(["config", "set", "knownHostsPath", inv.knownHostsPath]);
-    await run(["config", "set", "lxcPath", P]);
+    ({ run, state } = await exampleStack("fleet", "odd", {
+      hosts: [{ name: "h4", host: h4.address }],
+      lxcPath: P,
+      ...fleetAccess(inv),
+    }));
   });
   after(async () => {
     await hostSh(
@@ -54,7 +47,7 @@ describe("discovery of odd container directory names, with the real Pulumi CLI",
       'find "$1" -mindepth 2 -maxdepth 2 -name rootfs -inum 256 -exec btrfs subvolume delete {} + >/dev/null; rm -rf "$1"',
       P,
     );
-    fs.rmSync(state, { recursive: true, force: true });
+    if (state) fs.rmSync(state, { recursive: true, force: true });
   });
 
   it("converts the normal containers and lists every odd one as skipped, leaving it untouched", async () => {

@@ -1,27 +1,22 @@
 /**
  * Every program in examples/ runs with the real Pulumi CLI against the local fleet: up, a no-op preview,
  * destroy, with the host state checked; the fleet rollout also proves its waves and per-host limit from
- * the engine's own event log.
+ * the engine's own event log. The examples read only stack config, as a user's program would: each test
+ * sets it from the fleet's inventory.
  */
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { expect } from "chai";
-import { countAccepted, type FleetHost, hostExec, loadInventory } from "../support/fleet";
+import {
+  countAccepted,
+  type FleetHost,
+  hostExec,
+  loadInventory,
+  TEST_CONTAINER_GLOBS,
+} from "../support/fleet";
+import { exampleStack, fleetAccess } from "../support/examples";
 import { hostSh } from "../support/host";
-import { pulumiEnv, repoRoot, runPulumi } from "../support/pulumi";
 
 const inv = loadInventory();
 const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
-
-function example(name: string) {
-  const cwd = path.join(repoRoot(), "examples", name);
-  const state = fs.mkdtempSync(path.join(os.tmpdir(), `plb-ex-${name}-`));
-  const env = pulumiEnv({ stateDir: state, extra: { PULUMI_NODEJS_TRANSPILE_ONLY: "true" } });
-  const run = (args: string[], extra: string[] = ["--stack", "ex"]) =>
-    runPulumi([...args, ...extra], { cwd, env, timeoutMs: 900_000 });
-  return { cwd, state, run, init: () => runPulumi(["stack", "init", "ex"], { cwd, env }) };
-}
 
 /** Polls a host for conversion journals until stopped: which containers, how many at once, when. */
 function watchJournals(host: FleetHost) {
@@ -56,14 +51,13 @@ const noChanges = (out: string) =>
 
 describe("examples/ with the real Pulumi CLI", function () {
   this.timeout(1_200_000);
-  before(() => {
-    const link = path.join(repoRoot(), "node_modules", "pulumi-lxc-btrfs");
-    if (!fs.existsSync(link)) fs.symlinkSync("..", link, "dir");
-  });
 
   it("convert-one converts web1, is a no-op the second time, and reverts on destroy", async () => {
-    const ex = example("convert-one");
-    await ex.init();
+    const ex = await exampleStack("convert-one", "ex", {
+      host: h1.address,
+      container: "web1",
+      ...fleetAccess(inv),
+    });
     await ex.run(["up", "--yes", "--skip-preview"]);
     const outs = JSON.parse((await ex.run(["stack", "output", "--json"])).stdout);
     expect(outs).to.include({ backingStore: "btrfs", adopted: false });
@@ -76,8 +70,12 @@ describe("examples/ with the real Pulumi CLI", function () {
   });
 
   it("clone converts web1 and starts a snapshot clone of it", async () => {
-    const ex = example("clone");
-    await ex.init();
+    const ex = await exampleStack("clone", "ex", {
+      host: h1.address,
+      source: "web1",
+      name: "web1-clone",
+      ...fleetAccess(inv),
+    });
     await ex.run(["up", "--yes", "--skip-preview"]);
     const outs = JSON.parse((await ex.run(["stack", "output", "--json"])).stdout);
     expect(outs.cloneState).to.equal("RUNNING");
@@ -90,8 +88,11 @@ describe("examples/ with the real Pulumi CLI", function () {
   });
 
   it("fleet rolls out canary first, hosts in parallel, never over the per-host limit, and previews with no SSH", async () => {
-    const ex = example("fleet");
-    await ex.init();
+    const ex = await exampleStack("fleet", "ex", {
+      hosts: inv.hosts.filter((h) => h.fs === "btrfs").map((h) => ({ name: h.name, host: h.address })),
+      exclude: TEST_CONTAINER_GLOBS,
+      ...fleetAccess(inv),
+    });
     // Watch each host while the rollout runs: a conversion holds a journal file from its first change
     // to its last, so the journals present at once are the conversions running at once.
     const watchers = ["h1", "h2"].map((h) => watchJournals(inv.hosts.find((x) => x.name === h) as FleetHost));

@@ -5,12 +5,11 @@
  * secret anywhere in state or output.
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { expect } from "chai";
 import { countAccepted, type FleetHost, loadInventory, manifest } from "../support/fleet";
 import { hostSh } from "../support/host";
-import { exportStack, pulumiEnv, repoRoot, runPulumi } from "../support/pulumi";
+import { exportStack, previewChanges as changes, runPulumi, tempProject } from "../support/pulumi";
+import { linkPackage } from "../support/repo";
 
 const inv = loadInventory();
 const h2 = inv.hosts.find((h) => h.name === "h2") as FleetHost;
@@ -41,20 +40,6 @@ export const cloneParent = clone.parentUuid;
 export const cloneState = clone.state;
 `;
 
-/** The "operations" lines of a preview: `+ name create`, `~ name update`, ... for our resources. */
-function changes(out: string): string[] {
-  return out
-    .split("\n")
-    .map((l) =>
-      /^\s*([+~-]|\+-|-\+)\s+pulumi-nodejs:dynamic\/lxc-btrfs:(\w+)\s+(\S+)\s+(create|update|replace|delete)\b/.exec(
-        l,
-      ),
-    )
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => `${m[3]} ${m[4]}`)
-    .sort();
-}
-
 describe("end to end with the real Pulumi CLI", function () {
   this.timeout(900_000);
   let dir: string;
@@ -70,14 +55,12 @@ describe("end to end with the real Pulumi CLI", function () {
   const [A, B, CLONE] = ["app1", "app2", "e2e-clone"];
 
   before(async () => {
-    // Programs import the package by name, as users do; inside this checkout it is the checkout itself.
-    const link = path.join(repoRoot(), "node_modules", "pulumi-lxc-btrfs");
-    if (!fs.existsSync(link)) fs.symlinkSync("..", link, "dir");
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "plb-e2e-"));
-    fs.symlinkSync(path.join(repoRoot(), "node_modules"), path.join(dir, "node_modules"), "dir");
-    fs.writeFileSync(path.join(dir, "Pulumi.yaml"), "name: plb-e2e\nruntime: nodejs\nmain: index.ts\n");
-    fs.writeFileSync(path.join(dir, "index.ts"), PROGRAM);
-    env = pulumiEnv({ stateDir: path.join(dir, "state"), extra: { PULUMI_NODEJS_TRANSPILE_ONLY: "true" } });
+    linkPackage();
+    ({ dir, env } = tempProject(
+      "e2e",
+      { "index.ts": PROGRAM },
+      { extraEnv: { PULUMI_NODEJS_TRANSPILE_ONLY: "true" } },
+    ));
     await runPulumi(["stack", "init", STACK], { cwd: dir, env });
     for (const [k, v] of Object.entries({
       host: h2.address,

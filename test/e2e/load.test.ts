@@ -7,12 +7,12 @@
  *   h2's containers are untouched, and the next `pulumi up` finishes h2.
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "chai";
 import { countAccepted, type FleetHost, fault, loadInventory, manifest } from "../support/fleet";
 import { hostSh, makeConvertedContainers } from "../support/host";
-import { pulumiEnv, repoRoot, runPulumi } from "../support/pulumi";
+import { runPulumi, tempProject } from "../support/pulumi";
+import { linkPackage } from "../support/repo";
 
 const inv = loadInventory();
 const btrfsHosts = inv.hosts.filter((h) => h.fs === "btrfs");
@@ -48,17 +48,14 @@ if (spec.rollout) {
 `;
 
 function project(tag: string) {
-  const link = path.join(repoRoot(), "node_modules", "pulumi-lxc-btrfs");
-  if (!fs.existsSync(link)) fs.symlinkSync("..", link, "dir");
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `plb-${tag}-`));
-  fs.symlinkSync(path.join(repoRoot(), "node_modules"), path.join(dir, "node_modules"), "dir");
-  fs.writeFileSync(path.join(dir, "Pulumi.yaml"), `name: plb-${tag}\nruntime: nodejs\nmain: index.ts\n`);
-  fs.writeFileSync(path.join(dir, "index.ts"), PROGRAM);
+  linkPackage();
+  const { dir, env } = tempProject(
+    tag,
+    { "index.ts": PROGRAM },
+    { extraEnv: { PULUMI_NODEJS_TRANSPILE_ONLY: "true" } },
+  );
   const specFile = path.join(dir, "spec.json");
-  const env = pulumiEnv({
-    stateDir: path.join(dir, "state"),
-    extra: { PULUMI_NODEJS_TRANSPILE_ONLY: "true", PLB_SPEC: specFile },
-  });
+  env.PLB_SPEC = specFile;
   const spec = (hosts: { host: FleetHost; containers: string[] }[], rollout = false, noClones = false) =>
     fs.writeFileSync(
       specFile,

@@ -15,15 +15,16 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "chai";
 import { countAccepted, type FleetHost, loadInventory, run } from "../support/fleet";
-import { destroyContainers, hostSh } from "../support/host";
+import { destroyContainers, hostSh, makeBusybox, NO_NETWORK } from "../support/host";
 import {
   exportStack,
   type PulumiStackExport,
+  previewChanges as changes,
   pulumiEnv,
   pulumiSdkVersion,
-  repoRoot,
   runPulumi,
 } from "../support/pulumi";
+import { repoRoot } from "../support/repo";
 
 const inv = loadInventory();
 const h4 = inv.hosts.find((h) => h.name === "h4") as FleetHost;
@@ -56,20 +57,6 @@ export const store: RootfsOutputs["configBackingStore"] = "btrfs";
 export const conn = connection;
 `;
 
-/** The "operations" lines of a preview for our resources: `name create`, `name update`, ... */
-function changes(out: string): string[] {
-  return out
-    .split("\n")
-    .map((l) =>
-      /^\s*([+~-]|\+-|-\+)\s+pulumi-nodejs:dynamic\/lxc-btrfs:\w+\s+(\S+)\s+(create|update|replace|delete)\b/.exec(
-        l,
-      ),
-    )
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => `${m[2]} ${m[3]}`)
-    .sort();
-}
-
 /** Every string in the exported state that is, or that quotes, an absolute path. */
 function absolutePaths(state: unknown): string[] {
   const found: string[] = [];
@@ -99,13 +86,7 @@ function storedProviders(state: PulumiStackExport): string[] {
 
 async function makeContainers(...names: string[]): Promise<void> {
   await destroyContainers(h4, ...names);
-  for (const n of names) {
-    await hostSh(
-      h4,
-      'lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "lxc.net.0.type = empty\\n" >>"/var/lib/lxc/$1/config"',
-      n,
-    );
-  }
+  for (const n of names) await makeBusybox(h4, n, NO_NETWORK);
 }
 
 /** `inode` and the config's rootfs line of a container on h4. */

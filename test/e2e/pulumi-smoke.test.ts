@@ -7,17 +7,15 @@
  * Fails (does not skip) when the toolchain is missing: run `npm run pulumi:install`.
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "chai";
 import {
   exportStack,
   type PulumiStateResource,
   type PulumiStackExport,
-  pulumiEnv,
   pulumiSdkVersion,
-  repoRoot,
   runPulumi,
+  tempProject,
 } from "../support/pulumi";
 
 const STACK = "smoke";
@@ -96,7 +94,6 @@ export const fileSize = file.size;
 describe("pulumi smoke (real CLI, dynamic provider, file backend)", function () {
   this.timeout(120_000);
 
-  let tmp: string;
   let projectDir: string;
   let filesDir: string;
   let filePath: string;
@@ -108,31 +105,25 @@ describe("pulumi smoke (real CLI, dynamic provider, file backend)", function () 
     (s.deployment.resources ?? []).filter((r) => r.type === DYNAMIC_TYPE);
 
   before(() => {
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pulumi-smoke-"));
-    projectDir = path.join(tmp, "project");
-    filesDir = path.join(tmp, "files");
+    // The program, the run script and the dynamic-provider plugin all resolve @pulumi/pulumi (and
+    // typescript) from the project's node_modules. Throws when the toolchain is missing: the suite fails,
+    // it does not skip.
+    ({ dir: projectDir, env } = tempProject(
+      "smoke",
+      {
+        "index.ts": PROGRAM,
+        "package.json": `${JSON.stringify({ name: "plb-smoke", private: true, main: "index.ts" }, null, 2)}\n`,
+      },
+      { ownHome: true },
+    ));
+    filesDir = path.join(projectDir, "files");
     filePath = path.join(filesDir, "greeting.txt");
-    fs.mkdirSync(projectDir);
     fs.mkdirSync(filesDir);
-    fs.writeFileSync(
-      path.join(projectDir, "Pulumi.yaml"),
-      "name: pulumi-smoke\nruntime: nodejs\nmain: index.ts\ndescription: smoke test of the local toolchain\n",
-    );
-    fs.writeFileSync(
-      path.join(projectDir, "package.json"),
-      `${JSON.stringify({ name: "pulumi-smoke", private: true, main: "index.ts" }, null, 2)}\n`,
-    );
-    fs.writeFileSync(path.join(projectDir, "index.ts"), PROGRAM);
-    // The program, the run script and the dynamic-provider plugin all resolve
-    // @pulumi/pulumi (and typescript) from here.
-    fs.symlinkSync(path.join(repoRoot(), "node_modules"), path.join(projectDir, "node_modules"), "dir");
-    // Throws when the toolchain is missing: the suite fails, it does not skip.
-    env = pulumiEnv({ stateDir: path.join(tmp, "state"), home: path.join(tmp, "home") });
   });
 
   after(() => {
-    if (tmp && !process.env["KEEP_PULUMI_SMOKE"]) {
-      fs.rmSync(tmp, { recursive: true, force: true });
+    if (projectDir && !process.env["KEEP_PULUMI_SMOKE"]) {
+      fs.rmSync(projectDir, { recursive: true, force: true });
     }
   });
 

@@ -11,8 +11,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "chai";
-import { getHost, hostExec, loadInventory, run } from "../support/fleet";
-import { pulumiEnv, repoRoot } from "../support/pulumi";
+import type { ShardReport } from "../../examples/sharded/index";
+import { getHost, loadInventory, run } from "../support/fleet";
+import { hostSh } from "../support/host";
+import { pulumiEnv } from "../support/pulumi";
+import { linkPackage, repoRoot } from "../support/repo";
 
 const inv = loadInventory();
 const h4 = getHost("h4", inv);
@@ -45,12 +48,7 @@ for c in shd-c1 shd-c2; do lxc-create -P ${ROOT}/shard-c -n $c -t busybox >/dev/
 # Running: its conversion is refused (ifRunning "fail"), after shd-c1 converted (one at a time, by name).
 lxc-start -P ${ROOT}/shard-c -n shd-c2`;
 
-async function sh(script: string): Promise<string> {
-  const res = await hostExec(h4, ["sh", "-c", script], { timeoutMs: 120_000 });
-  if (res.code !== 0)
-    throw new Error(`h4: script failed (exit ${res.code}): ${res.stderr.trim()}\n${script}`);
-  return res.stdout;
-}
+const sh = (script: string) => hostSh(h4, script);
 
 /** One line per container: rootfs kind, subvolume or not, the config's rootfs line, the LXC state. */
 async function hostState(): Promise<string[]> {
@@ -68,21 +66,23 @@ done`);
 
 const line = (dir: string, name: string, kind: string, store: string, state = "STOPPED") =>
   `${dir}/${name} ${kind} ${store}:${ROOT}/${dir}/${name}/rootfs ${state}`;
+const symlinkB3 = `shard-b/shd-b3 symlink dir:${ROOT}/shard-b/shd-b3/rootfs STOPPED`;
 
-interface ShardReport {
-  shard: string;
-  action: string;
-  hosts: string[];
-  ok: boolean;
-  started: string;
-  durationMs: number;
-  converted: string[];
-  adopted: string[];
-  skipped: string[];
-  failed: string[];
-  changes: Record<string, number>;
-  error?: string;
-}
+/** hostState() once every container is stopped and its rootfs is `kind` (shd-b3's symlink aside). */
+const everyContainer = (kind: "subvolume" | "dir") =>
+  [
+    ["shard-a", "shd-a1"],
+    ["shard-a", "shd-a2"],
+    ["shard-a", "shd-a3"],
+    ["shard-b", "shd-b1"],
+    ["shard-b", "shd-b2"],
+    ["shard-b", "shd-b3"],
+    ["shard-b-extra", "shd-b4"],
+    ["shard-c", "shd-c1"],
+    ["shard-c", "shd-c2"],
+  ].map(([dir, name]) =>
+    name === "shd-b3" ? symlinkB3 : line(dir, name, kind, kind === "subvolume" ? "btrfs" : "dir"),
+  );
 
 describe("examples/sharded: one stack per shard through the Automation API, with the real CLI", function () {
   this.timeout(900_000);
@@ -92,8 +92,7 @@ describe("examples/sharded: one stack per shard through the Automation API, with
   let env: NodeJS.ProcessEnv;
 
   before(async () => {
-    const link = path.join(repoRoot(), "node_modules", "pulumi-lxc-btrfs");
-    if (!fs.existsSync(link)) fs.symlinkSync("..", link, "dir");
+    linkPackage();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "plb-sharded-"));
     env = pulumiEnv({ stateDir: path.join(tmp, "state") });
     await sh(CLEANUP); // what an interrupted earlier run of this test left
@@ -153,6 +152,19 @@ describe("examples/sharded: one stack per shard through the Automation API, with
 
   /** The reports without their timings, which the test checks separately. */
   const outcome = (reports: ShardReport[]) => reports.map(({ started: _s, durationMs: _d, ...rest }) => rest);
+  /** The report of one shard's `up` without its timings: a success that converted nothing unless `r` says otherwise. */
+  const upReport = (shard: string, hosts: string[], r: Partial<ShardReport>) => ({
+    shard,
+    action: "up",
+    hosts,
+    ok: true,
+    converted: [],
+    adopted: [],
+    skipped: [],
+    failed: [],
+    changes: {},
+    ...r,
+  });
 
   function logDurations(what: string, reports: ShardReport[]) {
     console.log(
@@ -193,7 +205,6 @@ describe("examples/sharded: one stack per shard through the Automation API, with
   it("runs 3 shards at once, reports each, fails only the broken ones, then up, preview and destroy per shard", async () => {
     const file = shardsFile();
     const runningC2 = `shard-c/shd-c2 dir dir:${ROOT}/shard-c/shd-c2/rootfs RUNNING`;
-    const symlinkB3 = `shard-b/shd-b3 symlink dir:${ROOT}/shard-b/shd-b3/rootfs STOPPED`;
 
     // 1. shard-c's second container is running and shard-b's extra host has no lxcPath yet.
     const started = Date.now();
@@ -202,26 +213,16 @@ describe("examples/sharded: one stack per shard through the Automation API, with
     expect(first.code, first.where).to.equal(1);
     const c2Error =
       `h4/shd-c2: LxcSubvolumeRootfs shd-c2 on root@${h4.address}:22: container shd-c2 is RUNNING; ` +
-      'stop it first or set ifRunning: "restart". Nothing was changed.';
+      'stop it first or set ifRunning: "restart" or "live". Nothing was changed.';
     const extraError =
       `h4-extra: discovery: on root@${h4.address}:22: \`plb-discover ${ROOT}/shard-b-extra\` exited with code 3: ` +
       `lxcpath ${ROOT}/shard-b-extra does not exist`;
     expect(outcome(first.reports), first.where).to.deep.equal([
-      {
-        shard: "shard-a",
-        action: "up",
-        hosts: ["h4"],
-        ok: true,
+      upReport("shard-a", ["h4"], {
         converted: ["h4/shd-a1", "h4/shd-a2", "h4/shd-a3"],
-        adopted: [],
-        skipped: [],
-        failed: [],
         changes: { create: 5 }, // the stack, the rollout and 3 conversions
-      },
-      {
-        shard: "shard-b",
-        action: "up",
-        hosts: ["h4", "h4-extra"],
+      }),
+      upReport("shard-b", ["h4", "h4-extra"], {
         ok: false,
         converted: ["h4/shd-b2"],
         adopted: ["h4/shd-b1"],
@@ -229,19 +230,14 @@ describe("examples/sharded: one stack per shard through the Automation API, with
         failed: [extraError],
         changes: { create: 4 },
         error: `1 host(s) could not be listed; fix them and run again: ${extraError}`,
-      },
-      {
-        shard: "shard-c",
-        action: "up",
-        hosts: ["h4"],
+      }),
+      upReport("shard-c", ["h4"], {
         ok: false,
         converted: ["h4/shd-c1"],
-        adopted: [],
-        skipped: [],
         failed: [c2Error],
         changes: { create: 3 },
         error: c2Error,
-      },
+      }),
     ]);
     // All three ran at once: each started before any other finished.
     const spans = first.reports.map((r) => [Date.parse(r.started), Date.parse(r.started) + r.durationMs]);
@@ -281,53 +277,21 @@ describe("examples/sharded: one stack per shard through the Automation API, with
     const second = await runExample(file, ["up"]);
     expect(second.code, second.where).to.equal(0);
     expect(outcome(second.reports), second.where).to.deep.equal([
-      {
-        shard: "shard-a",
-        action: "up",
-        hosts: ["h4"],
-        ok: true,
+      upReport("shard-a", ["h4"], {
         converted: ["h4/shd-a1", "h4/shd-a2", "h4/shd-a3"],
-        adopted: [],
-        skipped: [],
-        failed: [],
         changes: { same: 5 },
-      },
-      {
-        shard: "shard-b",
-        action: "up",
-        hosts: ["h4", "h4-extra"],
-        ok: true,
+      }),
+      upReport("shard-b", ["h4", "h4-extra"], {
         converted: ["h4-extra/shd-b4", "h4/shd-b2"],
         adopted: ["h4/shd-b1"],
         skipped: ["h4/shd-b3 (rootfs is symlink)"],
-        failed: [],
         changes: { create: 1, same: 4 },
-      },
-      {
-        shard: "shard-c",
-        action: "up",
-        hosts: ["h4"],
-        ok: true,
-        converted: ["h4/shd-c1", "h4/shd-c2"],
-        adopted: [],
-        skipped: [],
-        failed: [],
-        changes: { create: 1, same: 3 },
-      },
+      }),
+      upReport("shard-c", ["h4"], { converted: ["h4/shd-c1", "h4/shd-c2"], changes: { create: 1, same: 3 } }),
     ]);
     expect(second.stdout, second.where).to.match(/\nup: 3 of 3 shard\(s\) succeeded in \d+\.\ds\n$/);
     logDurations("up, all succeeding", second.reports);
-    const converted = [
-      line("shard-a", "shd-a1", "subvolume", "btrfs"),
-      line("shard-a", "shd-a2", "subvolume", "btrfs"),
-      line("shard-a", "shd-a3", "subvolume", "btrfs"),
-      line("shard-b", "shd-b1", "subvolume", "btrfs"),
-      line("shard-b", "shd-b2", "subvolume", "btrfs"),
-      symlinkB3,
-      line("shard-b-extra", "shd-b4", "subvolume", "btrfs"),
-      line("shard-c", "shd-c1", "subvolume", "btrfs"),
-      line("shard-c", "shd-c2", "subvolume", "btrfs"),
-    ];
+    const converted = everyContainer("subvolume");
     expect(await hostState()).to.deep.equal(converted);
 
     // 3. A refreshed preview of every shard: each stack reads its own containers, and nothing changes.
@@ -356,17 +320,7 @@ describe("examples/sharded: one stack per shard through the Automation API, with
       ["shard-c", true, { delete: 4 }, undefined],
     ]);
     logDurations("destroy", destroy.reports);
-    expect(await hostState()).to.deep.equal([
-      line("shard-a", "shd-a1", "dir", "dir"),
-      line("shard-a", "shd-a2", "dir", "dir"),
-      line("shard-a", "shd-a3", "dir", "dir"),
-      line("shard-b", "shd-b1", "dir", "dir"),
-      line("shard-b", "shd-b2", "dir", "dir"),
-      symlinkB3,
-      line("shard-b-extra", "shd-b4", "dir", "dir"),
-      line("shard-c", "shd-c1", "dir", "dir"),
-      line("shard-c", "shd-c2", "dir", "dir"),
-    ]);
+    expect(await hostState()).to.deep.equal(everyContainer("dir"));
     // Each shard's stack is empty now.
     for (const s of ["shard-a", "shard-b", "shard-c"]) {
       const checkpoint = JSON.parse(

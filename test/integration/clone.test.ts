@@ -10,7 +10,7 @@ import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
 import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
-import { destroyContainers, expectRefused, hostSh } from "../support/host";
+import { destroyContainers, hostSh, makeBusybox, NO_NETWORK, rejectionOf } from "../support/host";
 
 const inv = loadInventory();
 const h2 = inv.hosts.find((h) => h.name === "h2") as FleetHost;
@@ -24,13 +24,7 @@ function args(source: string, name: string, extra: Partial<CloneInputs> = {}): C
 
 const sh = (script: string, ...a: string[]) => hostSh(h2, script, ...a);
 
-async function makeSource(name: string, extraConfig = ""): Promise<void> {
-  await sh(
-    'lxc-destroy -n "$1" >/dev/null 2>&1; lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "%s" "$2" >>"/var/lib/lxc/$1/config"',
-    name,
-    extraConfig,
-  );
-}
+const makeSource = (name: string, extraConfig = "") => makeBusybox(h2, name, extraConfig);
 
 async function convert(name: string, nested: "fail" | "keep" = "fail"): Promise<void> {
   await rootfs.create(rootfsArgsSchema.parse({ connection, container: name, nestedSubvolumes: nested }));
@@ -190,7 +184,7 @@ describe("LxcSnapshotClone on the fleet", function () {
 
     it("refuses an unconverted source, pointing at LxcSubvolumeRootfs, and changes nothing", async () => {
       const before = await manifest(h2, "/var/lib/lxc");
-      const msg = await expectRefused(clone.create(args(SRC, "ct-x")));
+      const msg = await rejectionOf(clone.create(args(SRC, "ct-x")));
       expect(msg).to.equal(
         `LxcSnapshotClone ct-x (from ${SRC}) on ${TARGET}: source ${SRC}'s rootfs is not a btrfs subvolume with a btrfs: config, so it cannot be snapshot-cloned; declare an LxcSubvolumeRootfs for ${SRC} and pass it in this clone's dependsOn. Nothing was changed.`,
       );
@@ -201,7 +195,7 @@ describe("LxcSnapshotClone on the fleet", function () {
       await convert(SRC);
       await makeSource("ct-taken");
       const before = await manifest(h2, "/var/lib/lxc/ct-taken");
-      const msg = await expectRefused(clone.create(args(SRC, "ct-taken")));
+      const msg = await rejectionOf(clone.create(args(SRC, "ct-taken")));
       expect(msg).to.equal(
         `LxcSnapshotClone ct-taken (from ${SRC}) on ${TARGET}: a container named ct-taken already exists and is not a snapshot of ${SRC}; choose another name or remove it. Nothing was changed.`,
       );
@@ -211,7 +205,7 @@ describe("LxcSnapshotClone on the fleet", function () {
     it("refuses a running source with ifSourceRunning: fail", async () => {
       await sh('lxc-start -n "$1"', SRC);
       try {
-        const msg = await expectRefused(clone.create(args(SRC, "ct-x")));
+        const msg = await rejectionOf(clone.create(args(SRC, "ct-x")));
         expect(msg).to.equal(
           `LxcSnapshotClone ct-x (from ${SRC}) on ${TARGET}: source ${SRC} is RUNNING; stop it, or set ifSourceRunning: "freeze" or "restart". Nothing was changed.`,
         );
@@ -368,7 +362,7 @@ describe("LxcSnapshotClone on the fleet", function () {
         await makeSource(src);
         await sh(`cd "/var/lib/lxc/$1/rootfs" && mv etc etc.real && ln -s ${CANARY}/etc etc`, src);
         await convert(src);
-        const msg = await expectRefused(clone.create(args(src, cl)));
+        const msg = await rejectionOf(clone.create(args(src, cl)));
         expect(msg).to.include(
           `/var/lib/lxc/${cl}/rootfs/etc is a symlink or not a directory in the source's snapshot; the clone's /etc/hostname cannot be written without following it: make /etc a directory in ${src} and run again`,
         );
@@ -385,7 +379,7 @@ describe("LxcSnapshotClone on the fleet", function () {
       const src = "ct-sym";
       const cl = "ct-sym-run";
       try {
-        await makeSource(src, "lxc.net.0.type = empty\n");
+        await makeSource(src, NO_NETWORK);
         await sh(`cd "/var/lib/lxc/$1/rootfs" && ln -sf ${CANARY}/etc/hostname etc/hostname`, src);
         await convert(src);
         const { outs } = await clone.create(args(src, cl, { start: true }));

@@ -16,7 +16,7 @@ import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
 import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FaultAction, type FleetHost, fault, loadInventory, manifest } from "../support/fleet";
-import { destroyContainers, hostSh } from "../support/host";
+import { destroyContainers, hostSh, waitFor } from "../support/host";
 
 const inv = loadInventory();
 const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
@@ -49,15 +49,6 @@ const matrix: string[] = [];
 
 const sh = (script: string, ...args: string[]) => hostSh(h1, script, ...args);
 const destroy = (...names: string[]) => destroyContainers(h1, ...names);
-
-async function waitFor(what: string, cond: () => Promise<boolean>, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** Every subvolume in the container's directory: after any run, only its rootfs. */
 const subvolumes = (name: string) => sh('find "/var/lib/lxc/$1" -type d -inum 256 | sort', name);
@@ -119,6 +110,7 @@ async function strike<K extends Kind>(
   await waitFor(
     `${hold}.reached`,
     async () => (await sh('[ -e "$1.reached" ] && echo y || true', hold)) === "y\n",
+    60_000,
   );
   const inject = INJECT[f];
   if (inject) await fault(h1, inject);
@@ -133,6 +125,7 @@ async function strike<K extends Kind>(
   await waitFor(
     "the faulted run's host-side scripts to end",
     async () => (await sh(`pgrep -f "plb-(step|clone) .*${name}" >/dev/null && echo busy || true`)) === "",
+    60_000,
   );
   // The client lost its connection or its process: it cannot have reported success.
   if (f !== "disk full") expect(how).to.match(/^failed/);
@@ -164,7 +157,7 @@ describe("fault matrix: each step × link cut, sshd killed, provider SIGKILL, di
   describe("LxcSubvolumeRootfs conversion", () => {
     const name = "it-fault";
     const inputs = rootfsArgsSchema.parse({ connection, container: name });
-    // The failpoints are the steps of the batches, in order (see rootfs-plan.ts).
+    // The failpoints are the steps of the batches, in order (see provider/rootfs/plan.ts).
     const steps = ["subvol-create", "copy", "verify", "swap", "write-config", "remove", "journal-clear"];
     for (const step of steps) {
       for (const f of FAULTS) {

@@ -16,7 +16,7 @@ import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import { validate } from "../../provider/core/inputs";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { countAccepted, type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
-import { expectRejection as rejection } from "../support/host";
+import { rejectionOf } from "../support/host";
 
 const inv = loadInventory();
 const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
@@ -169,7 +169,7 @@ describe("hostile and broken input", function () {
       for (const f of res.failures) expect(f.reason, what).to.match(/^(must|is) /);
       const check = await (kind === "rootfs" ? rootfs.check({}, raw) : clone.check({}, raw));
       expect(check.failures, what).to.deep.equal(res.failures);
-      const msg = await rejection(
+      const msg = await rejectionOf(
         kind === "rootfs" ? rootfs.create(raw as never) : clone.create(raw as never),
       );
       expect(msg, what).to.match(
@@ -243,7 +243,7 @@ describe("hostile and broken input", function () {
   ];
   for (const [what, run, want] of HOST_CASES) {
     it(`refuses ${what}, changing nothing`, async () => {
-      expect(await rejection(run())).to.match(want);
+      expect(await rejectionOf(run())).to.match(want);
     });
   }
 
@@ -255,8 +255,10 @@ describe("hostile and broken input", function () {
       try {
         const msg =
           tool === "btrfs"
-            ? await rejection(rootfs.create(rootfsArgsSchema.parse({ connection: base, container: "web1" })))
-            : await rejection(
+            ? await rejectionOf(
+                rootfs.create(rootfsArgsSchema.parse({ connection: base, container: "web1" })),
+              )
+            : await rejectionOf(
                 clone.create(cloneArgsSchema.parse({ connection: base, source: "web1", name: "x2" })),
               );
         expect(msg).to.match(
@@ -272,7 +274,7 @@ describe("hostile and broken input", function () {
 
   it("refuses the ext4 host in a clone too", async () => {
     const c = h3.containers[0].name;
-    const msg = await rejection(
+    const msg = await rejectionOf(
       clone.create(
         cloneArgsSchema.parse({ connection: { ...base, host: h3.address }, source: c, name: "x3" }),
       ),

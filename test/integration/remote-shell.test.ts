@@ -9,7 +9,7 @@ import { expect } from "chai";
 import { type ConnectionArgs, connectionSchema } from "../../provider/transport/connection";
 import { closeAllConnections, openRemote, poolStats } from "../../provider/transport/ssh";
 import { type FleetHost, loadInventory } from "../support/fleet";
-import { expectRejection, hostSh } from "../support/host";
+import { hostSh, rejectionOf } from "../support/host";
 
 const inv = loadInventory();
 // h4: the fault matrices cut and restart h1, which would fail these for reasons of their own.
@@ -44,7 +44,7 @@ describe("remote shells per pooled connection (real OpenSSH server)", function (
       expect(shells.size).to.equal(1);
 
       const tag = `plb-rs-timeout-${who === "root" ? "r" : "s"}-${process.pid}`;
-      const msg = await expectRejection(
+      const msg = await rejectionOf(
         r.run(["sh", "-c", 'sleep 300 & sleep 301; echo "$0"', tag], { timeoutSec: 1 }),
       );
       expect(msg).to.equal(
@@ -106,7 +106,7 @@ describe("remote shells per pooled connection (real OpenSSH server)", function (
       conn({ user: inv.users.password.user, privateKey: undefined, password, sudo: true }),
     );
     for (let i = 0; i < 2; i++) {
-      expect(await expectRejection(r.check(["id", "-u"]))).to.equal(
+      expect(await rejectionOf(r.check(["id", "-u"]))).to.equal(
         `on ${inv.users.password.user}@${host.address}:22: \`id -u\` exited with code 1: sudo: a password is required\n` +
           "hint: the user needs passwordless sudo (NOPASSWD in sudoers) for connection.sudo",
       );

@@ -11,7 +11,14 @@ import { cloneArgsSchema } from "../../provider/clone/inputs";
 import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, fault, hostExec, loadInventory, manifest } from "../support/fleet";
-import { destroyContainers as destroy, expectRefused, hostSh, waitFor } from "../support/host";
+import {
+  destroyContainers as destroy,
+  hostSh,
+  makeBusybox,
+  NO_NETWORK,
+  rejectionOf,
+  waitFor,
+} from "../support/host";
 
 const inv = loadInventory();
 const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
@@ -28,13 +35,7 @@ function inputs(host: FleetHost, container: string, extra: Partial<RootfsInputs>
 }
 
 /** A fresh busybox container, created the way users do, with a dir: rootfs. */
-async function makeContainer(host: FleetHost, name: string): Promise<void> {
-  await hostSh(
-    host,
-    'lxc-destroy -n "$1" >/dev/null 2>&1 || true; lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "lxc.net.0.type = empty\\n" >>"/var/lib/lxc/$1/config"',
-    name,
-  );
-}
+const makeContainer = (host: FleetHost, name: string) => makeBusybox(host, name, NO_NETWORK);
 
 async function config(host: FleetHost, name: string): Promise<string> {
   return hostSh(host, 'cat "/var/lib/lxc/$1/config"', name);
@@ -266,19 +267,23 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       expect(made.outs.state).to.equal("RUNNING");
       // Until systemd has its bus up, systemctl prints nothing ("Failed to connect to bus" on stderr).
       let up = "";
-      await waitFor(async () => {
-        const r = await hostExec(h1, [
-          "lxc-attach",
-          "-n",
-          cl,
-          "--",
-          "systemctl",
-          "is-system-running",
-          "--wait",
-        ]);
-        up = r.stdout.trim();
-        return up !== "";
-      }, 120_000);
+      await waitFor(
+        "systemd in the clone to answer systemctl",
+        async () => {
+          const r = await hostExec(h1, [
+            "lxc-attach",
+            "-n",
+            cl,
+            "--",
+            "systemctl",
+            "is-system-running",
+            "--wait",
+          ]);
+          up = r.stdout.trim();
+          return up !== "";
+        },
+        120_000,
+      );
       expect(up).to.be.oneOf(["running", "degraded"]);
       expect((await hostExec(h1, ["lxc-attach", "-n", cl, "--", "hostname"])).stdout).to.equal(`${cl}\n`);
       // The clone's journald writes its own NOCOW journal; the source's tree does not change.
@@ -327,7 +332,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
 
     it("refuses nested subvolumes by default, listing them, and changes nothing", async () => {
       const before = await dirManifest(h1, name);
-      const msg = await expectRefused(rootfs.create(inputs(h1, name)));
+      const msg = await rejectionOf(rootfs.create(inputs(h1, name)));
       expect(msg).to.equal(
         `LxcSubvolumeRootfs ${name} on root@${h1.address}:22: nested subvolumes inside ${LXC}/${name}/rootfs: ${LXC}/${name}/rootfs/nested; ` +
           'set nestedSubvolumes: "keep" to move them into the new subvolume. Nothing was changed.',
@@ -436,7 +441,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       try {
         await hostSh(h1, 'chattr +i "/var/lib/lxc/$1/rootfs"', other);
         const before = await dirManifest(h1, other);
-        const msg = await expectRefused(rootfs.create(inputs(h1, other)));
+        const msg = await rejectionOf(rootfs.create(inputs(h1, other)));
         expect(msg).to.equal(
           `LxcSubvolumeRootfs ${other} on root@${h1.address}:22: ${LXC}/${other}/rootfs itself is immutable or append-only (lsattr: ----i-----------------), so it cannot be renamed; clear it with chattr -i -a ${LXC}/${other}/rootfs and run again. Nothing was changed.`,
         );
@@ -459,7 +464,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       [
         "a running container",
         'lxc-start -n "$1"',
-        (n) => `container ${n} is RUNNING; stop it first or set ifRunning: "restart"`,
+        (n) => `container ${n} is RUNNING; stop it first or set ifRunning: "restart" or "live"`,
       ],
       [
         "a mount point inside rootfs",
@@ -496,7 +501,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
         const snapshot =
           what === "a running container" ? () => outside(h1, name) : () => dirManifest(h1, name);
         const before = await snapshot();
-        const msg = await expectRefused(rootfs.create(inputs(h1, name)));
+        const msg = await rejectionOf(rootfs.create(inputs(h1, name)));
         const want = `LxcSubvolumeRootfs ${name} on root@${h1.address}:22: ${reason(name)}. Nothing was changed.`;
         if (want.includes("(lines X)"))
           expect(msg).to.match(new RegExp(`^${reEscape(want).replace("X", "\\d+, \\d+")}$`));
@@ -507,7 +512,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     }
 
     it("refuses a missing container", async () => {
-      const msg = await expectRefused(rootfs.create(inputs(h1, "it-no-such")));
+      const msg = await rejectionOf(rootfs.create(inputs(h1, "it-no-such")));
       expect(msg).to.equal(
         `LxcSubvolumeRootfs it-no-such on root@${h1.address}:22: container it-no-such does not exist: ${LXC}/it-no-such is missing; check the name and lxcPath. Nothing was changed.`,
       );
@@ -517,7 +522,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       const before = await dirManifest(h1, name);
       await fault(h1, "fill");
       try {
-        const msg = await expectRefused(rootfs.create(inputs(h1, name)));
+        const msg = await rejectionOf(rootfs.create(inputs(h1, name)));
         expect(msg).to.match(
           new RegExp(
             `^LxcSubvolumeRootfs ${name} on root@${reEscape(h1.address)}:22: not enough free space in ${LXC}/${name}: \\d+ bytes available, \\d+ needed for the metadata of \\d+ entries; free some space and run again\\. Nothing was changed\\.$`,
@@ -532,7 +537,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     it("refuses a container on ext4, naming the filesystem", async () => {
       const c = h3.containers[0].name;
       const before = await manifest(h3, `${LXC}/${c}`);
-      const msg = await expectRefused(rootfs.create(inputs(h3, c)));
+      const msg = await rejectionOf(rootfs.create(inputs(h3, c)));
       expect(msg).to.equal(
         `LxcSubvolumeRootfs ${c} on root@${h3.address}:22: ${LXC}/${c} is on ext2/ext3, not btrfs; LxcSubvolumeRootfs needs /var/lib/lxc on a btrfs filesystem. Nothing was changed.`,
       );
@@ -620,7 +625,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
     async function interruptCopy(how: () => Promise<void>): Promise<void> {
       const before = await manifest(h1, `${LXC}/${name}/rootfs`);
       // Observed from the start: the rejection may come while we are still injecting the fault.
-      const refused = expectRefused(
+      const refused = rejectionOf(
         rootfs.create(
           inputs(h1, name, {
             connection: {
@@ -634,6 +639,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
         ),
       );
       await waitFor(
+        "the conversion's copy to start",
         async () =>
           (
             await hostSh(

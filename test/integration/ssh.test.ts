@@ -10,7 +10,7 @@ import { expect } from "chai";
 import { connectionSchema, type ConnectionArgs } from "../../provider/transport/connection";
 import { closeAllConnections, openRemote, poolStats } from "../../provider/transport/ssh";
 import { countAccepted, fault, type FleetHost, loadInventory } from "../support/fleet";
-import { expectRejection as expectRejects } from "../support/host";
+import { rejectionOf } from "../support/host";
 
 const inv = loadInventory();
 const [h1, h2] = inv.hosts;
@@ -76,7 +76,7 @@ describe("ssh transport (real OpenSSH servers)", function () {
     const r = openRemote(
       conn(h1, { user: inv.users.password.user, privateKey: undefined, password, sudo: true }),
     );
-    const msg = await expectRejects(r.check(["id", "-u"]));
+    const msg = await rejectionOf(r.check(["id", "-u"]));
     expect(msg).to.equal(
       `on ${inv.users.password.user}@${h1.address}:22: \`id -u\` exited with code 1: sudo: a password is required\n` +
         "hint: the user needs passwordless sudo (NOPASSWD in sudoers) for connection.sudo",
@@ -94,7 +94,7 @@ describe("ssh transport (real OpenSSH servers)", function () {
     const noPass = openRemote(
       conn(h2, { user: inv.users.encrypted.user, privateKey: enc, dialErrorLimit: 1 }),
     );
-    expect(await expectRejects(noPass.check(["true"]))).to.equal(
+    expect(await rejectionOf(noPass.check(["true"]))).to.equal(
       `cannot use the private key for ${inv.users.encrypted.user}@${h2.address}:22: it is encrypted or unreadable; set connection.privateKeyPassword or check the key`,
     );
 
@@ -141,7 +141,7 @@ describe("ssh transport (real OpenSSH servers)", function () {
       encoding: "utf8",
     }).split(" ")[1];
     const started = Date.now();
-    const msg = await expectRejects(
+    const msg = await rejectionOf(
       openRemote(conn(h1, { hostKey: other })).check(["touch", "/tmp/should-not-exist"]),
     );
     expect(msg).to.equal(
@@ -155,7 +155,7 @@ describe("ssh transport (real OpenSSH servers)", function () {
   it("never lends a pooled connection to a caller with another host key policy", async () => {
     expect((await openRemote(conn(h1)).check(["true"])).code).to.equal(0);
     const other = h2.hostKeys.find((k) => k.startsWith("ssh-ed25519")) as string;
-    const msg = await expectRejects(openRemote(conn(h1, { hostKey: other })).check(["true"]));
+    const msg = await rejectionOf(openRemote(conn(h1, { hostKey: other })).check(["true"]));
     expect(msg).to.match(/^host key verification failed for root@/);
   });
 
@@ -178,13 +178,13 @@ describe("ssh transport (real OpenSSH servers)", function () {
         .filter((l) => !l.startsWith(`${h1.address} `))
         .join("\n"),
     );
-    const msg = await expectRejects(openRemote(conn(h1, { knownHostsPath: kh })).check(["true"]));
+    const msg = await rejectionOf(openRemote(conn(h1, { knownHostsPath: kh })).check(["true"]));
     expect(msg).to.match(
       new RegExp(
         `^host key verification failed for root@${h1.address.replace(/\./g, "\\.")}:22: the host is not in ${kh} \\(it presented SHA256:`,
       ),
     );
-    const wrong = await expectRejects(
+    const wrong = await rejectionOf(
       openRemote(conn(h1, { privateKey: key("admin"), dialErrorLimit: 3 })).check(["true"]),
     );
     expect(wrong).to.equal(
@@ -194,7 +194,7 @@ describe("ssh transport (real OpenSSH servers)", function () {
 
   it("fails an unreachable address within dialErrorLimit x perDialTimeout, naming it", async () => {
     const started = Date.now();
-    const msg = await expectRejects(
+    const msg = await rejectionOf(
       openRemote(conn(h1, { host: "10.213.0.99", dialErrorLimit: 2, perDialTimeout: 2 })).check(["true"]),
     );
     const took = Date.now() - started;
@@ -213,7 +213,7 @@ describe("ssh transport (real OpenSSH servers)", function () {
     await new Promise((res) => setTimeout(res, 1000));
     await fault(h2, "sshd-stop");
     try {
-      const msg = await expectRejects(running);
+      const msg = await rejectionOf(running);
       expect(msg).to.match(
         new RegExp(`^on root@${h2.address.replace(/\./g, "\\.")}:22: \`sleep 20\` was killed or timed out`),
       );
@@ -250,7 +250,7 @@ describe("ssh transport (real OpenSSH servers)", function () {
 
   it("never passes a NUL byte: quoting refuses it before anything is sent", async () => {
     const before = countAccepted(h1);
-    expect(await expectRejects(openRemote(conn(h1)).run(["echo", "a\0b"]))).to.equal(
+    expect(await rejectionOf(openRemote(conn(h1)).run(["echo", "a\0b"]))).to.equal(
       "an argument contains a NUL byte, which cannot be passed to a command",
     );
     expect(countAccepted(h1)).to.equal(before);

@@ -8,6 +8,7 @@
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { repoRoot } from "./repo";
 
 /** One SSH identity of the fleet (see the `users` section of the inventory). */
 export interface FleetUser {
@@ -93,6 +94,13 @@ export interface Inventory {
   };
   hosts: FleetHost[];
 }
+
+/**
+ * Name globs of the containers that the integration and e2e tests and the benchmarks make on the fleet's
+ * hosts, besides the ones `up.sh` creates: a rollout over the whole fleet (the demo, examples/fleet)
+ * excludes them so that it does not convert another run's containers.
+ */
+export const TEST_CONTAINER_GLOBS = ["*-clone", "it-*", "ct-*", "e2e-*", "bench-*", "live-*"];
 
 /** A host given by name (`"h1"`) or as an inventory entry. */
 export type HostRef = string | FleetHost;
@@ -226,15 +234,9 @@ export function hostExec(
   return run("nsenter", [...ns, ...argv], { ...opts, cwd: undefined });
 }
 
-/** Absolute path of a script in `scripts/fleet/` of this checkout (from `test/` or `dist/test/`). */
+/** Absolute path of a script in `scripts/fleet/` of this checkout. */
 export function fleetScript(name: string): string {
-  let dir = __dirname;
-  for (let i = 0; i < 5; i++) {
-    const candidate = path.join(dir, "scripts", "fleet", name);
-    if (fs.existsSync(candidate)) return candidate;
-    dir = path.dirname(dir);
-  }
-  throw new Error(`scripts/fleet/${name} not found above ${__dirname}`);
+  return path.join(repoRoot(), "scripts", "fleet", name);
 }
 
 /** Faults of `scripts/fleet/fault.sh`; `latency` takes the delay in ms as extra argument. */

@@ -26,6 +26,22 @@ export async function destroyContainers(host: FleetHost, ...names: string[]): Pr
   }
 }
 
+/** Config lines that give a container no network, so that `lxc-start` needs no bridge. */
+export const NO_NETWORK = "lxc.net.0.type = empty\n";
+
+/**
+ * A fresh busybox container NAME on the host, made the way users make one (`lxc-create -t busybox`, a
+ * `dir:` rootfs) after destroying any container of that name, with `extraConfig` appended to its config.
+ */
+export async function makeBusybox(host: FleetHost, name: string, extraConfig = ""): Promise<void> {
+  await hostSh(
+    host,
+    'lxc-destroy -n "$1" >/dev/null 2>&1; lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "%s" "$2" >>"/var/lib/lxc/$1/config"',
+    name,
+    extraConfig,
+  );
+}
+
 /**
  * Containers NAMES on the host that are already converted (a subvolume rootfs with a btrfs: config): btrfs
  * snapshots of one busybox container made with `lxc-create -B btrfs` under the name TEMPLATE, which is
@@ -51,32 +67,22 @@ lxc-destroy -n $t >/dev/null`,
   );
 }
 
-/** The message `p` fails with; throws `expected ${expected}` if it succeeds. */
-async function failureOf(p: Promise<unknown>, expected: string): Promise<string> {
+/** The message of the error `p` rejects with; throws "expected a rejection" if it resolves instead. */
+export async function rejectionOf(p: Promise<unknown>): Promise<string> {
   try {
     await p;
   } catch (e) {
     return (e as Error).message;
   }
-  throw new Error(`expected ${expected}`);
+  throw new Error("expected a rejection");
 }
 
-/** The message of the refusal `p` fails with; throws "expected a refusal" if it succeeds. */
-export function expectRefused(p: Promise<unknown>): Promise<string> {
-  return failureOf(p, "a refusal");
-}
-
-/** The message of the rejection `p` fails with; throws "expected a rejection" if it succeeds. */
-export function expectRejection(p: Promise<unknown>): Promise<string> {
-  return failureOf(p, "a rejection");
-}
-
-/** Polls `cond` every 50 ms until it holds; throws "condition not reached in time" after `ms`. */
-export async function waitFor(cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
+/** Polls `cond` every 50 ms until it holds; throws "timed out waiting for WHAT" after `ms`. */
+export async function waitFor(what: string, cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (await cond()) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error("condition not reached in time");
+  throw new Error(`timed out waiting for ${what}`);
 }

@@ -21,26 +21,12 @@
  */
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
+import { repoRoot } from "./repo";
 
 /** Passphrase used for stack secrets when none is given: a test value, not a secret. */
 export const DEFAULT_TEST_PASSPHRASE = "local-test-passphrase";
-
-/** Root of this repository (the directory holding its package.json). */
-export function repoRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    const pkg = path.join(dir, "package.json");
-    if (fs.existsSync(pkg) && JSON.parse(fs.readFileSync(pkg, "utf8")).name === "pulumi-lxc-btrfs") {
-      return dir;
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) {
-      throw new Error(`cannot find the pulumi-lxc-btrfs repository above ${__dirname}`);
-    }
-    dir = parent;
-  }
-}
 
 /** Version of `@pulumi/pulumi` installed in the repo's node_modules, e.g. "3.276.0". */
 export function pulumiSdkVersion(): string {
@@ -230,4 +216,90 @@ function isExecutable(file: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The operations a preview plans for this package's resources, sorted: `name create`, `name update`,
+ * `name replace`, `name delete`.
+ */
+export function previewChanges(out: string): string[] {
+  return out
+    .split("\n")
+    .map((l) =>
+      /^\s*(?:[+~-]|\+-|-\+)\s+pulumi-nodejs:dynamic\/lxc-btrfs:\w+\s+(\S+)\s+(create|update|replace|delete)\b/.exec(
+        l,
+      ),
+    )
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => `${m[1]} ${m[2]}`)
+    .sort();
+}
+
+/** A Pulumi project made by {@link tempProject}. */
+export interface TempProject {
+  /** The project directory (Pulumi.yaml, the program, node_modules); its `state/` is the file backend. */
+  dir: string;
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * A Pulumi project in a new temporary directory `plb-TAG-*`: `Pulumi.yaml` (project `plb-TAG`, nodejs),
+ * `files` written into it (the program, by default `index.ts`), `node_modules` linked to the
+ * repository's (so the program, the TypeScript transpiler and the dynamic provider resolve
+ * `@pulumi/pulumi` and `pulumi-lxc-btrfs` from there), and the environment of {@link pulumiEnv} with
+ * the state in `DIR/state` (and `PULUMI_HOME` in `DIR/home` with `ownHome`, else the shared one), plus
+ * `extraEnv`. `main` defaults to `index.ts`.
+ */
+export function tempProject(
+  tag: string,
+  files: Record<string, string>,
+  opts: { main?: string; ownHome?: boolean; extraEnv?: Record<string, string> } = {},
+): TempProject {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `plb-${tag}-`));
+  fs.writeFileSync(
+    path.join(dir, "Pulumi.yaml"),
+    `name: plb-${tag}\nruntime: nodejs\nmain: ${opts.main ?? "index.ts"}\n`,
+  );
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
+  fs.symlinkSync(path.join(repoRoot(), "node_modules"), path.join(dir, "node_modules"), "dir");
+  const env = pulumiEnv({
+    stateDir: path.join(dir, "state"),
+    home: opts.ownHome ? path.join(dir, "home") : undefined,
+    extra: opts.extraEnv,
+  });
+  return { dir, env };
+}
+
+/**
+ * The arguments of `pulumi config set-all --path` that set `values` in plain text, lists and objects written
+ * as paths (`hosts[0].name=h1`). Pulumi stores top-level values as strings and values inside lists and
+ * objects as booleans and numbers where they look like one; `Config.getNumber`/`getBoolean` read either.
+ */
+export function configSetAllArgs(values: Record<string, unknown>): string[] {
+  const args = ["config", "set-all", "--path"];
+  const add = (key: string, v: unknown): void => {
+    if (v === undefined) return;
+    if (Array.isArray(v)) {
+      for (const [i, x] of v.entries()) add(`${key}[${i}]`, x);
+    } else if (v !== null && typeof v === "object") {
+      for (const [k, x] of Object.entries(v)) add(`${key}.${k}`, x);
+    } else args.push("--plaintext", `${key}=${v}`);
+  };
+  for (const [k, v] of Object.entries(values)) add(k, v);
+  return args;
+}
+
+/**
+ * Sets a stack's config as a user would with `pulumi config set`: each key of `values` (see
+ * {@link configSetAllArgs}), a list or object replacing whatever the key held before.
+ */
+export async function setStackConfig(
+  stack: string,
+  values: Record<string, unknown>,
+  options: RunPulumiOptions,
+): Promise<void> {
+  for (const [k, v] of Object.entries(values)) {
+    if (v !== null && typeof v === "object") await runPulumi(["config", "rm", k, "--stack", stack], options);
+  }
+  await runPulumi([...configSetAllArgs(values), "--stack", stack], options);
 }

@@ -1,19 +1,10 @@
 /** Where the unit tests find the real-output fixtures captured by test/fixtures/capture.sh. */
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-
-function findRoot(from: string): string {
-  let dir = from;
-  while (!existsSync(join(dir, "package.json"))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`no package.json above ${from}`);
-    dir = up;
-  }
-  return dir;
-}
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { repoRoot } from "../support/repo";
 
 /** The repository root (tests run compiled from dist/test/unit). */
-export const ROOT = findRoot(__dirname);
+export const ROOT = repoRoot();
 
 /** A fixture's text exactly as a provider would receive it from SSH (UTF-8, NULs kept). */
 export function fixture(name: string): string {
@@ -59,3 +50,9 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * lxcPath of the capture run of `capture.sh rounds` (another run, so other paths): the command sequences of
+ * a conversion and of clones as the providers send them.
+ */
+export const ROUNDS_LXC = "/tmp/plb-capture.ym700g/mnt/lxc";

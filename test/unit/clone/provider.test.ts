@@ -126,6 +126,34 @@ describe("clone-provider: diffClone", () => {
     });
   }
 
+  describe("state that differs only in form is no change", () => {
+    const i = inputs({ hostname: "www.example.com" });
+    const reordered = Object.fromEntries(Object.entries(i.connection).reverse());
+    const form: [string, Partial<CloneOutputs>][] = [
+      ["connection keys in another order", { connection: reordered as CloneInputs["connection"] }],
+      [
+        "undefined, null and __ keys inside connection",
+        {
+          connection: {
+            ...i.connection,
+            password: undefined,
+            privateKey: null,
+            __secret: "x",
+          } as unknown as CloneInputs["connection"],
+        },
+      ],
+      ["inputs in another key order", Object.fromEntries(Object.entries(outputs(i)).reverse())],
+    ];
+    for (const [what, over] of form) {
+      it(what, () => expect(diffClone({ ...outputs(i), ...over }, i)).to.deep.equal(none));
+    }
+    it("an input stored as null is an input not given", () => {
+      const noHostname = inputs();
+      const stored = { ...outputs(noHostname), hostname: null } as unknown as CloneOutputs;
+      expect(diffClone(stored, noHostname)).to.deep.equal(none);
+    });
+  });
+
   it("old state without drift or connection (older provider version) still diffs", () => {
     const { drift: _d, ...old } = outputs();
     expect(diffClone(old, inputs())).to.deep.equal(none);

@@ -212,7 +212,7 @@ describe("schema: LxcSubvolumeRootfs inputs", () => {
 
   it("enum and boolean inputs say what is allowed", () => {
     expect(failuresOf(rootfsArgsSchema, rootfs({ ifRunning: "kill" }))).to.deep.equal([
-      { property: "ifRunning", reason: 'must be one of "fail", "restart"' },
+      { property: "ifRunning", reason: 'must be one of "fail", "restart", "live"' },
     ]);
     expect(failuresOf(rootfsArgsSchema, rootfs({ keepBackup: "yes" }))).to.deep.equal([
       { property: "keepBackup", reason: "must be true or false" },

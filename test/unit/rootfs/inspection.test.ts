@@ -252,6 +252,14 @@ describe("inspect: parseJournal", () => {
     ["op=convert\nphase=swapping\nwas_running=0\n", { op: "convert", phase: "swapping", wasRunning: false }],
     ["op=revert\nphase=swapped\nwas_running=1", { op: "revert", phase: "swapped", wasRunning: true }],
     ["phase=swapped\nop=revert\n", { op: "revert", phase: "swapped", wasRunning: false }],
+    [
+      "op=convert\nphase=precopying\nwas_running=1\n",
+      { op: "convert", phase: "precopying", wasRunning: true },
+    ],
+    [
+      "op=convert\nphase=catching-up\nwas_running=1\n",
+      { op: "convert", phase: "catching-up", wasRunning: true },
+    ],
   ];
   for (const [text, want] of table) {
     it(JSON.stringify(text), () => {
@@ -259,7 +267,13 @@ describe("inspect: parseJournal", () => {
     });
   }
 
-  for (const text of ["op=copy\nphase=copying\n", "op=convert\n", "garbage", "op=convert\nphase=COPYING\n"]) {
+  for (const text of [
+    "op=copy\nphase=copying\n",
+    "op=convert\n",
+    "garbage",
+    "op=convert\nphase=COPYING\n",
+    "op=convert\nphase=catching\n",
+  ]) {
     it(`refuses ${JSON.stringify(text)} with the exact message`, () => {
       expect(() => parseJournal(text)).to.throw(Error, `unrecognised journal ${JSON.stringify(text)}`);
     });

@@ -1,5 +1,9 @@
 import { expect } from "chai";
-import { parseRootfsInspection, type RootfsInspection } from "../../../provider/rootfs/inspection";
+import {
+  type Journal,
+  parseRootfsInspection,
+  type RootfsInspection,
+} from "../../../provider/rootfs/inspection";
 import {
   planConvert,
   planRevert,
@@ -75,11 +79,7 @@ function policy(over: Partial<RootfsPolicy> = {}): RootfsPolicy {
   };
 }
 
-const j = (
-  phase: "copying" | "swapping" | "swapped",
-  kind: "convert" | "revert",
-  wasRunning: boolean,
-): Step => ({
+const j = (phase: Journal["phase"], kind: "convert" | "revert", wasRunning: boolean): Step => ({
   op: "journal",
   phase,
   kind,
@@ -246,13 +246,13 @@ describe("rootfs-plan: planConvert refusals", () => {
       "running with ifRunning: fail",
       insp({ state: "RUNNING" }),
       {},
-      refuse('container c1 is RUNNING; stop it first or set ifRunning: "restart"'),
+      refuse('container c1 is RUNNING; stop it first or set ifRunning: "restart" or "live"'),
     ],
     [
       "frozen with ifRunning: fail",
       insp({ state: "FROZEN" }),
       {},
-      refuse('container c1 is FROZEN; stop it first or set ifRunning: "restart"'),
+      refuse('container c1 is FROZEN; stop it first or set ifRunning: "restart" or "live"'),
     ],
     [
       "one byte less than needed",
@@ -302,7 +302,7 @@ describe("rootfs-plan: planConvert steps", () => {
     });
   });
 
-  it("running with ifRunning: restart stops first and starts before clearing the journal", () => {
+  it("running with ifRunning: restart stops first and starts before removing the old tree", () => {
     for (const state of ["RUNNING", "FROZEN"]) {
       expect(planConvert(insp({ state }), policy({ ifRunning: "restart" })), state).to.deep.equal({
         kind: "apply",
@@ -318,12 +318,55 @@ describe("rootfs-plan: planConvert steps", () => {
           j("swapped", "convert", true),
           toBtrfs,
           { op: "move-nested", from: BAK, to: R },
-          { op: "remove", path: BAK },
           { op: "start" },
+          { op: "remove", path: BAK },
           { op: "journal-clear" },
         ],
       });
     }
+  });
+
+  it("running with ifRunning: live pre-copies while it runs, stops only for the catch-up, starts before the removal", () => {
+    for (const state of ["RUNNING", "FROZEN"]) {
+      expect(planConvert(insp({ state }), policy({ ifRunning: "live" })), state).to.deep.equal({
+        kind: "apply",
+        action: "convert rootfs to a subvolume",
+        steps: [
+          j("precopying", "convert", true),
+          { op: "subvol-create", path: NEW },
+          { op: "precopy", from: R, to: NEW, total: 1000 },
+          j("catching-up", "convert", true),
+          { op: "stop" },
+          { op: "catchup", from: R, to: NEW },
+          { op: "verify", a: R, b: NEW },
+          j("swapping", "convert", true),
+          { op: "swap", cur: R, next: NEW, old: BAK },
+          j("swapped", "convert", true),
+          toBtrfs,
+          { op: "move-nested", from: BAK, to: R },
+          { op: "start" },
+          { op: "remove", path: BAK },
+          { op: "journal-clear" },
+        ],
+      });
+    }
+  });
+
+  it("a stopped container with ifRunning: live converts like any stopped one (no pre-copy, no stop)", () => {
+    expect(planConvert(insp(), policy({ ifRunning: "live" }))).to.deep.equal({
+      kind: "apply",
+      action: "convert rootfs to a subvolume",
+      steps: CONVERT_STOPPED,
+    });
+  });
+
+  it("live with keepBackup: true keeps the old tree: no remove step", () => {
+    const plan = planConvert(insp({ state: "RUNNING" }), policy({ ifRunning: "live", keepBackup: true }));
+    expect(plan.kind === "apply" && plan.steps.slice(-3)).to.deep.equal([
+      { op: "move-nested", from: BAK, to: R },
+      { op: "start" },
+      { op: "journal-clear" },
+    ]);
   });
 
   it("nested subvolumes with nestedSubvolumes: keep are moved into the new subvolume", () => {
@@ -370,11 +413,7 @@ describe("rootfs-plan: planConvert steps", () => {
 });
 
 describe("rootfs-plan: planConvert resumes from the journal", () => {
-  const journal = (
-    phase: "copying" | "swapping" | "swapped",
-    wasRunning: boolean,
-    op = "convert" as const,
-  ) => ({
+  const journal = (phase: Journal["phase"], wasRunning: boolean, op = "convert" as const) => ({
     op,
     phase,
     wasRunning,
@@ -398,6 +437,22 @@ describe("rootfs-plan: planConvert resumes from the journal", () => {
     });
   });
 
+  it("precopying or catching-up (a live conversion before its verification): roll back, start it if it is not running", () => {
+    for (const phase of ["precopying", "catching-up"] as const) {
+      for (const [state, start] of [
+        ["STOPPED", [{ op: "start" }]],
+        ["RUNNING", []],
+      ] as const) {
+        const i = insp({ journal: { op: "convert", phase, wasRunning: true }, state });
+        expect(planConvert(i, policy({ ifRunning: "live" })), `${phase} ${state}`).to.deep.equal({
+          kind: "apply",
+          action: "roll back an interrupted convert (copy not yet verified)",
+          steps: [{ op: "discard", path: NEW }, ...start, { op: "journal-clear" }],
+        });
+      }
+    }
+  });
+
   it("copying, was running and already running again: no start", () => {
     expect(
       planConvert(insp({ journal: journal("copying", true), state: "RUNNING" }), policy()),
@@ -416,7 +471,7 @@ describe("rootfs-plan: planConvert resumes from the journal", () => {
     });
   });
 
-  it("swapped: config, nested, remove, start, clear", () => {
+  it("swapped: config, nested, start, remove, clear", () => {
     const i = insp({
       journal: journal("swapped", true),
       rootfsIsSubvolume: true,
@@ -428,11 +483,32 @@ describe("rootfs-plan: planConvert resumes from the journal", () => {
       steps: [
         toBtrfs,
         { op: "move-nested", from: BAK, to: R },
-        { op: "remove", path: BAK },
         { op: "start" },
+        { op: "remove", path: BAK },
         { op: "journal-clear" },
       ],
     });
+  });
+
+  it("swapped, crashed after the start: only the removal is left; the running container is not stopped", () => {
+    for (const ifRunning of ["fail", "restart", "live"] as const) {
+      const i = insp({
+        journal: journal("swapped", true),
+        rootfsIsSubvolume: true,
+        config: CFG_BTRFS,
+        state: "RUNNING",
+        exists: exists(["rootfs.pre-btrfs"]),
+      });
+      expect(planConvert(i, policy({ ifRunning })), ifRunning).to.deep.equal({
+        kind: "apply",
+        action: "resume an interrupted convert (finish)",
+        steps: [
+          { op: "move-nested", from: BAK, to: R },
+          { op: "remove", path: BAK },
+          { op: "journal-clear" },
+        ],
+      });
+    }
   });
 
   it("swapped with the config already btrfs: and the backup gone: only clear", () => {
@@ -492,6 +568,19 @@ describe("rootfs-plan: planRevert", () => {
     });
   });
 
+  it("a running container with ifRunning: live: pre-copy into a directory, stop, catch up", () => {
+    const plan = planRevert(insp({ ...SUBVOL, state: "RUNNING" }), policy({ ifRunning: "live" }));
+    expect(plan.kind === "apply" && plan.steps.slice(0, 7)).to.deep.equal([
+      j("precopying", "revert", true),
+      { op: "mkdir-new", path: RDIR },
+      { op: "precopy", from: R, to: RDIR, total: 1000 },
+      j("catching-up", "revert", true),
+      { op: "stop" },
+      { op: "catchup", from: R, to: RDIR },
+      { op: "verify", a: R, b: RDIR },
+    ]);
+  });
+
   it("keepBackup does not keep the old subvolume on revert", () => {
     const plan = planRevert(insp(SUBVOL), policy({ keepBackup: true }));
     expect(plan.kind === "apply" && plan.steps.filter((s) => s.op === "remove")).to.deep.equal([
@@ -530,7 +619,7 @@ describe("rootfs-plan: planRevert", () => {
       ),
     );
     expect(planRevert(insp({ ...SUBVOL, state: "RUNNING" }), policy())).to.deep.equal(
-      refuse('container c1 is RUNNING; stop it first or set ifRunning: "restart"'),
+      refuse('container c1 is RUNNING; stop it first or set ifRunning: "restart" or "live"'),
     );
     expect(planRevert(insp({ ...SUBVOL, exists: exists(["rootfs.plb-dir"]) }), policy())).to.deep.equal(
       refuse("/var/lib/lxc/c1/rootfs.plb-dir already exists and no journal explains it; move it away"),

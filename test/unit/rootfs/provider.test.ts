@@ -27,6 +27,7 @@ function outputs(i: RootfsInputs = inputs(), over: Partial<RootfsOutputs> = {}):
     subvolumeUuid: "451b3e71-7255-7642-9e24-3d0cf12faf54",
     configBackingStore: "btrfs",
     adopted: false,
+    entries: 301,
     files: 301,
     bytes: 3970426,
     state: "STOPPED",
@@ -130,6 +131,19 @@ describe("rootfs-provider: diffRootfs", () => {
       expect(diffRootfs(olds, news)).to.deep.equal(want);
     });
   }
+
+  it("inputs stored in another key order, or an input stored as null, are not changes", () => {
+    const i = inputs();
+    expect(diffRootfs(Object.fromEntries(Object.entries(outputs(i)).reverse()), i)).to.deep.equal({
+      changes: false,
+      replaces: [],
+    });
+    const withNull = { ...outputs(i), connection: { ...i.connection, password: null } };
+    expect(diffRootfs(withNull as unknown as RootfsOutputs, i)).to.deep.equal({
+      changes: false,
+      replaces: [],
+    });
+  });
 
   it("key order, undefined values and __ keys inside connection are not changes", () => {
     const i = inputs();

@@ -1,0 +1,294 @@
+/**
+ * ifRunning "live" and "restart" against a real running container: a Debian container with a writer
+ * inside that changes its tree between the pre-copy and the stop (held there by the step failpoint
+ * /run/plb-hold/NAME.stop, so the changes are deterministic), converted while it runs. Asserts the tree
+ * after the conversion equals a manifest of the source as it was when stopped (the old tree too, kept with
+ * keepBackup), that the container ends RUNNING, and that "restart" starts it before the old tree goes.
+ * Then the fault matrix of the live steps: each fault strikes while a run is held at a step; the next run
+ * must end with the converted container RUNNING (started again if the faulted run left it stopped), its
+ * tree as before, nothing left over.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { expect } from "chai";
+import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import * as rootfs from "../../provider/rootfs/provider";
+import { closeAllConnections } from "../../provider/transport/ssh";
+import { type FaultAction, type FleetHost, fault, loadInventory, manifest } from "../support/fleet";
+import { destroyContainers, hostSh, waitFor } from "../support/host";
+
+const inv = loadInventory();
+// h4: the fault matrix cuts h1's link and other suites restart h2's sshd; these runs must not be cut by them.
+const host = inv.hosts.find((h) => h.name === "h4") as FleetHost;
+const key = readFileSync(inv.users.root.privateKeyPath as string, "utf8");
+const LXC = "/var/lib/lxc";
+const HOLD = "/run/plb-hold";
+const LOCAL = "/var/cache/pulumi-lxc-btrfs/debian-bookworm-minbase.lxc";
+
+const sh = (script: string, ...args: string[]) => hostSh(host, script, ...args);
+
+function inputs(container: string, extra: Partial<RootfsInputs> = {}): RootfsInputs {
+  return rootfsArgsSchema.parse({
+    connection: { host: host.address, privateKey: key, knownHostsPath: inv.knownHostsPath },
+    container,
+    ...extra,
+  });
+}
+
+/**
+ * A running Debian minbase container (dir: rootfs) of its own: minbase has no init, so its init is a
+ * shell that exits on the halt signal (SIGPWR), and lxc-stop takes milliseconds, not its 30 s timeout.
+ */
+async function runningDebian(name: string): Promise<void> {
+  await destroyContainers(host, name);
+  await sh(
+    `set -e
+lxc-create -n "$1" -t local -- --metadata "$2/meta.tar.xz" --fstree "$2/rootfs.tar.xz" >/dev/null 2>&1
+r=/var/lib/lxc/$1/rootfs
+printf '#!/bin/sh\\ntrap "exit 0" PWR TERM\\nwhile :; do sleep 1 & wait $!; done\\n' >"$r/usr/local/sbin/plb-init"
+chmod 755 "$r/usr/local/sbin/plb-init"
+printf 'lxc.init.cmd = /usr/local/sbin/plb-init\\n' >>"/var/lib/lxc/$1/config"
+mkdir -p "$r/srv/w/dir" && cd "$r/srv/w"
+for f in append delete rename chmod forged replaced linked; do echo "$f" >"$f"; done
+ln linked dir/linked2; echo deep >dir/deep
+lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 10`,
+    name,
+    LOCAL,
+  );
+}
+
+/**
+ * The writer, run inside the container: files created, appended, deleted, renamed, chmod-ed, one
+ * rewritten in place with its size and mtime put back (only its ctime tells), one replaced by a
+ * directory, a new hardlink and a whole new subtree.
+ */
+const WRITER = `cd /srv/w
+echo new >created
+echo more >>append
+rm delete
+mv rename renamed
+chmod 600 chmod
+touch -r forged /tmp/ref && echo FORGE >forged && touch -r /tmp/ref forged && rm /tmp/ref
+rm replaced && mkdir replaced && echo inside >replaced/file
+ln linked dir/linked3
+mkdir -p new/sub && echo n >new/sub/n && mv dir moved
+`;
+
+/**
+ * A manifest without its top directory's line: starting a container changes the mtime of its rootfs
+ * directory (LXC makes and removes an entry there to pivot into it), so the new tree, running, differs
+ * from the stopped source in that one line. The old tree is compared whole.
+ */
+const belowTop = (m: string) =>
+  m
+    .split("\n")
+    .filter((l) => !l.startsWith(".\t"))
+    .join("\n");
+
+const state = async (name: string) => (await sh('lxc-info -n "$1" -s -H', name)).trim();
+
+async function held(name: string, point: string): Promise<void> {
+  await sh('mkdir -p "$1" && rm -f "$2.reached" && : >"$2"', HOLD, `${HOLD}/${name}.${point}`);
+}
+async function reached(name: string, point: string): Promise<void> {
+  await waitFor(
+    `${HOLD}/${name}.${point}.reached`,
+    async () => (await sh('[ -e "$1.reached" ] && echo y || true', `${HOLD}/${name}.${point}`)) === "y\n",
+    120_000,
+  );
+}
+const release = (name: string, point: string) => sh('rm -f "$1" "$1.reached"', `${HOLD}/${name}.${point}`);
+
+describe("ifRunning live and restart on a running container", function () {
+  this.timeout(600_000);
+  after(async () => {
+    await closeAllConnections();
+  });
+
+  describe('"live": a Debian container with a writer inside', () => {
+    const name = "live-deb";
+    before(() => runningDebian(name));
+    after(() => destroyContainers(host, name));
+
+    it("converts while it runs, ends RUNNING, and its tree (and the kept old tree) equal the source as it was when stopped", async () => {
+      await held(name, "stop");
+      const run = rootfs.create(inputs(name, { ifRunning: "live", keepBackup: true }));
+      const failed = run.then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      await reached(name, "stop");
+      // Between the pre-copy and the stop: the pre-copy is done, the container still runs.
+      expect(await state(name)).to.equal("RUNNING");
+      expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal(
+        ".plb-journal\n.plb-journal.since\nconfig\nrootfs\nrootfs.plb-new\n",
+      );
+      expect(await sh('sed -n "s/^phase=//p" "/var/lib/lxc/$1/.plb-journal"', name)).to.equal(
+        "catching-up\n",
+      );
+      await sh('lxc-attach -n "$1" -- sh -c "$2"', name, WRITER);
+      const atStop = await manifest(host, `${LXC}/${name}/rootfs`);
+      await release(name, "stop");
+      const err = await failed;
+      if (err) throw err;
+      const { outs } = await run;
+      expect(outs).to.include({
+        rootfsIsSubvolume: true,
+        configBackingStore: "btrfs",
+        state: "RUNNING",
+        interrupted: null,
+      });
+      expect(await state(name)).to.equal("RUNNING");
+      expect(await manifest(host, `${LXC}/${name}/rootfs.pre-btrfs`)).to.equal(atStop);
+      expect(belowTop(await manifest(host, `${LXC}/${name}/rootfs`))).to.equal(belowTop(atStop));
+      // The writer's changes are in the new tree, the in-place rewrite with forged times included.
+      expect(
+        await sh(
+          'cd "/var/lib/lxc/$1/rootfs/srv/w" && cat forged append replaced/file && stat -c "%a %h" chmod moved/linked3 && ls',
+          name,
+        ),
+      ).to.equal(
+        "FORGE\nappend\nmore\ninside\n600 1\n644 3\nappend\nchmod\ncreated\nforged\nlinked\nmoved\nnew\nrenamed\nreplaced\n",
+      );
+      expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal(
+        "config\nconfig.pre-btrfs\nrootfs\nrootfs.pre-btrfs\n",
+      );
+    });
+  });
+
+  describe('"restart": the container runs again before the old tree is removed', () => {
+    const name = "live-restart";
+    before(() => runningDebian(name));
+    after(() => destroyContainers(host, name));
+
+    it("is RUNNING on the new subvolume while the old tree still waits for its removal", async () => {
+      const before = await manifest(host, `${LXC}/${name}/rootfs`);
+      await held(name, "remove");
+      const run = rootfs.create(inputs(name, { ifRunning: "restart" }));
+      const failed = run.then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      await reached(name, "remove");
+      expect(await state(name)).to.equal("RUNNING");
+      expect(await sh('stat -c %i "/var/lib/lxc/$1/rootfs"; ls -A "/var/lib/lxc/$1"', name)).to.equal(
+        "256\n.plb-journal\nconfig\nconfig.pre-btrfs\nrootfs\nrootfs.pre-btrfs\n",
+      );
+      expect(await manifest(host, `${LXC}/${name}/rootfs.pre-btrfs`)).to.equal(before);
+      await release(name, "remove");
+      const err = await failed;
+      if (err) throw err;
+      const { outs } = await run;
+      expect(outs).to.include({ rootfsIsSubvolume: true, state: "RUNNING" });
+      expect(belowTop(await manifest(host, `${LXC}/${name}/rootfs`))).to.equal(belowTop(before));
+      expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nconfig.pre-btrfs\nrootfs\n");
+    });
+  });
+
+  describe("fault matrix of the live steps × link cut, sshd killed, provider SIGKILL, disk full", () => {
+    const name = "live-fault";
+    const table: string[] = [];
+    after(async () => {
+      await destroyContainers(host, name);
+      await sh(`rm -rf ${HOLD}/${name}.*`);
+      console.log(`\n      live step × fault -> outcome\n${table.map((l) => `      ${l}`).join("\n")}\n`);
+    });
+    // busybox's own init runs syslogd, which writes the tree on every start and stop: an init that
+    // writes nothing and exits on the halt signal instead, so "the tree as before" is exact.
+    const QUIET_INIT =
+      'printf "#!/bin/sh\\ntrap \\"exit 0\\" PWR TERM USR1\\nwhile :; do sleep 1 & wait \\$!; done\\n" >sbin/plb-init && chmod 755 sbin/plb-init && sed -i "/^lxc.signal.halt/d" "/var/lib/lxc/$1/config" && printf "lxc.init.cmd = /sbin/plb-init\\nlxc.signal.halt = SIGPWR\\n" >>"/var/lib/lxc/$1/config"';
+    type Fault = "link cut" | "sshd killed" | "provider SIGKILL" | "disk full";
+    const INJECT: Record<Fault, [FaultAction, FaultAction] | undefined> = {
+      "link cut": ["cut", "restore"],
+      "sshd killed": ["sshd-stop", "sshd-start"],
+      "provider SIGKILL": undefined,
+      "disk full": ["fill", "unfill"],
+    };
+    // One dial attempt: a run against a cut link gives up after keepalive instead of retrying.
+    const faulty = rootfsArgsSchema.parse({
+      connection: {
+        host: host.address,
+        privateKey: key,
+        knownHostsPath: inv.knownHostsPath,
+        dialErrorLimit: 1,
+        perDialTimeout: 4,
+      },
+      container: name,
+      ifRunning: "live",
+    });
+    // precopy and stop: the container runs; catchup and verify: it is stopped (a provider SIGKILL there
+    // leaves it stopped); start: swapped, stopped; remove: running on the new tree.
+    for (const step of ["precopy", "stop", "catchup", "verify", "start", "remove"]) {
+      for (const f of Object.keys(INJECT) as Fault[]) {
+        it(`${step} × ${f}: the next run converts, the container RUNNING, the tree intact, nothing left over`, async () => {
+          await destroyContainers(host, name);
+          await sh(
+            `lxc-create -n "$1" -t busybox >/dev/null 2>&1 && printf "lxc.net.0.type = empty\\n" >>"/var/lib/lxc/$1/config" && cd "/var/lib/lxc/$1/rootfs" && mkdir bulk && (cd bulk && seq 1 2000 | xargs touch && ln 1 hard) && mkdir -p var/log/journal && chattr +C var/log/journal && head -c 1048576 /dev/urandom >var/log/journal/system.journal && echo locked >etc/locked && chattr +i etc/locked && ${QUIET_INIT} && lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 10`,
+            name,
+          );
+          const before = await manifest(host, `${LXC}/${name}/rootfs`);
+          await held(name, step);
+          let ended: Promise<string>;
+          let child: ChildProcess | undefined;
+          if (f === "provider SIGKILL") {
+            const mod = path.resolve(__dirname, "../../provider/rootfs-provider.js");
+            const code = `require(${JSON.stringify(mod)}).create(JSON.parse(process.argv[1])).then(() => process.exit(0), () => process.exit(1))`;
+            const c = spawn(process.execPath, ["-e", code, JSON.stringify(faulty)], { stdio: "ignore" });
+            child = c;
+            ended = new Promise((resolve) => c.on("exit", (x) => resolve(x === 0 ? "succeeded" : "failed")));
+          } else {
+            ended = rootfs.create(faulty).then(
+              () => "succeeded",
+              () => "failed",
+            );
+          }
+          await reached(name, step);
+          const wasAtHold = await state(name);
+          const inject = INJECT[f];
+          if (inject) await fault(host, inject[0]);
+          else child?.kill("SIGKILL");
+          await release(name, step);
+          const how = await ended;
+          if (inject) await fault(host, inject[1]);
+          await closeAllConnections();
+          await waitFor(
+            "the faulted run's host-side script to end",
+            async () => (await sh(`pgrep -f "plb-[s]tep .*${name}" >/dev/null && echo busy || true`)) === "",
+            120_000,
+          );
+          if (f !== "disk full") expect(how).to.equal("failed");
+          const left = await sh(
+            'lxc-info -n "$1" -s -H; cat "/var/lib/lxc/$1/.plb-journal" 2>/dev/null | sed -n "s/^phase=//p"',
+            name,
+          );
+          const lines: string[] = [];
+          const log = console.log;
+          console.log = (...a: unknown[]) => void lines.push(a.join(" "));
+          const { outs } = await rootfs.create(inputs(name, { ifRunning: "live" })).finally(() => {
+            console.log = log;
+          });
+          expect(outs).to.include({
+            rootfsIsSubvolume: true,
+            configBackingStore: "btrfs",
+            state: "RUNNING",
+            interrupted: null,
+          });
+          expect(await state(name)).to.equal("RUNNING");
+          const after = await manifest(host, `${LXC}/${name}/rootfs`);
+          expect(belowTop(after)).to.equal(belowTop(before));
+          expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nconfig.pre-btrfs\nrootfs\n");
+          expect(await sh('find "/var/lib/lxc/$1" -type d -inum 256', name)).to.equal(
+            `${LXC}/${name}/rootfs\n`,
+          );
+          const recovery = lines
+            .find((l) => / (roll back|resume) an interrupted/.test(l))
+            ?.replace(/^.*: /, "");
+          table.push(
+            `${step.padEnd(8)} × ${f.padEnd(16)} -> held ${wasAtHold.trim()}; faulted run ${how}, left ${left.trim().replace(/\n/, ", journal ") || "-"}; next run: ${recovery ?? (outs.adopted ? "found it done" : "converted")}`,
+          );
+        });
+      }
+    }
+  });
+});

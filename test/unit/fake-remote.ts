@@ -1,0 +1,88 @@
+/**
+ * A Remote that needs no host: it answers each command with the next of a list of replies (real outputs
+ * of the remote scripts, from test/fixtures) and records every argv and stdin it was asked to run, so a
+ * test can drive the providers' orchestration and assert the exact commands sent.
+ */
+import { checked, type Remote, type RunOptions, type RunResult } from "../../provider/transport/ssh";
+
+export interface Reply {
+  code?: number;
+  stdout?: string;
+  stderr?: string;
+}
+
+export interface Call {
+  argv: readonly string[];
+  stdin?: string;
+}
+
+let serial = 0;
+
+export class FakeRemote implements Remote {
+  readonly target = "root@fake:22";
+  /** Unique per instance, so the batcher (keyed by connection) never joins two tests' inspections. */
+  readonly key = `fake-${++serial}`;
+  readonly calls: Call[] = [];
+  private readonly replies: Reply[];
+
+  constructor(replies: Reply[]) {
+    this.replies = [...replies];
+  }
+
+  /** Replies not used: a test that expects the whole sequence asserts this is 0. */
+  get unused(): number {
+    return this.replies.length;
+  }
+
+  /** Each command as `[script name, ...args]` (`sh -c SCRIPT NAME ARG...` without the script text). */
+  get commands(): string[][] {
+    return this.calls.map((c) => (c.argv[0] === "sh" && c.argv[1] === "-c" ? c.argv.slice(3) : [...c.argv]));
+  }
+
+  async run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    this.calls.push({
+      argv,
+      ...(opts.stdin === undefined ? {} : { stdin: opts.stdin.toString() }),
+    });
+    const reply = this.replies.shift();
+    if (!reply) throw new Error(`FakeRemote: no reply left for ${argv.slice(3).join(" ")}`);
+    const stdout = reply.stdout ?? "";
+    // As the SSH transport does: each complete line, as it arrives.
+    if (opts.onStdoutLine) {
+      const lines = stdout.split("\n");
+      lines.pop();
+      for (const l of lines) opts.onStdoutLine(l);
+    }
+    return {
+      code: reply.code ?? 0,
+      stdout,
+      stderr: reply.stderr ?? "",
+      stdoutBytes: Buffer.from(stdout, "utf8"),
+    };
+  }
+
+  async check(argv: readonly string[], opts: RunOptions & { hint?: string } = {}): Promise<RunResult> {
+    return checked(this.target, argv, await this.run(argv, opts), opts.hint);
+  }
+}
+
+/** A captured output as a reply (exit 0). */
+export function out(stdout: string): Reply {
+  return { stdout };
+}
+
+/** Runs `work` with console.log captured; returns its lines with what work returned or threw. */
+export async function withLog<T>(
+  work: () => Promise<T>,
+): Promise<{ log: string[]; value?: T; error?: Error }> {
+  const log: string[] = [];
+  const orig = console.log;
+  console.log = (...a: unknown[]) => log.push(a.join(" "));
+  try {
+    return { log, value: await work() };
+  } catch (e) {
+    return { log, error: e as Error };
+  } finally {
+    console.log = orig;
+  }
+}
