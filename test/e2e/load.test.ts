@@ -128,7 +128,8 @@ function watchProviderMemory() {
     }
     seen = pids.size;
   };
-  const timer = setInterval(tick, 200);
+  // unref: a test that throws before stop() must not keep mocha's process alive.
+  const timer = setInterval(tick, 200).unref();
   return {
     stop() {
       clearInterval(timer);
