@@ -6,23 +6,11 @@ set -eu
 op=$1 lxcpath=$2 src=$3 name=$4
 shift 4
 sd=$lxcpath/$src cd=$lxcpath/$name
-fail() { printf '%s\n' "$*" >&2; exit 3; }
-kv() { printf '%s=%s\n' "$1" "$2"; }
-is_subvol() { [ -d "$1" ] && [ ! -L "$1" ] && [ "$(stat -f -c %T "$1")" = btrfs ] && [ "$(stat -c %i "$1")" = 256 ]; }
-subvol_fields() { btrfs subvolume show "$1" 2>&1 | sed -n "s/^[[:space:]]*\(UUID\|Parent UUID\|Subvolume ID\|Generation\):[[:space:]]*\(.*\)\$/$2 \1=\2/p"; }
 state_of() { s=$(lxc-info -n "$1" -P "$lxcpath" -s -H 2>/dev/null); echo "${s:-UNKNOWN}"; }
 # A regular file inside a rootfs, refusing symlinks anywhere on the way (a container must not be able
 # to point our writes at the host's files).
 safe_file() { [ ! -L "$1/etc" ] && [ -d "$1/etc" ] && [ ! -L "$1/etc/$2" ] && { [ -f "$1/etc/$2" ] || [ ! -e "$1/etc/$2" ]; }; }
 
-# Failpoint for the fault tests: while the root-only file /run/plb-hold/NAME.POINT exists, the run waits
-# at POINT (after writing NAME.POINT.reached). Costs one stat per step when unused.
-hold() {
-  [ -e "/run/plb-hold/$name.$1" ] || return 0
-  : >"/run/plb-hold/$name.$1.reached"
-  n=0
-  while [ -e "/run/plb-hold/$name.$1" ] && [ $n -lt 6000 ]; do sleep 0.05; n=$((n + 1)); done  # at most 5 min
-}
 op_inspect() {
   # A marker next to the containers says a create of NAME started and has not finished.
   # if/else instead of $(...): each command substitution is a fork, and inspections run on every step.
@@ -35,7 +23,8 @@ op_inspect() {
     kv "${side}_dir" present
     kv "${side}_fstype" "$(stat -f -c %T "$dir")"
     kv "${side}_state" "$(state_of "$n")"
-    if is_subvol "$dir/rootfs"; then kv "${side}_subvol" 1; subvol_fields "$dir/rootfs" "$side"; else kv "${side}_subvol" 0; fi
+    if is_subvol "$dir/rootfs"; then kv "${side}_subvol" 1; subvol_fields "$dir/rootfs" "$side"; printf %s "$fields"
+    else kv "${side}_subvol" 0; fi
   done
   printf '@@hwaddrs\0'
   # Every MAC of every container, as "NAME MAC", in one awk over all configs (a process per container or
@@ -59,15 +48,15 @@ op_inspect() {
   printf '\0@@clone_hosts\0'
   if [ -d "$cd/rootfs" ] && safe_file "$cd/rootfs" hosts && [ -f "$cd/rootfs/etc/hosts" ]; then head -c 65536 "$cd/rootfs/etc/hosts"; fi
   printf '\0@@nested\0'
-  if [ -d "$sd/rootfs" ]; then find "$sd/rootfs" -mindepth 1 -type d -inum 256 -printf '%P\0'; fi
+  if [ -d "$sd/rootfs" ]; then find "$sd/rootfs" -mindepth 1 -type d -inum "$SUBVOL_INO" -printf '%P\0'; fi
 }
 op_snapshot() ( # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
   mode=$1 tool=$2
-  if [ -e "$cd" ]; then printf '%s\n' "$cd already exists" >&2; exit 4; fi  # 4: nothing was made
   restart=0 frozen=0
+  # shellcheck disable=SC2317 # run by the EXIT trap below
   cleanup() {
-    if [ $frozen = 1 ]; then lxc-unfreeze -n "$src" -P "$lxcpath" || true; fi
-    if [ $restart = 1 ]; then lxc-start -n "$src" -P "$lxcpath" -d || true; fi
+    if [ "$frozen" = 1 ]; then lxc-unfreeze -n "$src" -P "$lxcpath" || true; fi
+    if [ "$restart" = 1 ]; then lxc-start -n "$src" -P "$lxcpath" -d || true; fi
   }
   trap cleanup EXIT
   # A dropped connection (HUP, or PIPE on the next write) must still unfreeze or restart the source.
@@ -87,8 +76,9 @@ op_snapshot() ( # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
   fi
 )
 op_nested() { # snapshot each nested subvolume of the source into place, shallowest first
-  find "$sd/rootfs" -mindepth 1 -type d -inum 256 -exec sh -c '
-    sr=$1 cr=$2; shift 2
+  # A refusal in the inner shell can only make find exit 1, so it exits 1 (not $EXIT_REFUSED).
+  find "$sd/rootfs" -mindepth 1 -type d -inum "$SUBVOL_INO" -exec sh -c '
+    ino=$1 sr=$2 cr=$3; shift 3
     real=$(cd -P -- "$cr" && pwd -P) || exit 1
     for p in "$@"; do
       rel=${p#"$sr"/}
@@ -97,14 +87,14 @@ op_nested() { # snapshot each nested subvolume of the source into place, shallow
       at=$(cd -P -- "$(dirname -- "$cr/$rel")" 2>/dev/null && pwd -P)
       if [ "$at" != "$(dirname -- "$real/$rel")" ] || [ -L "$cr/$rel" ]; then
         printf "%s: a symlink on the way in the clone; not snapshotting the nested subvolume there\n" "$cr/$rel" >&2
-        exit 3
+        exit 1
       fi
-      if [ "$(stat -c %i "$cr/$rel" 2>/dev/null)" = 256 ]; then continue; fi
+      if [ "$(stat -c %i "$cr/$rel" 2>/dev/null)" = "$ino" ]; then continue; fi
       rmdir -- "$cr/$rel" 2>/dev/null || true
       btrfs subvolume snapshot "$p" "$cr/$rel" >/dev/null
-    done' plb-nested "$sd/rootfs" "$cd/rootfs" {} +
+    done' plb-nested "$SUBVOL_INO" "$sd/rootfs" "$cd/rootfs" {} +
 }
-op_write() { # WHAT(config|hostname|hosts) [BYTES]: the next BYTES (default all) of stdin; temp, fsync, rename
+op_write() { # WHAT(config|hostname|hosts) BYTES: the next BYTES of stdin; temp, fsync, rename
   case $1 in
   config) f=$cd/config ;;
   hostname|hosts)
@@ -121,8 +111,8 @@ op_write() { # WHAT(config|hostname|hosts) [BYTES]: the next BYTES (default all)
   # The temp file is created with O_EXCL (noclobber), so a symlink planted by the container under that
   # name makes the write fail instead of writing through it; owner and mode never follow a link.
   rm -f -- "$f.plb-tmp"
-  if [ $# -ge 2 ]; then (set -C; head -c "$2" >"$f.plb-tmp"); else (set -C; cat >"$f.plb-tmp"); fi
-  if [ $# -ge 2 ] && [ "$(stat -c %s "$f.plb-tmp")" != "$2" ]; then
+  (set -C; head -c "$2" >"$f.plb-tmp")
+  if [ "$(stat -c %s "$f.plb-tmp")" != "$2" ]; then
     rm -f -- "$f.plb-tmp"
     fail "short input for $f: expected $2 bytes; nothing written"
   fi
@@ -137,18 +127,18 @@ op_write() { # WHAT(config|hostname|hosts) [BYTES]: the next BYTES (default all)
   sync -- "$f.plb-tmp" 2>/dev/null || sync  # fsync this file only, not the whole filesystem
   mv -f -- "$f.plb-tmp" "$f"
 }
-op_start() { 
+op_start() {
   lxc-start -n "$name" -P "$lxcpath" -d
   lxc-wait -n "$name" -P "$lxcpath" -s RUNNING -t 30
 }
-op_stop() { 
+op_stop() {
   lxc-stop -n "$name" -P "$lxcpath" -t 30
 }
 op_destroy() { # stop if running, remove nested subvolumes deepest first, then lxc-destroy
   if [ ! -d "$cd" ]; then rm -f -- "$lxcpath/.plb-making-$name"; exit 0; fi
   case $(state_of "$name") in RUNNING|FROZEN) lxc-stop -n "$name" -P "$lxcpath" -k || true ;; esac
   if [ -d "$cd/rootfs" ]; then
-    find "$cd/rootfs" -mindepth 1 -depth -type d -inum 256 -exec btrfs subvolume delete {} + >/dev/null
+    find "$cd/rootfs" -mindepth 1 -depth -type d -inum "$SUBVOL_INO" -exec btrfs subvolume delete {} + >/dev/null
   fi
   # lxc-destroy needs a config with its rootfs; an interrupted lxc-copy can leave one without it.
   if [ -f "$cd/config" ] && grep -q '^[[:space:]]*lxc\.rootfs\.path[[:space:]]*=' "$cd/config"; then
@@ -161,20 +151,21 @@ op_destroy() { # stop if running, remove nested subvolumes deepest first, then l
 }
 
 case $op in
-inspect|snapshot|nested|write|start|stop|destroy) "op_$op" "$@" ;;
+inspect|destroy) "op_$op" "$@" ;;
 make)           # MODE TOOL NESTED(0|1): snapshot (the source is unfrozen or restarted before going on), then
                 # snapshot nested subvolumes into place, then inspect
-  hold snapshot
-  if [ -e "$cd" ]; then printf '%s\n' "$cd already exists" >&2; exit 4; fi  # 4: nothing was made
+  hold "$name" snapshot
+  # Checked once, before the marker: a marker says that what is there is ours.
+  if [ -e "$cd" ]; then printf '%s\n' "$cd already exists" >&2; exit "$EXIT_NAME_TAKEN"; fi
   : >"$lxcpath/.plb-making-$name"
   op_snapshot "$1" "$2"
-  hold nested
+  hold "$name" nested
   if [ "$3" = 1 ]; then op_nested; fi
   op_inspect
   ;;
 finish)         # CONFIG_BYTES HOSTNAME_BYTES HOSTS_BYTES ACTION(start|stop|-): stdin holds the new contents
                 # back to back (a count of - leaves that file alone), then start or stop, then inspect
-  hold finish
+  hold "$name" finish
   for what in config hostname hosts; do
     if [ "$1" != - ]; then op_write "$what" "$1"; fi
     shift

@@ -17,6 +17,7 @@ import {
 import { findHwaddrs } from "../host/lxc-config";
 import { RemoteCommandError } from "../core/errors";
 import { getConfigValue } from "../host/lxc-config";
+import { ExitCode } from "../transport/exit-codes";
 import { scriptArgv } from "../transport/remote-scripts";
 import { guardProviderProcess } from "../core/process-guard";
 import { ProviderBase } from "../core/provider-base";
@@ -211,8 +212,8 @@ async function makeClone(
     const argv = cloneArgv(i, "make", mode, tool, nested ? "1" : "0");
     return await inspectOutput(remote, i, argv, undefined, [...done, MADE]);
   } catch (e) {
-    // Exit 4: the name was taken between the inspection and the snapshot; nothing was made, nothing to remove.
-    if (e instanceof RemoteCommandError && e.code === 4)
+    // The name was taken between the inspection and the snapshot; nothing was made, nothing to remove.
+    if (e instanceof RemoteCommandError && e.code === ExitCode.NAME_TAKEN)
       throw base.refuse(
         i,
         remote,

@@ -7,7 +7,7 @@
 set -u
 export LC_ALL=C
 lxcpath=$1
-[ -d "$lxcpath" ] || { printf 'lxcpath %s does not exist\n' "$lxcpath" >&2; exit 3; }
+[ -d "$lxcpath" ] || fail "lxcpath $lxcpath does not exist"
 printf 'fstype=%s\n' "$(stat -f -c %T "$lxcpath")"
 for c in "$lxcpath"/*/config; do
   [ -f "$c" ] || continue

@@ -9,8 +9,6 @@ set -u
 export LC_ALL=C
 insp=$1 lxcpath=$2 walk=$3
 shift 3
-nl='
-'
 v=$(btrfs --version 2>/dev/null)
 facts="btrfs_version=${v%%"$nl"*}${nl}"
 v=$(lxc-info --version 2>/dev/null)
@@ -21,16 +19,18 @@ if command -v getfattr >/dev/null 2>&1; then facts="${facts}has_getfattr=1$nl"; 
 active=" $(lxc-ls -P "$lxcpath" --active -1 2>/dev/null | tr '\n' ' ') "
 
 # One statfs for every container directory, one stat for every rootfs directory.
-dirs= roots=
+dirs='' roots=''
 for n; do
   d=$lxcpath/$n
   if [ -d "$d" ]; then dirs="$dirs $d"; fi
   if [ -d "$d/rootfs" ] && [ ! -L "$d/rootfs" ]; then roots="$roots $d/rootfs"; fi
 done
-# $dirs and $roots split on spaces: validated names and lxcPath hold none.
+# shellcheck disable=SC2086 # $dirs and $roots split on spaces: validated names and lxcPath hold none
 sfs=$(if [ -n "$dirs" ]; then stat -f -c '%n %T %a %S' $dirs; fi)
+# shellcheck disable=SC2086 # as above
 inos=$(if [ -n "$roots" ]; then stat -c '%n %i' $roots; fi)
 # Inode flags of every rootfs directory ("FLAGS PATH" lines), for WALK auto, as inspect-rootfs.sh reports them.
+# shellcheck disable=SC2086 # as above
 flags=$(if [ "$walk" != 0 ] && [ -n "$roots" ]; then lsattr -d $roots 2>/dev/null; fi)
 # Mount points below LXCPATH (mountinfo writes space, tab, newline and backslash as octal escapes, so one
 # per line), for WALK auto: a rootfs with something mounted inside is not converted.
@@ -45,20 +45,20 @@ t=
 for n; do
   d=$lxcpath/$n r=$d/rootfs
   fast=0
-  if lookup "$sfs" "$d" && set -- $v && [ "$1" = btrfs ] && lookup "$inos" "$r" && [ "$v" = 256 ] &&
+  # shellcheck disable=SC2086 # split on purpose: "TYPE AVAIL BSIZE"
+  if lookup "$sfs" "$d" && set -- $v && [ "$1" = btrfs ] && lookup "$inos" "$r" && [ "$v" = "$SUBVOL_INO" ] &&
     [ ! -e "$d/.plb-journal" ] && [ ! -L "$d/.plb-journal" ]; then
     fast=1 avail=$(($2 * $3))
   fi
   if [ $fast = 0 ]; then
     t=${t:-$(mktemp)}
     sh -c "$insp" plb-inspect-rootfs "$lxcpath" "$n" "$walk" >"$t" 2>/dev/null
-    set -- $(stat -c %s "$t")
-    printf '@@plb-item %d 0 %d 0\n' "$i" "$1"
+    printf '@@plb-item %d 0 %d 0\n' "$i" "$(stat -c %s "$t")"
     cat "$t"
     i=$((i + 1))
     continue
   fi
-  h="${facts}container_dir=present${nl}fstype=btrfs${nl}avail_bytes=$avail${nl}rootfs=dir${nl}rootfs_ino=256$nl"
+  h="${facts}container_dir=present${nl}fstype=btrfs${nl}avail_bytes=$avail${nl}rootfs=dir${nl}rootfs_ino=$SUBVOL_INO$nl"
   case "$nl$flags$nl" in
   *"$nl"*" $r$nl"*)
     v="$nl$flags$nl"
@@ -72,30 +72,17 @@ for n; do
   s=STOPPED
   case $active in *" $n "*) s=$(lxc-info -n "$n" -P "$lxcpath" -s -H 2>/dev/null) ;; esac
   h="${h}state=${s:-UNKNOWN}$nl"
-  # The fields inspect-rootfs.sh takes from `btrfs subvolume show`, in the order it prints them.
-  sv=$(btrfs subvolume show "$r" 2>&1)
-  set -f
-  IFS=$nl
-  for l in $sv; do
-    l=${l#"${l%%[![:space:]]*}"}
-    case $l in
-    UUID:* | "Parent UUID:"* | "Subvolume ID:"* | Generation:* | "Received UUID:"*)
-      k=${l%%:*} v=${l#*:}
-      h="${h}subvol $k=${v#"${v%%[![:space:]]*}"}$nl"
-      ;;
-    esac
-  done
-  unset IFS
-  set +f
+  subvol_fields "$r" subvol
+  h="$h$fields"
   if [ -f "$d/config" ] && [ -r "$d/config" ]; then
-    c= l=
+    c='' l=''
     while IFS= read -r l; do c="$c$l$nl"; done <"$d/config"
     c="$c$l"
   else
     c=@@unreadable
   fi
   # The mount points inside this rootfs, each NUL-terminated (WALK auto only, as inspect-rootfs.sh).
-  m= mlen=0
+  m='' mlen=0
   if [ -n "$mnts" ]; then
     set -f
     IFS=$nl

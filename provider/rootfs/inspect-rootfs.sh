@@ -2,14 +2,11 @@
 # no tree walk, no inode flags, no mount points.
 # Output: key=value lines, then NUL-terminated sections. Every list item is an absolute path
 # (starts with /), so a section marker (starts with @@) can never be mistaken for one.
-# Reads and adoptions run this once per resource, so it forks as little as it can: each process costs
-# about a millisecond of host CPU, and a fleet's refresh runs it hundreds of times.
+# A lone read or adoption runs this, and inspect-many.sh runs it for each container it cannot inspect
+# itself, so it forks as little as it can: each process costs about a millisecond of host CPU.
 set -u
 lxcpath=$1 name=$2 walk=$3 mode=$3
 d=$lxcpath/$name r=$d/rootfs
-nl='
-'
-kv() { printf '%s=%s\n' "$1" "$2"; }
 v=$(btrfs --version 2>/dev/null)
 kv btrfs_version "${v%%"$nl"*}"
 v=$(lxc-info --version 2>/dev/null)
@@ -19,6 +16,7 @@ if command -v getfattr >/dev/null 2>&1; then kv has_getfattr 1; else kv has_getf
 if [ ! -d "$d" ]; then kv container_dir missing; exit 0; fi
 kv container_dir present
 # One statfs for the filesystem type and the space available (what df calls Available: f_bavail * f_frsize).
+# shellcheck disable=SC2046 # split on purpose: three fields, none empty or holding a space
 set -- $(stat -f -c '%T %a %S' "$d")
 fstype=$1
 kv fstype "$fstype"
@@ -38,18 +36,16 @@ for x in rootfs.plb-new rootfs.pre-btrfs rootfs.plb-old rootfs.plb-dir config.pr
 done
 state=$(lxc-info -n "$name" -P "$lxcpath" -s -H 2>/dev/null)
 kv state "${state:-UNKNOWN}"
-if [ "$fstype" = btrfs ] && [ "$ino" = 256 ]; then
-  btrfs subvolume show "$r" 2>&1 | sed -n 's/^[[:space:]]*\(UUID\|Parent UUID\|Subvolume ID\|Generation\|Received UUID\):[[:space:]]*\(.*\)$/subvol \1=\2/p'
-fi
+if [ "$fstype" = btrfs ] && [ "$ino" = "$SUBVOL_INO" ]; then subvol_fields "$r" subvol; printf %s "$fields"; fi
 if [ "$walk" = auto ]; then
   # Already a subvolume with no interrupted work: nothing will be copied, so nothing to count.
-  if [ "$ino" = 256 ] && [ ! -e "$d/.plb-journal" ]; then walk=0; else walk=1; fi
+  if [ "$ino" = "$SUBVOL_INO" ] && [ ! -e "$d/.plb-journal" ]; then walk=0; else walk=1; fi
 fi
 tmp=
 if [ "$walk" = 1 ] && [ -n "$ino" ]; then
   if [ "$fstype" = btrfs ]; then
     tmp=$(mktemp)
-    find "$r" -mindepth 1 \( -type d -inum 256 -fprint0 "$tmp" -prune \) -o -printf '%s\n' |
+    find "$r" -mindepth 1 \( -type d -inum "$SUBVOL_INO" -fprint0 "$tmp" -prune \) -o -printf '%s\n' |
       awk '{n++; b+=$1} END {printf "files=%d\nbytes=%.0f\n", n, b}'
   else
     find "$r" -mindepth 1 -printf '%s\n' | awk '{n++; b+=$1} END {printf "files=%d\nbytes=%.0f\n", n, b}'

@@ -274,9 +274,9 @@ async function judgeVerification(
     );
     return;
   }
-  const diff = await remote.run(
-    scriptArgv("step", [inputs.lxcPath, inputs.container, "verify-diff", "2", step.a, step.b]),
-  );
+  const diffArgs = [step.a, step.b]; // step.sh takes each op as OP NARGS ARG...
+  const argv = [inputs.lxcPath, inputs.container, "verify-diff", String(diffArgs.length), ...diffArgs];
+  const diff = await remote.run(scriptArgv("step", argv));
   throw new UserError(
     base.message(
       inputs,

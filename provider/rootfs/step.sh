@@ -8,10 +8,6 @@ lxcpath=$1 name=$2
 shift 2
 d=$lxcpath/$name
 j=$d/.plb-journal
-fail() { printf '%s\n' "$*" >&2; exit 3; }
-nl='
-'
-is_subvol() { [ -d "$1" ] && [ ! -L "$1" ] && [ "$(stat -f -c %T "$1")" = btrfs ] && [ "$(stat -c %i "$1")" = 256 ]; }
 sync_dir() { sync -f "$1" 2>/dev/null || sync; }
 
 # One walk of DIR, as TAG, into files under $w: TAG.main (every entry's path, type, mode, owner, size,
@@ -46,13 +42,14 @@ flags_of() ( # DIR OUT
   rm -f "$2.raw" "$2.all"
 )
 need_chattr() {
-  command -v lsattr >/dev/null 2>&1 && command -v chattr >/dev/null 2>&1 ||
+  { command -v lsattr && command -v chattr; } >/dev/null 2>&1 ||
     fail "lsattr/chattr are missing on the host: install e2fsprogs (inode flags such as NOCOW and immutable must be copied)"
 }
 # cp copies no inode flags, and cannot reflink a NOCOW file into a COW one (EINVAL): give every NOCOW file
 # of the source an empty NOCOW twin in DST first, which cp then reflinks into (hardlinked names included:
 # cp replaces the twin of a second name by a link to the first).
 precreate_nocow() ( # FLAGS SRC DST
+  # shellcheck disable=SC2016 # expanded by the inner sh
   grep -z '^[^ ]*C' "$1" | sed -z 's/^[^ ]* //' | (cd "$3" && xargs -0 -r sh -c '
     src=$1; shift
     for p; do
@@ -64,6 +61,7 @@ precreate_nocow() ( # FLAGS SRC DST
 # immutable and append-only entries were written first; chattr changes no mtime and refuses symlinks).
 # Only missing letters: chattr +c on a file that has its compression property resets it to zlib.
 apply_flags() ( # FLAGS DST
+  # shellcheck disable=SC2016 # expanded by the inner sh
   LC_ALL=C sort -rz "$1" | sed -z 's/^-*//; :a; s/^\([^ ]*\)-/\1/; ta' | (cd "$2" && xargs -0 -r sh -c '
     for e; do
       want=${e%% *} p=${e#* } add=
@@ -96,16 +94,6 @@ summary() ( # DIR TAG: the report lines for one walked tree
   printf '%s_xattr=%s\n' "$2" "$(cat "$w/$2.xattr")"
   printf '%s_flags=%s\n' "$2" "$(sha256sum <"$w/$2.flags" | cut -d' ' -f1)"
 )
-
-# Failpoint for the fault tests: while the root-only file /run/plb-hold/NAME.POINT exists, the run waits
-# at POINT (after writing NAME.POINT.reached). Costs one stat per step when unused.
-hold() {
-  [ -e "/run/plb-hold/$name.$1" ] || return 0
-  : >"/run/plb-hold/$name.$1.reached"
-  # Its own counter: the batch loop's n (the step's argument count) must survive a hold.
-  held=0
-  while [ -e "/run/plb-hold/$name.$1" ] && [ $held -lt 6000 ]; do sleep 0.05; held=$((held + 1)); done  # at most 5 min
-}
 
 # ---- Live conversion (ifRunning "live"): the pre-copy's start time and the catch-up ----------------------
 # The pre-copy runs while the container does; its start time (host clock, ns) is kept in $j.since, taken
@@ -293,7 +281,7 @@ verify)         # A B: compare both trees' metadata; four walks (two per tree) r
   fi
   wait $p0 || true
   summary "$1" a >"$w/a.sum" & p1=$!; summary "$2" b >"$w/b.sum" & p2=$!
-  wait $p1 && wait $p2 || fail "could not summarize both trees"
+  { wait $p1 && wait $p2; } || fail "could not summarize both trees"
   cat "$w/a.sum" "$w/b.sum"
   printf '@@a\0'; cat "$w/a.hl"; printf '@@b\0'; cat "$w/b.hl"
   rm -rf "$w"
@@ -335,8 +323,9 @@ write-config)   # EXPECTED_SHA BACKUP_NAME; new content on stdin
   ;;
 move-nested)    # FROM TO: move every subvolume nested in FROM to the same place in TO, by rename,
                 # replacing the flattened copy cp made there (snapshots and cp are not recursive).
-  find "$1" -mindepth 1 -type d -inum 256 -prune -exec sh -c '
-    from=$1 to=$2; shift 2
+  # A refusal in the inner shell can only make find exit 1, so it exits 1 (not $EXIT_REFUSED).
+  find "$1" -mindepth 1 -type d -inum "$SUBVOL_INO" -prune -exec sh -c '
+    ino=$1 from=$2 to=$3; shift 3
     real=$(cd -P -- "$to" && pwd -P) || exit 1
     for p in "$@"; do
       rel=${p#"$from"/}
@@ -344,9 +333,9 @@ move-nested)    # FROM TO: move every subvolume nested in FROM to the same place
       # Only through real directories: never let a symlink on the way move a subvolume out of the tree.
       if [ "$(cd -P -- "${t%/*}" 2>/dev/null && pwd -P)" != "${real}/${rel%/*}" ] && [ "${rel%/*}" != "$rel" ]; then
         printf "%s: a symlink on the way; not moving the nested subvolume there\n" "$t" >&2
-        exit 3
+        exit 1
       fi
-      if [ "$(stat -c %i "$t" 2>/dev/null)" = 256 ]; then continue; fi
+      if [ "$(stat -c %i "$t" 2>/dev/null)" = "$ino" ]; then continue; fi
       # Replacing an entry changes its directory mtime; put the verified one back afterwards.
       ref=$(mktemp)
       touch -r "${t%/*}" "$ref"
@@ -359,7 +348,7 @@ move-nested)    # FROM TO: move every subvolume nested in FROM to the same place
       mv -- "$p" "$t"
       touch -r "$ref" "${t%/*}"
       rm -f "$ref"
-    done' plb-move "$1" "$2" {} +
+    done' plb-move "$SUBVOL_INO" "$1" "$2" {} +
   sync_dir "$d"
   ;;
 remove)         # PATH: delete the old tree (directory or subvolume)
@@ -384,7 +373,7 @@ while [ $# -gt 0 ]; do
   op=$1 n=$2
   shift 2
   i=$((i + 1))
-  hold "$op"
+  hold "$name" "$op"
   printf '@@step %d %s\n' "$i" "$op"
   step "$op" "$@"
   shift "$n"

@@ -1,6 +1,7 @@
 /**
  * The shell scripts we run on hosts. Each is a fixed text (never built from input) that takes its
  * arguments as positional parameters: `sh -c SCRIPT NAME ARG...`, every argument quoted by the transport.
+ * Every script is sent with prelude.sh in front of it: the helpers, exit codes and failpoint all share.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -19,15 +20,23 @@ const SCRIPT_DIRS = {
 
 export type ScriptName = keyof typeof SCRIPT_DIRS;
 
+export const SCRIPT_NAMES = Object.keys(SCRIPT_DIRS) as ScriptName[];
+
 /** Where a script's file is (in the source tree, or in dist/ after the build copies it). */
 export function scriptPath(name: ScriptName): string {
   return join(__dirname, "..", SCRIPT_DIRS[name], `${name}.sh`);
 }
 
+/** Where the prelude is: provider/transport/prelude.sh, beside this file. */
+export function preludePath(): string {
+  return join(__dirname, "prelude.sh");
+}
+
+/** The text sent for a script: the prelude, then the script's file. Read once. */
 export function script(name: ScriptName): string {
   let text = cache.get(name);
   if (text === undefined) {
-    text = readFileSync(scriptPath(name), "utf8");
+    text = readFileSync(preludePath(), "utf8") + readFileSync(scriptPath(name), "utf8");
     cache.set(name, text);
   }
   return text;

@@ -8,9 +8,10 @@ import * as clone from "../../provider/clone/provider";
 import * as rootfs from "../../provider/rootfs/provider";
 import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
 import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import { scriptArgv } from "../../provider/transport/remote-scripts";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
-import { destroyContainers, hostSh, makeBusybox, NO_NETWORK, rejectionOf } from "../support/host";
+import { destroyContainers, hostSh, makeBusybox, NO_NETWORK, rejectionOf, waitFor } from "../support/host";
 
 const inv = loadInventory();
 const h2 = inv.hosts.find((h) => h.name === "h2") as FleetHost;
@@ -232,23 +233,19 @@ describe("LxcSnapshotClone on the fleet", function () {
     });
 
     it("freeze: the source is unfrozen even when the snapshot fails midway", async () => {
-      const script = readFileSync(`${__dirname}/../../provider/clone/clone.sh`, "utf8");
       // lxc-clone does not exist on LXC 5: the snapshot fails after the freeze.
-      const r = await hostExec(h2, [
-        "sh",
-        "-c",
-        script,
-        "plb-clone",
-        "snapshot",
-        "/var/lib/lxc",
-        SRC,
-        "ct-broken",
-        "freeze",
-        "lxc-clone",
-      ]);
+      const make = ["make", "/var/lib/lxc", SRC, "ct-broken", "freeze", "lxc-clone", "0"];
+      const r = await hostExec(h2, scriptArgv("clone", make));
       expect(r.code).to.not.equal(0);
       expect(await state(SRC)).to.equal("RUNNING");
       expect(await sh('ls /var/lib/lxc | grep -c "^ct-broken$" || true')).to.equal("0\n");
+      // The create's marker stays until the provider's destroy, which removes it.
+      const marker = 'ls -A /var/lib/lxc | grep -c "^.plb-making-ct-broken$" || true';
+      expect(await sh(marker)).to.equal("1\n");
+      expect(
+        (await hostExec(h2, scriptArgv("clone", ["destroy", "/var/lib/lxc", SRC, "ct-broken"]))).code,
+      ).to.equal(0);
+      expect(await sh(marker)).to.equal("0\n");
     });
 
     it("restart: stops the source for the snapshot and starts it again", async () => {
@@ -430,6 +427,38 @@ describe("LxcSnapshotClone on the fleet", function () {
       expect(
         await sh(`test -e /var/lib/lxc/${deb}/rootfs/etc/clone-marker && echo shared || echo separate`),
       ).to.equal("separate\n");
+    });
+  });
+
+  describe("a name taken between the inspection and the snapshot", () => {
+    const SRC = "ct-shell-src";
+    const CL = "ct-shell-taken";
+    const HOLD = `/run/plb-hold/${CL}.snapshot`;
+    before(async () => {
+      await makeSource(SRC);
+      await convert(SRC);
+    });
+    after(async () => {
+      await sh('rm -f "$1" "$1.reached"', HOLD);
+      await destroy(CL, SRC);
+    });
+
+    it("is refused before anything is written: no create marker, the other directory untouched", async () => {
+      // The failpoint holds make just before its check; the name is taken meanwhile.
+      await sh('mkdir -p /run/plb-hold && rm -f "$1.reached" && : >"$1"', HOLD);
+      const refused = rejectionOf(clone.create(args(SRC, CL)));
+      await waitFor(
+        `${HOLD}.reached`,
+        async () => (await sh('[ -e "$1.reached" ] && echo y || true', HOLD)) === "y\n",
+      );
+      await sh('mkdir "/var/lib/lxc/$1" && echo theirs >"/var/lib/lxc/$1/file"', CL);
+      await sh('rm -f "$1"', HOLD);
+      expect(await refused).to.equal(
+        `LxcSnapshotClone ${CL} (from ${SRC}) on ${TARGET}: a container named ${CL} appeared while the clone ` +
+          "was being made; choose another name or remove it. Nothing was changed.",
+      );
+      expect(await sh('ls -A /var/lib/lxc | grep -c -e "^.plb-making-$1$" || true', CL)).to.equal("0\n");
+      expect(await sh('ls -A "/var/lib/lxc/$1"; cat "/var/lib/lxc/$1/file"', CL)).to.equal("file\ntheirs\n");
     });
   });
 });
