@@ -54,5 +54,6 @@ _plb_env() {
 _plb_env
 _plb_status=$?
 unset -f _plb_env
-# shellcheck disable=SC2317 # `return` when sourced, `exit` when run directly
-return "$_plb_status" 2>/dev/null || exit "$_plb_status"
+# The last command's status is this file's, sourced or run (a `return` here would make shellcheck take
+# the rest of a sourcing script for unreachable).
+(exit "$_plb_status")

@@ -170,7 +170,7 @@ sshd-start)
   fi
   ;;
 sshd-max-sessions)
-  (($# == 1)) && [[ "$1" =~ ^([0-9]+|default)$ ]] || usage
+  { (($# == 1)) && [[ "$1" =~ ^([0-9]+|default)$ ]]; } || usage
   stop_sshd "$host"
   if [[ "$1" == default ]]; then start_sshd "$host"; else start_sshd "$host" -o "MaxSessions=$1"; fi
   hlog "$host" "sshd $(sshd_pid "$host") started with MaxSessions $1"

@@ -416,6 +416,7 @@ boot_systemd() { # HOST NAME LOG
   hexec "$h" lxc-attach -n "$c" -- sh -c 'logger "pulumi-lxc-btrfs fleet: first boot"; journalctl --flush && journalctl --rotate' >>"$out" 2>&1 ||
     die "$h: journalctl in $c failed"
   hexec "$h" lxc-stop -n "$c" -t 60 >>"$out" 2>&1 || die "$h: lxc-stop $c failed"
+  # shellcheck disable=SC2016 # $1 is the inner sh's
   flagged="$(hexec "$h" sh -c 'find "$1" \( -type f -o -type d \) -exec lsattr -d {} + | grep -c "^[^ ]*C"' - "$LXC_PATH/$c/rootfs/var/log/journal")" ||
     die "$h: $c has no NOCOW entries under /var/log/journal after booting"
   hlog "$h" "$c booted systemd ($st), journal rotated, stopped; $flagged NOCOW entries under /var/log/journal"

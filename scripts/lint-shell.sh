@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs shellcheck on every shell script of the repository (part of `npm run lint`):
+#  - the remote scripts, provider/**/*.sh, as POSIX sh, each as hosts run it: after
+#    provider/transport/prelude.sh (a finding is reported at its own file and line);
+#  - the repository's own scripts (scripts/**/*.sh, .ci/run, test/fixtures/capture.sh), as their shebang
+#    or `# shellcheck shell=` line says (bash or sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v shellcheck >/dev/null 2>&1; then
+  echo "lint: shellcheck is not installed; install it (Debian/Ubuntu: apt-get install -y shellcheck) and run again" >&2
+  exit 1
+fi
+
+prelude=provider/transport/prelude.sh
+plines=$(wc -l <"$prelude")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+rc=0
+
+shellcheck -s sh -f gcc "$prelude" || rc=1
+while IFS= read -r -d '' f; do
+  [ "$f" = "$prelude" ] && continue
+  cat "$prelude" "$f" >"$tmp/script.sh"
+  # gcc format, FILE:LINE:COL: MESSAGE; the lines after the prelude's are the script's.
+  shellcheck -s sh -f gcc "$tmp/script.sh" >"$tmp/out" || rc=1
+  awk -F: -v p="$plines" -v pre="$prelude" -v f="$f" '{
+    rest = substr($0, length($1) + length($2) + 3)
+    if ($2 > p) print f ":" ($2 - p) ":" rest; else print pre ":" $2 ":" rest
+  }' "$tmp/out"
+done < <(find provider -name '*.sh' -print0 | sort -z)
+
+mapfile -d '' own < <(find scripts -name '*.sh' -print0 | sort -z)
+shellcheck -x -f gcc "${own[@]}" .ci/run test/fixtures/capture.sh || rc=1
+
+[ "$rc" = 0 ] && echo "shellcheck: no findings"
+exit "$rc"
