@@ -1,10 +1,14 @@
-# Prelude: remote-scripts.ts sends this before each remote script. Kept small: it travels with every command.
+# Prelude: remote-scripts.ts sends this before every remote script, without its comment lines (it
+# travels with every command, so keep it small).
 # shellcheck disable=SC2034 # not every script uses every name
 {
 # Exit codes the provider reads; exit-codes.ts has the same names and values (a unit test compares them).
-EXIT_REFUSED=3     # fail: a check refused to go on; the reason is on stderr
-EXIT_NAME_TAKEN=4  # clone.sh make: a directory has the clone's name already; nothing was made
-SUBVOL_INO=256     # on btrfs, the top directory of every subvolume has inode 256, and only it
+# EXIT_REFUSED: fail (a check refused to go on; the reason is on stderr).
+# EXIT_NAME_TAKEN: clone.sh make found a directory with the clone's name; nothing was made.
+EXIT_REFUSED=3
+EXIT_NAME_TAKEN=4
+# On btrfs, the top directory of every subvolume has inode 256, and only it.
+SUBVOL_INO=256
 nl='
 '
 }

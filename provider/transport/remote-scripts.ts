@@ -1,7 +1,7 @@
 /**
  * The shell scripts we run on hosts. Each is a fixed text (never built from input) that takes its
  * arguments as positional parameters: `sh -c SCRIPT NAME ARG...`, every argument quoted by the transport.
- * Every script is sent with prelude.sh in front of it: the helpers, exit codes and failpoint all share.
+ * Every script is sent with prelude.sh in front of it: the helpers, exit codes and failpoint they share.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -32,11 +32,19 @@ export function preludePath(): string {
   return join(__dirname, "prelude.sh");
 }
 
+/** Pure: the prelude as sent, without its comment lines (they are for readers, and every command carries it). */
+export function preludeAsSent(text: string): string {
+  return text
+    .split("\n")
+    .filter((line) => !/^\s*#/.test(line))
+    .join("\n");
+}
+
 /** The text sent for a script: the prelude, then the script's file. Read once. */
 export function script(name: ScriptName): string {
   let text = cache.get(name);
   if (text === undefined) {
-    text = readFileSync(preludePath(), "utf8") + readFileSync(scriptPath(name), "utf8");
+    text = preludeAsSent(readFileSync(preludePath(), "utf8")) + readFileSync(scriptPath(name), "utf8");
     cache.set(name, text);
   }
   return text;

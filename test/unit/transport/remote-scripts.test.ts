@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { expect } from "chai";
 import { ExitCode, exitCodeAssignments } from "../../../provider/transport/exit-codes";
 import {
+  preludeAsSent,
   preludePath,
   SCRIPT_NAMES,
   script,
@@ -17,10 +18,14 @@ import {
 } from "../../../provider/transport/remote-scripts";
 import { fixture, fixtureBytes } from "../fixtures";
 
-const prelude = readFileSync(preludePath(), "utf8");
+const preludeFile = readFileSync(preludePath(), "utf8");
+const prelude = preludeAsSent(preludeFile);
 
 describe("remote-scripts: every script goes out after the prelude", () => {
-  it("sends each script as prelude + its file, as `sh -c TEXT plb-NAME ARGS`", () => {
+  it("sends each script after the prelude without its comment lines, as `sh -c TEXT plb-NAME ARGS`", () => {
+    expect(prelude.split("\n")).to.deep.equal(preludeFile.split("\n").filter((l) => !l.startsWith("#")));
+    expect(prelude).to.not.match(/^\s*#/m);
+    expect(prelude.endsWith("}\n")).to.equal(true);
     expect(SCRIPT_NAMES).to.deep.equal([
       "inspect-rootfs",
       "inspect-many",
