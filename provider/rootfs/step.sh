@@ -107,6 +107,7 @@ summary() ( # DIR TAG: the report lines for one walked tree
 
 # Inode flags of exactly the paths listed in LIST (NUL-separated "./PATH", files and directories known to
 # be reached through real directories), as sorted "FLAGS ./PATH" NUL-terminated records into OUT.
+# shellcheck disable=SC2016 # the single-quoted scripts are the inner sh's
 live_flags_at() ( # DIR LIST OUT
   cd "$1" || exit 1
   sed -z '/\n/d' "$2" | xargs -0 -r lsattr -d -- >"$3.raw" || exit 1
@@ -118,6 +119,7 @@ live_flags_at() ( # DIR LIST OUT
   rm -f "$3.raw" "$3.all"
 )
 
+# shellcheck disable=SC2016 # the single-quoted scripts are the inner sh's
 live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold)
   src=$1 dst=$2 w=$3
   paths() { sed -z 's/^[^ ]* //' "$@"; }
