@@ -71,3 +71,11 @@ export const connectionSchema = baseConnection.extend({ proxy: baseConnection.op
 export type ConnectionArgs = z.input<typeof connectionSchema>;
 export type Connection = z.output<typeof connectionSchema>;
 export type JumpConnection = z.output<typeof baseConnection>;
+
+/** `user@host:port` (and the jump host), for messages: never a secret. */
+export function describeTarget(
+  conn: Pick<Connection, "user" | "host" | "port"> & { proxy?: JumpConnection },
+): string {
+  const t = `${conn.user}@${conn.host}:${conn.port}`;
+  return conn.proxy ? `${t} (via ${conn.proxy.user}@${conn.proxy.host}:${conn.proxy.port})` : t;
+}

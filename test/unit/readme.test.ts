@@ -2,8 +2,8 @@
  * README.md's input and output tables list exactly the keys the code defines: the schemas' keys for
  * inputs, and the compiler-checked output key lists (rootfs/outputs.ts, clone/outputs.ts) for outputs.
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join, sep } from "node:path";
 import { expect } from "chai";
 import { cloneArgsSchema } from "../../provider/clone/inputs";
 import { CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS } from "../../provider/clone/outputs";
@@ -74,4 +74,31 @@ describe("README: the input and output tables list exactly the keys the code def
       expect(keys.filter((k) => k in schema.shape)).to.deep.equal([]);
     });
   }
+});
+
+describe("README: the Architecture section matches the tree", () => {
+  const text = section("## Architecture");
+  const providerDir = join(ROOT, "provider");
+  const tree = (readdirSync(providerDir, { recursive: true }) as string[]).map((f) => f.split(sep).join("/"));
+  const folders = tree.filter((f) => statSync(join(providerDir, f)).isDirectory());
+  const files = tree.filter((f) => !folders.includes(f));
+
+  it("names every folder of provider/, and no folder that is not there", () => {
+    const named = [...text.matchAll(/`provider\/([a-z-]+)\/`/g)].map((m) => m[1]);
+    expect([...new Set(named)].sort()).to.deep.equal([...folders].sort());
+  });
+
+  it("names only files that exist", () => {
+    const named = [...text.matchAll(/`(?:provider\/)?(?:[a-z-]+\/)?([a-z-]+\.(?:ts|sh))`/g)].map((m) => m[0]);
+    expect(named.length).to.be.greaterThan(20);
+    for (const quoted of named) {
+      const path = quoted.slice(1, -1).replace(/^provider\//, "");
+      const found = path.includes("/")
+        ? files.includes(path)
+        : files.some((f) => f.split("/").pop() === path);
+      expect(found, `${quoted} in README's Architecture section is not a file under provider/`).to.equal(
+        true,
+      );
+    }
+  });
 });

@@ -269,7 +269,7 @@ describe("LxcFleetRollout wiring (pulumi mocks)", () => {
     const summary = await value(rollout.summary);
     // (the transport repeats the error code: ssh.ts classifyDialError prefixes it to a message that has it)
     const why =
-      "cannot connect to root@127.0.0.1:1: ECONNREFUSED ECONNREFUSED 127.0.0.1:1 (is the host up and sshd listening on that port?)";
+      "cannot connect to root@127.0.0.1:1: ECONNREFUSED 127.0.0.1:1 (is the host up and sshd listening on that port?)";
     expect(summary).to.deep.equal({
       down: { converted: [], adopted: [], skipped: [], failed: [`discovery: ${why}`] },
     });
