@@ -602,7 +602,7 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       names.forEach((n, i) => {
         expect(messages[i]).to.match(
           new RegExp(
-            `^LxcSubvolumeRootfs ${n}: on root@${h1.address.replace(/\./g, "\\.")}:22: .*(the SSH connection was lost while the command ran|the connection was lost or refused a session)`,
+            `^LxcSubvolumeRootfs ${n}: on root@${h1.address.replace(/\./g, "\\.")}:22: [\\s\\S]*(the SSH connection was lost while the command ran|the connection was lost or refused a session)`,
           ),
         );
       });
