@@ -157,9 +157,7 @@ function classifyDialError(
   const hint = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH/.test(`${e.code} ${msg}`)
     ? " (is the host up and sshd listening on that port?)"
     : "";
-  return new UserError(
-    `cannot connect to ${target}: ${codePrefix}${detail}${hint}`,
-  );
+  return new UserError(`cannot connect to ${target}: ${codePrefix}${detail}${hint}`);
 }
 
 function describeAuth(conn: JumpConnection & FromConfig): string {
