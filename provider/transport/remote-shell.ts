@@ -34,10 +34,10 @@ const KILL_GRACE_MS = 5_000;
 
 /**
  * Kills the process group of request $2 of the remote shell whose directory is $1 (shell-loop.sh notes
- * "ID PGID" in $1/p), or that process if it leads no group; nothing if that request is no longer running.
+ * "ID PGID" in $1/p); nothing if that request is no longer running, or the file holds no plausible group.
  */
 const KILL_GROUP =
-  'read -r id p <"$1/p" || exit 0; [ "$id" = "$2" ] || exit 0; kill -KILL "-$p" 2>/dev/null || kill -KILL "$p"';
+  'read -r id p <"$1/p" || exit 0; [ "$id" = "$2" ] || exit 0; case $p in "" | *[!0-9]* | 0 | 1) exit 0 ;; esac; kill -KILL "-$p" 2>/dev/null || :';
 
 /** The remote shell cannot run on this host (the connection then runs one channel per command). */
 export class ShellUnavailable extends Error {}

@@ -238,6 +238,34 @@ describe("shell-loop.sh under this machine's /bin/sh (no SSH)", function () {
     expect(d.stdout.length).to.equal(2_000_000 + "\0plb-rc x 0\n".length);
   });
 
+  it("a process a command leaves behind reaches neither the next request's stdin, stdout nor stderr", async () => {
+    const [a, b] = await converse([
+      {
+        // Keeps the command's stdout, stderr and stdin open after the command itself has exited.
+        argv: [
+          "sh",
+          "-c",
+          "exec 3<&0; (sleep 0.3; echo LATE-OUT; echo LATE-ERR >&2; cat <&3 >&2) & echo first",
+        ],
+        stdin: "first stdin\n",
+      },
+      { argv: ["sh", "-c", "cat; echo second; sleep 0.6"], stdin: "SECOND-STDIN\n" },
+    ]);
+    // The first reply waits for its stdout's last holder, as sshd waits for an exec channel's EOF.
+    expect([a.code, a.stdout.toString()]).to.deep.equal([0, "first\nLATE-OUT\n"]);
+    expect(a.stderr.toString()).to.equal("LATE-ERR\nfirst stdin\n");
+    expect([b.code, b.stdout.toString(), b.stderr.toString()]).to.deep.equal([
+      0,
+      "SECOND-STDIN\nsecond\n",
+      "",
+    ]);
+  });
+
+  it("runs commands with SIGINT and SIGQUIT at their defaults, as sshd does", async () => {
+    const [a] = await converse([{ argv: ["sh", "-c", "grep '^SigIgn:' /proc/self/status"] }]);
+    expect(a.stdout.toString()).to.equal("SigIgn:\t0000000000000000\n");
+  });
+
   it("runs nothing of a request cut short: the braces make it a syntax error", async () => {
     const loop = readFileSync(join(ROOT, "provider", "transport", "shell-loop.sh"), "utf8");
     const p = spawn("sh", ["-c", loop, "plb-shell"], { stdio: ["pipe", "pipe", "pipe"] });
