@@ -130,6 +130,19 @@ function planResume(insp: RootfsInspection, p: RootfsPolicy, paths: RootfsPaths)
     return { kind: "apply", action: `roll back an interrupted ${j.op} (copy not yet verified)`, steps };
   }
   const steps: Step[] = [];
+  if (j.phase === "swapping" && !swapStarted(j, insp, paths)) {
+    // Verified once, but the original was left in place across the interruption: the container may
+    // have run on it since (autostart, or by hand) and changed it. Never swap in a copy that may be
+    // stale: discard it; the next round copies and verifies again.
+    const steps: Step[] = [{ op: "discard", path: j.op === "convert" ? paths.next : paths.revertDir }];
+    if (j.wasRunning && insp.state !== "RUNNING") steps.push({ op: "start" });
+    steps.push({ op: "journal-clear" });
+    return {
+      kind: "apply",
+      action: `roll back an interrupted ${j.op} (the swap had not started; the original may have changed since its verification)`,
+      steps,
+    };
+  }
   if (j.phase === "swapping") {
     steps.push(
       j.op === "convert"
@@ -145,6 +158,12 @@ function planResume(insp: RootfsInspection, p: RootfsPolicy, paths: RootfsPaths)
     action: `resume an interrupted ${j.op} (finish)`,
     steps: stepsFinishing(j, p, paths, insp),
   };
+}
+
+/** Whether the swap's first rename (rootfs -> old name) happened: after it, the original cannot have run. */
+function swapStarted(j: Journal, insp: RootfsInspection, paths: RootfsPaths): boolean {
+  const old = j.op === "convert" ? paths.backup : paths.revertOld;
+  return insp.rootfs === "missing" || insp.exists[old.slice(paths.dir.length + 1)] === true;
 }
 
 function stepsCopyAndSwap(

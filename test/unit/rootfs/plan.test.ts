@@ -463,12 +463,32 @@ describe("rootfs-plan: planConvert resumes from the journal", () => {
     });
   });
 
-  it("swapping: complete the swap and journal swapped (finishing is planned next round)", () => {
-    expect(planConvert(insp({ journal: journal("swapping", true) }), policy())).to.deep.equal({
-      kind: "apply",
-      action: "resume an interrupted convert (complete the swap)",
-      steps: [{ op: "swap", cur: R, next: NEW, old: BAK }, j("swapped", "convert", true)],
-    });
+  it("swapping, the first rename done: complete the swap and journal swapped (finishing is planned next round)", () => {
+    for (const at of [
+      { rootfs: "missing" as const, exists: exists(["rootfs.plb-new", "rootfs.pre-btrfs"]) },
+      { exists: exists(["rootfs.pre-btrfs"]) },
+    ]) {
+      expect(planConvert(insp({ journal: journal("swapping", true), ...at }), policy())).to.deep.equal({
+        kind: "apply",
+        action: "resume an interrupted convert (complete the swap)",
+        steps: [{ op: "swap", cur: R, next: NEW, old: BAK }, j("swapped", "convert", true)],
+      });
+    }
+  });
+
+  it("swapping, the original still in place: the copy may be stale (the container may have run since): roll back", () => {
+    const rollback =
+      "roll back an interrupted convert (the swap had not started; the original may have changed since its verification)";
+    const table: [Partial<RootfsInspection>, Step[]][] = [
+      // stopped, as the conversion left it: discard, start it again, clear
+      [{ state: "STOPPED" }, [{ op: "discard", path: NEW }, { op: "start" }, { op: "journal-clear" }]],
+      // started meanwhile (autostart after a power cut): never swapped away under it
+      [{ state: "RUNNING" }, [{ op: "discard", path: NEW }, { op: "journal-clear" }]],
+    ];
+    for (const [over, steps] of table) {
+      const i = insp({ journal: journal("swapping", true), exists: exists(["rootfs.plb-new"]), ...over });
+      expect(planConvert(i, policy())).to.deep.equal({ kind: "apply", action: rollback, steps });
+    }
   });
 
   it("swapped: config, nested, start, remove, clear", () => {
@@ -656,8 +676,26 @@ describe("rootfs-plan: planRevert", () => {
     });
   });
 
+  it("rolls back an interrupted revert swap that had not started (the subvolume may have changed since)", () => {
+    const i = insp({
+      ...SUBVOL,
+      journal: { op: "revert", phase: "swapping", wasRunning: false },
+      exists: exists(["rootfs.plb-dir"]),
+    });
+    expect(planRevert(i, policy())).to.deep.equal({
+      kind: "apply",
+      action:
+        "roll back an interrupted revert (the swap had not started; the original may have changed since its verification)",
+      steps: [{ op: "discard", path: RDIR }, { op: "journal-clear" }],
+    });
+  });
+
   it("completes an interrupted revert swap", () => {
-    const i = insp({ ...SUBVOL, journal: { op: "revert", phase: "swapping", wasRunning: true } });
+    const i = insp({
+      ...SUBVOL,
+      journal: { op: "revert", phase: "swapping", wasRunning: true },
+      exists: exists(["rootfs.plb-old"]),
+    });
     expect(planRevert(i, policy())).to.deep.equal({
       kind: "apply",
       action: "resume an interrupted revert (complete the swap)",
