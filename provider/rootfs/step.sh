@@ -120,8 +120,8 @@ live_flags_at() ( # DIR LIST OUT
 )
 
 # shellcheck disable=SC2016 # the single-quoted scripts are the inner sh's
-live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold)
-  src=$1 dst=$2 w=$3
+live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) DIRS (pre-copy "INODE ./PATH")
+  src=$1 dst=$2 w=$3 dirs0=$4
   paths() { sed -z 's/^[^ ]* //' "$@"; }
   parents() { sed -z 's,/[^/]*$,,'; }
   bypath() { LC_ALL=C sort -z -t ' ' -k 2; }
@@ -129,6 +129,21 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold)
   # Files with more than one link are listed too (see 2.).
   (cd "$src" && find -P . -fprintf "$w/s.all" '%y %p\0' , \( -type f -links +1 -fprintf "$w/multi" '%p\0' \) \
     , \( -newercm "$w/ref" -fprintf "$w/s.chg" '%y %p\0' \)) || exit 1
+  # 0. A directory at a path where another one was at the pre-copy (renamed over it, swapped, or deleted
+  #    and made again) may hold entries whose ctimes predate the pre-copy: its whole subtree is copied
+  #    again. Its copy is removed first (paths from a find -P walk of the copy: real directories only),
+  #    so the walk below finds that subtree in the source only.
+  (cd "$src" && find -P . -type d -printf '%i %p\0') | LC_ALL=C sort -z | LC_ALL=C comm -z -13 "$dirs0" - |
+    sed -z 's/^[^ ]* //' | LC_ALL=C sort -z >"$w/moved" || exit 1
+  if [ -s "$w/moved" ]; then
+    (cd "$dst" && find -P . -type d -print0) | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/moved" |
+      (cd "$dst" && xargs -0 -r sh -c '
+        for p; do
+          [ -d "$p" ] && [ ! -L "$p" ] || continue
+          find "$p" \( -type f -o -type d \) -exec chattr -i -a -- {} + 2>/dev/null
+          rm -rf -- "$p" || exit 255
+        done' plb-moved) || exit 1
+  fi
   (cd "$dst" && find -P . -printf '%y %p\0' , \( -type f -links +1 -fprintf "$w/n.multi" '%p\0' \)) >"$w/n.rec" ||
     exit 1
   LC_ALL=C sort -z -o "$w/s.all" "$w/s.all" && LC_ALL=C sort -z -o "$w/n.rec" "$w/n.rec" || exit 1
@@ -222,7 +237,7 @@ journal)    # PHASE OP WAS_RUNNING
   sync_dir "$d"
   ;;
 journal-clear)  # not flushed: a journal that a power loss brings back only makes the next run redo no-ops
-  rm -f "$j" "$j.tmp" "$j.since"
+  rm -f "$j" "$j.tmp" "$j.since" "$j.dirs" "$j.dirs.tmp"
   ;;
 subvol-create)  # PATH (under d)
   [ -e "$1" ] && fail "$1 already exists"
@@ -254,6 +269,10 @@ copy)           # SRC DST EVERY: reflink copy of the whole tree, progress every 
 precopy)        # SRC DST EVERY: the live pre-copy; its start time first, then the same copy as "copy"
   date +%s%N >"$j.since.tmp"
   mv -f -- "$j.since.tmp" "$j.since"
+  # Which directory is at each path, before anything is copied: one renamed over another keeps its
+  # children's ctimes, so the catch-up finds it by its inode being new at that path.
+  (cd "$1" && find -P . -type d -printf '%i %p\0') | LC_ALL=C sort -z >"$j.dirs.tmp" || fail "cannot list the directories of $1"
+  mv -f -- "$j.dirs.tmp" "$j.dirs"
   step copy "$@"
   ;;
 catchup)        # SRC DST: with the container stopped, only what changed since the pre-copy started
@@ -264,7 +283,8 @@ catchup)        # SRC DST: with the container stopped, only what changed since t
   cw=$(mktemp -d)
   trap 'rm -rf "$cw"' EXIT
   touch -d "@$((since / 1000000000 - 1)).$(printf %09d $((since % 1000000000)))" "$cw/ref"
-  live_catchup "$1" "$2" "$cw" || fail "could not bring $2 up to date with $1"
+  [ -f "$j.dirs" ] || fail "no pre-copy directory list in $j.dirs; run again"
+  live_catchup "$1" "$2" "$cw" "$j.dirs" || fail "could not bring $2 up to date with $1"
   rm -rf "$cw"
   trap - EXIT
   ;;

@@ -52,6 +52,8 @@ printf 'lxc.init.cmd = /usr/local/sbin/plb-init\\n' >>"/var/lib/lxc/$1/config"
 mkdir -p "$r/srv/w/dir" && cd "$r/srv/w"
 for f in append delete rename chmod forged replaced linked; do echo "$f" >"$f"; done
 ln linked dir/linked2; echo deep >dir/deep
+mkdir rel rel.new && echo version=1 >rel/app.conf && echo version=2 >rel.new/app.conf
+touch -d 2020-01-01 rel/app.conf rel.new/app.conf
 lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 10`,
     name,
     LOCAL,
@@ -61,7 +63,8 @@ lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 10`,
 /**
  * The writer, run inside the container: files created, appended, deleted, renamed, chmod-ed, one
  * rewritten in place with its size and mtime put back (only its ctime tells), one replaced by a
- * directory, a new hardlink and a whole new subtree.
+ * directory, a new hardlink, a whole new subtree, and a release directory swapped in by two renames (its
+ * file has the same size and mtime as the one it replaces, and a ctime from before the pre-copy).
  */
 const WRITER = `cd /srv/w
 echo new >created
@@ -73,6 +76,7 @@ touch -r forged /tmp/ref && echo FORGE >forged && touch -r /tmp/ref forged && rm
 rm replaced && mkdir replaced && echo inside >replaced/file
 ln linked dir/linked3
 mkdir -p new/sub && echo n >new/sub/n && mv dir moved
+mv rel rel.old && mv rel.new rel
 `;
 
 /**
@@ -112,6 +116,9 @@ describe("ifRunning live and restart on a running container", function () {
     after(() => destroyContainers(host, name));
 
     it("converts while it runs, ends RUNNING, and its tree (and the kept old tree) equal the source as it was when stopped", async () => {
+      // Past the catch-up's one-second ctime margin: the swapped-in release files' ctimes must predate the
+      // pre-copy for the test to show they are found by their directory's identity, not by their ctime.
+      await new Promise((r) => setTimeout(r, 2500));
       await held(name, "stop");
       const run = rootfs.create(inputs(name, { ifRunning: "live", keepBackup: true }));
       const failed = run.then(
@@ -122,7 +129,7 @@ describe("ifRunning live and restart on a running container", function () {
       // Between the pre-copy and the stop: the pre-copy is done, the container still runs.
       expect(await state(name)).to.equal("RUNNING");
       expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal(
-        ".plb-journal\n.plb-journal.since\nconfig\nrootfs\nrootfs.plb-new\n",
+        ".plb-journal\n.plb-journal.dirs\n.plb-journal.since\nconfig\nrootfs\nrootfs.plb-new\n",
       );
       expect(await sh('sed -n "s/^phase=//p" "/var/lib/lxc/$1/.plb-journal"', name)).to.equal(
         "catching-up\n",
@@ -145,11 +152,11 @@ describe("ifRunning live and restart on a running container", function () {
       // The writer's changes are in the new tree, the in-place rewrite with forged times included.
       expect(
         await sh(
-          'cd "/var/lib/lxc/$1/rootfs/srv/w" && cat forged append replaced/file && stat -c "%a %h" chmod moved/linked3 && ls',
+          'cd "/var/lib/lxc/$1/rootfs/srv/w" && cat forged append replaced/file rel/app.conf && stat -c "%a %h" chmod moved/linked3 && ls',
           name,
         ),
       ).to.equal(
-        "FORGE\nappend\nmore\ninside\n600 1\n644 3\nappend\nchmod\ncreated\nforged\nlinked\nmoved\nnew\nrenamed\nreplaced\n",
+        "FORGE\nappend\nmore\ninside\nversion=2\n600 1\n644 3\nappend\nchmod\ncreated\nforged\nlinked\nmoved\nnew\nrel\nrel.old\nrenamed\nreplaced\n",
       );
       expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal(
         "config\nconfig.pre-btrfs\nrootfs\nrootfs.pre-btrfs\n",
