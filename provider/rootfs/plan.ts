@@ -123,26 +123,20 @@ function planResume(insp: RootfsInspection, p: RootfsPolicy, paths: RootfsPaths)
   // Before the swap nothing of the original changed: discard the copy and start the container again if
   // it ran (a live conversion may have stopped it; one still running is left running).
   if (j.phase === "copying" || j.phase === "precopying" || j.phase === "catching-up") {
-    const partial = j.op === "convert" ? paths.next : paths.revertDir;
-    const steps: Step[] = [{ op: "discard", path: partial }];
-    if (j.wasRunning && insp.state !== "RUNNING") steps.push({ op: "start" });
-    steps.push({ op: "journal-clear" });
-    return { kind: "apply", action: `roll back an interrupted ${j.op} (copy not yet verified)`, steps };
+    return rollBack(j, insp, paths, "copy not yet verified");
+  }
+  // Verified once, but the original was left in place across the interruption: the container may have
+  // run on it since (autostart, or by hand) and changed it. Never swap in a copy that may be stale:
+  // discard it; the next round copies and verifies again.
+  if (j.phase === "swapping" && !swapStarted(j, insp, paths)) {
+    return rollBack(
+      j,
+      insp,
+      paths,
+      "the swap had not started; the original may have changed since its verification",
+    );
   }
   const steps: Step[] = [];
-  if (j.phase === "swapping" && !swapStarted(j, insp, paths)) {
-    // Verified once, but the original was left in place across the interruption: the container may
-    // have run on it since (autostart, or by hand) and changed it. Never swap in a copy that may be
-    // stale: discard it; the next round copies and verifies again.
-    const steps: Step[] = [{ op: "discard", path: j.op === "convert" ? paths.next : paths.revertDir }];
-    if (j.wasRunning && insp.state !== "RUNNING") steps.push({ op: "start" });
-    steps.push({ op: "journal-clear" });
-    return {
-      kind: "apply",
-      action: `roll back an interrupted ${j.op} (the swap had not started; the original may have changed since its verification)`,
-      steps,
-    };
-  }
   if (j.phase === "swapping") {
     steps.push(
       j.op === "convert"
@@ -158,6 +152,14 @@ function planResume(insp: RootfsInspection, p: RootfsPolicy, paths: RootfsPaths)
     action: `resume an interrupted ${j.op} (finish)`,
     steps: stepsFinishing(j, p, paths, insp),
   };
+}
+
+/** Discards the copy of an interrupted operation, starting the container again if it ran and is stopped. */
+function rollBack(j: Journal, insp: RootfsInspection, paths: RootfsPaths, why: string): RootfsPlan {
+  const steps: Step[] = [{ op: "discard", path: j.op === "convert" ? paths.next : paths.revertDir }];
+  if (j.wasRunning && insp.state !== "RUNNING") steps.push({ op: "start" });
+  steps.push({ op: "journal-clear" });
+  return { kind: "apply", action: `roll back an interrupted ${j.op} (${why})`, steps };
 }
 
 /** Whether the swap's first rename (rootfs -> old name) happened: after it, the original cannot have run. */

@@ -119,6 +119,18 @@ live_flags_at() ( # DIR LIST OUT
   rm -f "$3.raw" "$3.all"
 )
 
+# Removes whole directories of the copy DST, their immutable and append-only flags cleared first; the
+# NUL-separated "./PATH"s on stdin come from a find -P walk of DST (real directories only).
+# shellcheck disable=SC2016 # the single-quoted script is the inner sh's
+remove_dirs_of_copy() ( # DST
+  cd "$1" && xargs -0 -r sh -c '
+    for p; do
+      [ -d "$p" ] && [ ! -L "$p" ] || continue
+      find "$p" \( -type f -o -type d \) -exec chattr -i -a -- {} + 2>/dev/null
+      rm -rf -- "$p" || exit 255
+    done' plb-remove-dirs
+)
+
 # shellcheck disable=SC2016 # the single-quoted scripts are the inner sh's
 live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) DIRS (pre-copy "INODE ./PATH")
   src=$1 dst=$2 w=$3 dirs0=$4
@@ -128,21 +140,16 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
   # Both trees as "TYPE ./PATH" records; the changed entries of the source with them, in one walk.
   # Files with more than one link are listed too (see 2.).
   (cd "$src" && find -P . -fprintf "$w/s.all" '%y %p\0' , \( -type f -links +1 -fprintf "$w/multi" '%p\0' \) \
-    , \( -newercm "$w/ref" -fprintf "$w/s.chg" '%y %p\0' \)) || exit 1
+    , \( -newercm "$w/ref" -fprintf "$w/s.chg" '%y %p\0' \) , \( -type d -fprintf "$w/s.dirs" '%i %p\0' \)) || exit 1
   # 0. A directory at a path where another one was at the pre-copy (renamed over it, swapped, or deleted
   #    and made again) may hold entries whose ctimes predate the pre-copy: its whole subtree is copied
   #    again. Its copy is removed first (paths from a find -P walk of the copy: real directories only),
   #    so the walk below finds that subtree in the source only.
-  (cd "$src" && find -P . -type d -printf '%i %p\0') | LC_ALL=C sort -z | LC_ALL=C comm -z -13 "$dirs0" - |
+  LC_ALL=C sort -z "$w/s.dirs" | LC_ALL=C comm -z -13 "$dirs0" - |
     sed -z 's/^[^ ]* //' | LC_ALL=C sort -z >"$w/moved" || exit 1
   if [ -s "$w/moved" ]; then
     (cd "$dst" && find -P . -type d -print0) | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/moved" |
-      (cd "$dst" && xargs -0 -r sh -c '
-        for p; do
-          [ -d "$p" ] && [ ! -L "$p" ] || continue
-          find "$p" \( -type f -o -type d \) -exec chattr -i -a -- {} + 2>/dev/null
-          rm -rf -- "$p" || exit 255
-        done' plb-moved) || exit 1
+      remove_dirs_of_copy "$dst" || exit 1
   fi
   (cd "$dst" && find -P . -printf '%y %p\0' , \( -type f -links +1 -fprintf "$w/n.multi" '%p\0' \)) >"$w/n.rec" ||
     exit 1
@@ -170,12 +177,7 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
   cat "$w/multi" "$w/n.multi" | LC_ALL=C sort -z -u >"$w/multi.all"
   sed -z -n 's/^f //p' "$w/n.rec" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/chg.f" |
     LC_ALL=C comm -z -23 - "$w/multi.all" >"$w/inplace" || exit 1
-  sed -z -n 's/^d //p' "$w/gone" | (cd "$dst" && xargs -0 -r sh -c '
-    for p; do
-      [ -d "$p" ] && [ ! -L "$p" ] || continue
-      find "$p" \( -type f -o -type d \) -exec chattr -i -a -- {} + 2>/dev/null
-      rm -rf -- "$p" || exit 255
-    done' plb-gone) || exit 1
+  sed -z -n 's/^d //p' "$w/gone" | remove_dirs_of_copy "$dst" || exit 1
   paths "$w/gone" "$w/chg" | LC_ALL=C sort -z -u | LC_ALL=C comm -z -12 - "$w/n.other" |
     LC_ALL=C comm -z -23 - "$w/inplace" | tee "$w/removed" | (cd "$dst" && xargs -0 -r rm -f --) || exit 1
   # Every path of the source now resolves in the copy through real directories or not at all.
