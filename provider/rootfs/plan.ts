@@ -31,6 +31,8 @@ export type Step =
   | { op: "stop" }
   | { op: "start" }
   | { op: "discard"; path: string }
+  /** Refuses (so what follows does not run) unless the swap has not started: `cur` in place, `old` absent. */
+  | { op: "unswapped"; cur: string; old: string }
   | { op: "subvol-create"; path: string }
   | { op: "mkdir-new"; path: string }
   | { op: "copy"; from: string; to: string; total: number }

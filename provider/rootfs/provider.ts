@@ -204,7 +204,14 @@ async function applySteps(
     }
     if (batch.length) await runBatch(remote, inputs, batch, started);
   } catch (e) {
-    if (!started.has("swap") && partial) await rollback(remote, inputs, partial.path, wasRunning);
+    if (!started.has("swap") && partial)
+      await rollback(
+        remote,
+        inputs,
+        partial.path,
+        wasRunning,
+        steps.find((s) => s.op === "swap"),
+      );
     throw e;
   }
 }
@@ -214,8 +221,11 @@ async function rollback(
   inputs: RootfsInputs,
   partial: string,
   wasRunning: boolean,
+  swap: Extract<Step, { op: "swap" }> | undefined,
 ): Promise<void> {
-  const steps: Step[] = [{ op: "discard", path: partial }];
+  // The swap's marker may be lost with the link that failed the batch: the host checks it has not started.
+  const steps: Step[] = swap ? [{ op: "unswapped", cur: swap.cur, old: swap.old }] : [];
+  steps.push({ op: "discard", path: partial });
   if (wasRunning) steps.push({ op: "start" });
   steps.push({ op: "journal-clear" });
   try {

@@ -249,6 +249,10 @@ mkdir-new)      # PATH
   [ -e "$1" ] && fail "$1 already exists"
   mkdir "$1"
   ;;
+unswapped)      # CUR OLD: a rollback's first step; refuses once the swap's first rename may have happened
+  { [ -e "$1" ] && [ ! -e "$2" ] && [ ! -L "$2" ]; } ||
+    fail "the swap into $1 had started; not rolling back (the next run finishes it)"
+  ;;
 discard)        # PATH: remove a partial copy (subvolume or directory); absent is fine
   remove_tree "$1"
   ;;

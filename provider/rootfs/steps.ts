@@ -21,6 +21,8 @@ export function stepArgs(step: Step): string[] {
       return [step.from, step.to];
     case "verify":
       return [step.a, step.b];
+    case "unswapped":
+      return [step.cur, step.old];
     case "swap":
       return [step.cur, step.next, step.old];
     case "write-config":

@@ -9,6 +9,8 @@ import * as clone from "../../provider/clone/provider";
 import * as rootfs from "../../provider/rootfs/provider";
 import { cloneArgsSchema } from "../../provider/clone/inputs";
 import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import { batchArgs } from "../../provider/rootfs/steps";
+import { scriptArgv } from "../../provider/transport/remote-scripts";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, fault, hostExec, loadInventory, manifest } from "../support/fleet";
 import {
@@ -672,6 +674,34 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
         await hostSh(h1, 'pkill -KILL -f "[c]p -a --preserve=xattr .*/it-crash/rootfs/" || true');
         await fault(h1, "sshd-start");
       }));
+
+    it("a rollback sent after a swap whose marker was lost refuses on the host, and the next run finishes the swap", async () => {
+      const before = await manifest(h1, `${LXC}/${name}/rootfs`);
+      // The swap's first rename happened, and the link died before its marker reached the provider.
+      await hostSh(
+        h1,
+        'P=/var/lib/lxc/$1; printf "op=convert\\nphase=swapping\\nwas_running=0\\n" >$P/.plb-journal; btrfs subvolume create $P/rootfs.plb-new >/dev/null; cp -a --reflink=always $P/rootfs/. $P/rootfs.plb-new/; mv $P/rootfs $P/rootfs.pre-btrfs',
+        name,
+      );
+      const P = `${LXC}/${name}`;
+      const rollback = batchArgs(LXC, name, [
+        { op: "unswapped", cur: `${P}/rootfs`, old: `${P}/rootfs.pre-btrfs` },
+        { op: "discard", path: `${P}/rootfs.plb-new` },
+        { op: "journal-clear" },
+      ]);
+      const r = await hostExec(h1, scriptArgv("step", rollback));
+      expect([r.code, r.stdout, r.stderr]).to.deep.equal([
+        3,
+        "@@step 1 unswapped\n",
+        `the swap into ${P}/rootfs had started; not rolling back (the next run finishes it)\n`,
+      ]);
+      expect(await hostSh(h1, 'ls -A "/var/lib/lxc/$1"', name)).to.equal(
+        ".plb-journal\nconfig\nrootfs.plb-new\nrootfs.pre-btrfs\n",
+      );
+      const { outs } = await rootfs.create(inputs(h1, name));
+      expect(outs).to.include({ rootfsIsSubvolume: true, configBackingStore: "btrfs", interrupted: null });
+      expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+    });
 
     for (const [phase, prep] of [
       [

@@ -44,7 +44,14 @@ const BATCH_SWAP = [
   ...["remove", "1", `${C}/rootfs.pre-btrfs`],
   ...["journal-clear", "0"],
 ];
-const ROLLBACK = ["plb-step", L, "cv", "discard", "1", `${C}/rootfs.plb-new`, "journal-clear", "0"];
+const ROLLBACK = [
+  "plb-step",
+  L,
+  "cv",
+  ...["unswapped", "2", `${C}/rootfs`, `${C}/rootfs.pre-btrfs`],
+  ...["discard", "1", `${C}/rootfs.plb-new`],
+  ...["journal-clear", "0"],
+];
 const VERIFY_DIFF = ["plb-step", L, "cv", "verify-diff", "2", `${C}/rootfs`, `${C}/rootfs.plb-new`];
 
 const dir = () => out(fixture("rounds-inspect-dir.bin"));
@@ -179,13 +186,14 @@ describe("rootfs orchestration: rollback of a failed batch (FakeRemote)", () => 
     ];
     const rollback = [
       ...["plb-step", L, "cvr"],
+      ...["unswapped", "2", `${R}/rootfs`, `${R}/rootfs.pre-btrfs`],
       ...["discard", "1", `${R}/rootfs.plb-new`, "start", "0", "journal-clear", "0"],
     ];
     const remote = new FakeRemote([
       out(fixture("rounds-inspect-running.bin")),
       // markers as step.sh prints them before each step; the copy fails
       failed("@@step 1 journal\n@@step 2 stop\n@@step 3 subvol-create\n@@step 4 copy\n", "cp: boom"),
-      out("@@step 1 discard\n@@step 2 start\n@@step 3 journal-clear\n"),
+      out("@@step 1 unswapped\n@@step 2 discard\n@@step 3 start\n@@step 4 journal-clear\n"),
     ]);
     const { error } = await withLog(() => convergeWith(remote, inputs("cvr", { ifRunning: "restart" })));
     expect(remote.commands).to.deep.equal([INSPECT("cvr"), batch, rollback]);
