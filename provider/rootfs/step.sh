@@ -95,6 +95,18 @@ summary() ( # DIR TAG: the report lines for one walked tree
   printf '%s_flags=%s\n' "$2" "$(sha256sum <"$w/$2.flags" | cut -d' ' -f1)"
 )
 
+# The top directory of the btrfs subvolume holding the real path DIR (not itself a subvolume): the
+# nearest directory above it with the subvolume inode on the same device (each subvolume has its own).
+holding_subvol() ( # DIR
+  dev=$(stat -c %d -- "$1") || exit 1
+  p=$1
+  while [ -n "$p" ] && [ "$p" != / ]; do
+    p=${p%/*}
+    [ "$(stat -c %d:%i -- "${p:-/}")" = "$dev:$SUBVOL_INO" ] && { printf '%s\n' "${p:-/}"; exit 0; }
+  done
+  exit 1
+)
+
 # ---- Live conversion (ifRunning "live"): the pre-copy's start time and the catch-up ----------------------
 # The pre-copy runs while the container does; its start time (host clock, ns) is kept in $j.since, taken
 # before the copy reads anything. The catch-up runs with the container stopped and touches only what
@@ -131,6 +143,12 @@ remove_dirs_of_copy() ( # DST
     done' plb-remove-dirs
 )
 
+# NUL-terminated records ("INODE ./PATH", or "./PATH") as text lines, their paths percent-encoded (%, space,
+# newline), so that line tools (awk, sort, paste) can join them by path; dec_paths turns such lines of
+# paths back into NUL-terminated ones.
+enc_paths() { sed -z 's/%/%25/g; s/ /%20/g; s/\n/%0A/g; s/^\([0-9][0-9]*\)%20/\1 /' "$1" | tr '\0' '\n'; }
+dec_paths() { tr '\n' '\0' | sed -z 's/%0A/\n/g; s/%20/ /g; s/%25/%/g'; }
+
 # shellcheck disable=SC2016 # the single-quoted scripts are the inner sh's
 live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) DIRS (pre-copy "INODE ./PATH")
   src=$1 dst=$2 w=$3 dirs0=$4
@@ -138,8 +156,8 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
   parents() { sed -z 's,/[^/]*$,,'; }
   bypath() { LC_ALL=C sort -z -t ' ' -k 2; }
   # Both trees as "TYPE ./PATH" records; the changed entries of the source with them, in one walk.
-  # Files with more than one link are listed too (see 2.).
-  (cd "$src" && find -P . -fprintf "$w/s.all" '%y %p\0' , \( -type f -links +1 -fprintf "$w/multi" '%p\0' \) \
+  # Files with more than one link are listed with their inode (see 4.).
+  (cd "$src" && find -P . -fprintf "$w/s.all" '%y %p\0' , \( -type f -links +1 -fprintf "$w/multi.ino" '%i %p\0' \) \
     , \( -newercm "$w/ref" -fprintf "$w/s.chg" '%y %p\0' \) , \( -type d -fprintf "$w/s.dirs" '%i %p\0' \)) || exit 1
   # 0. A directory at a path where another one was at the pre-copy (renamed over it, swapped, or deleted
   #    and made again) may hold entries whose ctimes predate the pre-copy: its whole subtree is copied
@@ -151,8 +169,7 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
     (cd "$dst" && find -P . -type d -print0) | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/moved" |
       remove_dirs_of_copy "$dst" || exit 1
   fi
-  (cd "$dst" && find -P . -printf '%y %p\0' , \( -type f -links +1 -fprintf "$w/n.multi" '%p\0' \)) >"$w/n.rec" ||
-    exit 1
+  (cd "$dst" && find -P . -printf '%y %p\0') >"$w/n.rec" || exit 1
   LC_ALL=C sort -z -o "$w/s.all" "$w/s.all" && LC_ALL=C sort -z -o "$w/n.rec" "$w/n.rec" || exit 1
   LC_ALL=C comm -z -13 "$w/s.all" "$w/n.rec" | bypath >"$w/gone" || exit 1 # in the copy only, or of another type
   LC_ALL=C comm -z -23 "$w/s.all" "$w/n.rec" >"$w/new" || exit 1           # in the source only, or of another type
@@ -170,27 +187,35 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
   { grep -z '^[^ ]*[ia]' "$w/n.flags" || [ $? = 1 ]; } | sed -z 's/^[^ ]* //' | (cd "$dst" && xargs -0 -r chattr -i -a --) ||
     exit 1
   # 2. Remove: gone directories whole (their flags cleared first), then every non-directory of the copy
-  #    that is gone or will be copied again, except regular files with one link on both sides: cp rewrites
-  #    those in place (same inode, their directory untouched). A hardlinked file is replaced, never written
-  #    through: its other names may have been linked differently in the pre-copy.
-  sed -z -n 's/^f //p' "$w/chg" | LC_ALL=C sort -z >"$w/chg.f"
-  cat "$w/multi" "$w/n.multi" | LC_ALL=C sort -z -u >"$w/multi.all"
-  sed -z -n 's/^f //p' "$w/n.rec" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/chg.f" |
-    LC_ALL=C comm -z -23 - "$w/multi.all" >"$w/inplace" || exit 1
+  #    that is gone or will be copied again. Nothing is written through: a file rewritten in place would
+  #    keep xattrs the source dropped, refuse a reflink across a NOCOW change, and write through to its
+  #    other names, which may have been linked differently in the pre-copy.
   sed -z -n 's/^d //p' "$w/gone" | remove_dirs_of_copy "$dst" || exit 1
   paths "$w/gone" "$w/chg" | LC_ALL=C sort -z -u | LC_ALL=C comm -z -12 - "$w/n.other" |
-    LC_ALL=C comm -z -23 - "$w/inplace" | tee "$w/removed" | (cd "$dst" && xargs -0 -r rm -f --) || exit 1
+    tee "$w/removed" | (cd "$dst" && xargs -0 -r rm -f --) || exit 1
   # Every path of the source now resolves in the copy through real directories or not at all.
   # 3. New directories, parents first.
   sed -z -n 's/^d //p' "$w/chg" >"$w/chg.dirs"
   (cd "$dst" && xargs -0 -r mkdir -p -- <"$w/chg.dirs") || exit 1
-  # 4. Changed non-directories: NOCOW twins first (as the pre-copy), then one cp for all of them so that
-  #    hardlinks among them stay links.
+  # 4. Changed non-directories: NOCOW twins first (as the pre-copy), then cp, and hardlinks made again.
   sed -z -n 's/^f //p' "$w/chg" >"$w/chg.files"
   live_flags_at "$src" "$w/chg.files" "$w/chg.flags" || exit 1
   precreate_nocow "$w/chg.flags" "$src" "$dst" || exit 1
   sed -z '/^d /d; s/^[^ ]* //' "$w/chg" | (cd "$src" && xargs -0 -r cp -a --preserve=xattr --reflink=always --parents -t "$dst" --) ||
     exit 1
+  #    cp keeps hardlinks only among the names of one run (xargs splits a long list into several), and a
+  #    name copied again under a moved directory is linked to nothing: every copied name of a source
+  #    inode with several names is linked again, in the copy, to the first of its names that was not
+  #    copied (or, when all were, to the first): records as text lines with their paths encoded.
+  enc_paths "$w/chg.files" >"$w/chg.enc" && enc_paths "$w/multi.ino" >"$w/multi.enc" || exit 1
+  awk 'NR == FNR { c[$0] = 1; next } { print $1, (($2 in c) ? 1 : 0), $2 }' "$w/chg.enc" "$w/multi.enc" |
+    LC_ALL=C sort -k 1,1n -k 2,2n | awk '$1 != ino { ino = $1; first = $3; next } $2 == 1 { print first; print $3 }' \
+    >"$w/pairs" || exit 1
+  dec_paths <"$w/pairs" | (cd "$dst" && xargs -0 -r stat --printf '%i\n' --) >"$w/pairs.ino" || exit 1
+  [ "$(wc -l <"$w/pairs.ino")" = "$(wc -l <"$w/pairs")" ] || exit 1
+  paste -d ' ' "$w/pairs.ino" "$w/pairs" |
+    awk 'NR % 2 { i = $1; f = $2; next } $1 != i { print f; print $2 }' | dec_paths |
+    (cd "$dst" && xargs -0 -r -n 2 ln -f --) || exit 1
   # 5. Changed directories: owner, mode, xattrs (ACLs included) from the source.
   (cd "$dst" && xargs -0 -r sh -c '
     src=$1; shift
@@ -239,7 +264,8 @@ journal)    # PHASE OP WAS_RUNNING
   sync_dir "$d"
   ;;
 journal-clear)  # not flushed: a journal that a power loss brings back only makes the next run redo no-ops
-  rm -f "$j" "$j.tmp" "$j.since" "$j.dirs" "$j.dirs.tmp"
+  rm -f "$j" "$j.tmp" "$j.since" "$j.since.tmp" "$j.dirs" "$j.dirs.tmp"
+  remove_tree "$d/.plb-precopy"  # a pre-copy's snapshot, left by a crash during it
   ;;
 subvol-create)  # PATH (under d)
   [ -e "$1" ] && fail "$1 already exists"
@@ -272,14 +298,32 @@ copy)           # SRC DST EVERY: reflink copy of the whole tree, progress every 
   rm -f "$fl"
   trap - EXIT
   ;;
-precopy)        # SRC DST EVERY: the live pre-copy; its start time first, then the same copy as "copy"
+precopy)        # SRC DST EVERY: the live pre-copy, from a read-only snapshot of the subvolume holding SRC
+  # The container runs: its tree changes under any walk of it, and a directory it swaps for a symlink
+  # between a copier's look and its descent would send the copier through the symlink into the host's
+  # files. So the copy is taken from a still image: a read-only snapshot (O(1)) of the subvolume that holds
+  # SRC, which nothing running can change. The start time is read first: whatever changes after it,
+  # whether or not the snapshot has it, the catch-up copies again.
   date +%s%N >"$j.since.tmp"
   mv -f -- "$j.since.tmp" "$j.since"
-  # Which directory is at each path, before anything is copied: one renamed over another keeps its
-  # children's ctimes, so the catch-up finds it by its inode being new at that path.
-  (cd "$1" && find -P . -type d -printf '%i %p\0') | LC_ALL=C sort -z >"$j.dirs.tmp" || fail "cannot list the directories of $1"
+  snap=$d/.plb-precopy
+  remove_tree "$snap"
+  real=$(cd -P -- "$1" && pwd -P) || fail "cannot resolve $1"
+  top=$(holding_subvol "$real") ||
+    fail "cannot find the btrfs subvolume that holds $real (a bind mount of a directory?): \"live\" copies from a snapshot of it; use ifRunning \"restart\""
+  btrfs subvolume snapshot -r "$top" "$snap" >/dev/null || fail "cannot snapshot $top (it holds $real) for the pre-copy"
+  img=$snap${real#"${top%/}"}
+  # Inode numbers are unique in a subvolume and a snapshot keeps them: the same one at that path is the
+  # image of SRC, not of another directory the path reached through a mount.
+  [ "$(stat -c %i -- "$img" 2>/dev/null)" = "$(stat -c %i -- "$real")" ] ||
+    fail "the snapshot of $top does not hold $real at ${img#"$snap"} (a bind mount?): use ifRunning \"restart\""
+  hold "$name" precopy-image
+  # Which directory is at each path at the snapshot (a snapshot keeps inode numbers): one renamed over
+  # another keeps its children's ctimes, so the catch-up finds it by its inode being new at that path.
+  (cd "$img" && find -P . -type d -printf '%i %p\0') | LC_ALL=C sort -z >"$j.dirs.tmp" || fail "cannot list the directories of $1"
   mv -f -- "$j.dirs.tmp" "$j.dirs"
-  step copy "$@"
+  step copy "$img" "$2" "$3"
+  remove_tree "$snap"
   ;;
 catchup)        # SRC DST: with the container stopped, only what changed since the pre-copy started
   since=$(cat "$j.since" 2>/dev/null) || fail "no pre-copy start time in $j.since; run again"

@@ -54,6 +54,8 @@ for f in append delete rename chmod forged replaced linked; do echo "$f" >"$f"; 
 ln linked dir/linked2; echo deep >dir/deep
 mkdir rel rel.new && echo version=1 >rel/app.conf && echo version=2 >rel.new/app.conf
 touch -d 2020-01-01 rel/app.conf rel.new/app.conf
+echo x >xattr && setfattr -n user.plb -v 1 xattr && echo cow >nocow
+mkdir hl && echo h >hl/a && ln hl/a hl-outside
 lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 10`,
     name,
     LOCAL,
@@ -77,6 +79,20 @@ rm replaced && mkdir replaced && echo inside >replaced/file
 ln linked dir/linked3
 mkdir -p new/sub && echo n >new/sub/n && mv dir moved
 mv rel rel.old && mv rel.new rel
+`;
+
+/**
+ * Changes made from the host at the same point (Debian minbase has no setfattr or chattr inside): an xattr
+ * removed from a file rewritten in place, a file replaced by a NOCOW one, a directory whose file has
+ * another name outside it renamed (the name under it is new, its inode is not), and 2000 new hardlinked
+ * pairs with long names (more than one cp run's worth of arguments).
+ */
+const HOST_WRITER = `cd "$1/srv/w"
+echo y >xattr && setfattr -x user.plb xattr
+rm nocow && touch nocow && chattr +C nocow && echo nocow >nocow
+mv hl hl.moved
+mkdir many && cd many && seq 1 2000 | sed 's/^/a-rather-long-file-name-so-that-xargs-needs-several-cp-runs-for-them-/' |
+  xargs sh -c 'for f; do echo "$f" >"$f" && ln "$f" "$f.link"; done' -
 `;
 
 /**
@@ -135,6 +151,7 @@ describe("ifRunning live and restart on a running container", function () {
         "catching-up\n",
       );
       await sh('lxc-attach -n "$1" -- sh -c "$2"', name, WRITER);
+      await sh(HOST_WRITER, `${LXC}/${name}/rootfs`);
       const atStop = await manifest(host, `${LXC}/${name}/rootfs`);
       await release(name, "stop");
       const err = await failed;
@@ -156,8 +173,116 @@ describe("ifRunning live and restart on a running container", function () {
           name,
         ),
       ).to.equal(
-        "FORGE\nappend\nmore\ninside\nversion=2\n600 1\n644 3\nappend\nchmod\ncreated\nforged\nlinked\nmoved\nnew\nrel\nrel.old\nrenamed\nreplaced\n",
+        "FORGE\nappend\nmore\ninside\nversion=2\n600 1\n644 3\nappend\nchmod\ncreated\nforged\nhl-outside\nhl.moved\nlinked\nmany\nmoved\nnew\nnocow\nrel\nrel.old\nrenamed\nreplaced\nxattr\n",
       );
+      expect(
+        await sh(
+          'cd "/var/lib/lxc/$1/rootfs/srv/w" && getfattr -d xattr; lsattr nocow | cut -d" " -f1 | tr -d -; stat -c "%h %i" hl-outside hl.moved/a | uniq -c | sed "s/^ *//; s/ .*//"; find many -type f -links 2 | wc -l; find many -printf "%i\n" | sort | uniq -d | wc -l',
+          name,
+        ),
+      ).to.equal("C\n2\n4000\n2000\n");
+      expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal(
+        "config\nconfig.pre-btrfs\nrootfs\nrootfs.pre-btrfs\n",
+      );
+    });
+  });
+
+  describe('"live": the pre-copy reads a still image, not the running tree', () => {
+    const name = "live-image";
+    const SECRET = "/var/tmp/plb-live-secret";
+    before(async () => {
+      await runningDebian(name);
+      await sh('mkdir -p "$1/srv/img/d" && echo original >"$1/srv/img/d/file"', `${LXC}/${name}/rootfs`);
+      await sh('mkdir -p "$1" && echo HOSTSECRET >"$1/file"', SECRET);
+    });
+    after(async () => {
+      await sh(`rm -f ${HOLD}/${name}.*`);
+      await destroyContainers(host, name);
+      await sh('rm -rf "$1"', SECRET);
+    });
+
+    it("copies the tree as it was at its snapshot: a directory swapped for a symlink to a host path meanwhile is neither followed nor seen until the catch-up", async () => {
+      await held(name, "precopy-image");
+      await held(name, "stop");
+      const run = rootfs.create(inputs(name, { ifRunning: "live", keepBackup: true }));
+      const failed = run.then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      await reached(name, "precopy-image");
+      // The snapshot is taken; the copy has not started. The container swaps a directory for a symlink
+      // that, followed on the host, would lead to a host directory, and writes a new file.
+      await sh(
+        'lxc-attach -n "$1" -- sh -c "cd /srv/img && echo after >after && mv d d.orig && ln -s "$2" d"',
+        name,
+        SECRET,
+      );
+      expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal(
+        ".plb-journal\n.plb-journal.since\n.plb-precopy\nconfig\nrootfs\nrootfs.plb-new\n",
+      );
+      await release(name, "precopy-image");
+      await reached(name, "stop");
+      // The pre-copy is the image: the old directory and its file, no new file; its snapshot is gone.
+      expect(
+        await sh(
+          'cd "/var/lib/lxc/$1/rootfs.plb-new/srv/img" && ls -A && [ -d d ] && [ ! -L d ] && cat d/file; ls -A "/var/lib/lxc/$1"',
+          name,
+        ),
+      ).to.equal(
+        "d\noriginal\n.plb-journal\n.plb-journal.dirs\n.plb-journal.since\nconfig\nrootfs\nrootfs.plb-new\n",
+      );
+      const atStop = await manifest(host, `${LXC}/${name}/rootfs`);
+      await release(name, "stop");
+      const err = await failed;
+      if (err) throw err;
+      expect((await run).outs).to.include({ rootfsIsSubvolume: true, state: "RUNNING" });
+      expect(await manifest(host, `${LXC}/${name}/rootfs.pre-btrfs`)).to.equal(atStop);
+      expect(belowTop(await manifest(host, `${LXC}/${name}/rootfs`))).to.equal(belowTop(atStop));
+      // The catch-up brought the symlink over as a symlink, and no host file's content is in the tree.
+      expect(
+        await sh(
+          'cd "/var/lib/lxc/$1/rootfs/srv/img" && ls -A && readlink d && cat d.orig/file after; grep -r -l HOSTSECRET "/var/lib/lxc/$1/rootfs" || echo none',
+          name,
+        ),
+      ).to.equal(`after\nd\nd.orig\n${SECRET}\noriginal\nafter\nnone\n`);
+    });
+  });
+
+  describe('"live": a busy tree (files made and removed all through the pre-copy)', () => {
+    const name = "live-churn";
+    before(async () => {
+      await runningDebian(name);
+      // 20k files so that the pre-copy takes a while; a loop inside keeps making and removing files and
+      // directories until the container stops.
+      await sh(
+        'mkdir -p "$1/srv/bulk" && cd "$1/srv/bulk" && seq 1 20000 | xargs touch && mkdir -p "$1/srv/churn" && cd "$1/srv/churn" && seq 1 500 | xargs touch',
+        `${LXC}/${name}/rootfs`,
+      );
+      await sh(
+        `lxc-attach -n "$1" -- sh -c 'exec </dev/null >/dev/null 2>&1; cd /srv/churn; i=0; while :; do i=$((i + 1)); echo $i >f$((i % 700)); rm -f f$(((i + 350) % 700)); mkdir -p d$((i % 9)) && echo $i >d$((i % 9))/x; rm -rf d$(((i + 4) % 9)); done &'`,
+        name,
+      );
+    });
+    after(() => destroyContainers(host, name));
+
+    it("converts on the first run, ends RUNNING, and its tree equals the kept old tree (the source at its stop)", async () => {
+      const churning = async () => (await sh('ls "$1/srv/churn" | wc -l', `${LXC}/${name}/rootfs`)).trim();
+      const n0 = await churning();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await churning()).to.not.equal(n0, "the loop inside the container changes /srv/churn");
+      const lines: string[] = [];
+      const log = console.log;
+      console.log = (...a: unknown[]) => void lines.push(a.join(" "));
+      const { outs } = await rootfs
+        .create(inputs(name, { ifRunning: "live", keepBackup: true }))
+        .finally(() => {
+          console.log = log;
+        });
+      expect(outs).to.include({ rootfsIsSubvolume: true, state: "RUNNING", interrupted: null });
+      expect(lines.filter((l) => /roll|differs|again/.test(l))).to.deep.equal([]);
+      expect(await state(name)).to.equal("RUNNING");
+      const old = await manifest(host, `${LXC}/${name}/rootfs.pre-btrfs`);
+      expect(belowTop(await manifest(host, `${LXC}/${name}/rootfs`))).to.equal(belowTop(old));
       expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal(
         "config\nconfig.pre-btrfs\nrootfs\nrootfs.pre-btrfs\n",
       );
@@ -224,9 +349,10 @@ describe("ifRunning live and restart on a running container", function () {
       container: name,
       ifRunning: "live",
     });
-    // precopy and stop: the container runs; catchup and verify: it is stopped (a provider SIGKILL there
+    // precopy, precopy-image and stop: the container runs; catchup and verify: it is stopped (a provider SIGKILL there
     // leaves it stopped); start: swapped, stopped; remove: running on the new tree.
-    for (const step of ["precopy", "stop", "catchup", "verify", "start", "remove"]) {
+    // precopy-image: inside the pre-copy, its snapshot taken (the next run must remove it).
+    for (const step of ["precopy", "precopy-image", "stop", "catchup", "verify", "start", "remove"]) {
       for (const f of Object.keys(INJECT) as Fault[]) {
         it(`${step} × ${f}: the next run converts, the container RUNNING, the tree intact, nothing left over`, async () => {
           await destroyContainers(host, name);
@@ -292,7 +418,7 @@ describe("ifRunning live and restart on a running container", function () {
             .find((l) => / (roll back|resume) an interrupted/.test(l))
             ?.replace(/^.*: /, "");
           table.push(
-            `${step.padEnd(8)} × ${f.padEnd(16)} -> held ${wasAtHold.trim()}; faulted run ${how}, left ${left.trim().replace(/\n/, ", journal ") || "-"}; next run: ${recovery ?? (outs.adopted ? "found it done" : "converted")}`,
+            `${step.padEnd(13)} × ${f.padEnd(16)} -> held ${wasAtHold.trim()}; faulted run ${how}, left ${left.trim().replace(/\n/, ", journal ") || "-"}; next run: ${recovery ?? (outs.adopted ? "found it done" : "converted")}`,
           );
         });
       }
