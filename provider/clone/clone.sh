@@ -94,11 +94,19 @@ op_nested() { # snapshot each nested subvolume of the source into place, shallow
       btrfs subvolume snapshot "$p" "$cr/$rel" >/dev/null
     done' plb-nested "$SUBVOL_INO" "$sd/rootfs" "$cd/rootfs" {} +
 }
-op_write() { # WHAT(config|hostname|hosts) BYTES: the next BYTES of stdin; temp, fsync, rename
+# finish's files: each is written to a temp file beside it (op_write), then all are checked, fsynced by one
+# `sync` and only then each renamed over its file (op_commit): every file is on disk before its rename, and
+# one process fsyncs them all instead of one per file. A failure before the renames removes the temp
+# files (drop_tmps, the EXIT trap of finish) and leaves every file as it was.
+written= # "WHAT:BYTES ..." of the temp files written so far
+path_of() { if [ "$1" = config ]; then f=$cd/config; else f=$cd/rootfs/etc/$1; fi; }
+drop_tmps() { for w in $written; do path_of "${w%%:*}"; rm -f -- "$f.plb-tmp"; done; }
+op_write() { # WHAT(config|hostname|hosts) BYTES: the next BYTES of stdin into WHAT's temp file
   case $1 in
-  config) f=$cd/config ;;
+  config) path_of "$1" ;;
   hostname|hosts)
-    e=$cd/rootfs/etc f=$cd/rootfs/etc/$1
+    path_of "$1"
+    e=$cd/rootfs/etc
     { [ ! -L "$e" ] && [ -d "$e" ]; } ||
       fail "$e is a symlink or not a directory in the source's snapshot; the clone's /etc/$1 cannot be written without following it: make /etc a directory in $src and run again"
     # A symlink here is the clone's own (its snapshot of the source's): replace it by a regular file
@@ -109,23 +117,42 @@ op_write() { # WHAT(config|hostname|hosts) BYTES: the next BYTES of stdin; temp,
   *) fail "unknown file $1" ;;
   esac
   # The temp file is created with O_EXCL (noclobber), so a symlink planted by the container under that
-  # name makes the write fail instead of writing through it; owner and mode never follow a link.
-  rm -f -- "$f.plb-tmp"
-  (set -C; head -c "$2" >"$f.plb-tmp")
-  if [ "$(stat -c %s "$f.plb-tmp")" != "$2" ]; then
-    rm -f -- "$f.plb-tmp"
-    fail "short input for $f: expected $2 bytes; nothing written"
+  # name makes the write fail instead of writing through it; owner and mode never follow a link. A temp
+  # file left by a run cut short is removed first (tested first: rm is a process).
+  if [ -e "$f.plb-tmp" ] || [ -L "$f.plb-tmp" ]; then rm -f -- "$f.plb-tmp"; fi
+  written="$written $1:$2"
+  set -C
+  head -c "$2" >"$f.plb-tmp"
+  set +C
+}
+op_commit() { # the temp files of op_write: sizes checked, owner and mode set, fsynced, renamed
+  [ -n "$written" ] || return 0
+  set --
+  want=
+  for w in $written; do path_of "${w%%:*}"; set -- "$@" "$f.plb-tmp"; want=$want${want:+$nl}${w#*:}; done
+  # One stat for all the sizes; only if they are not all as expected, one per file to say which.
+  if [ "$(stat -c %s -- "$@" 2>/dev/null)" != "$want" ]; then
+    for w in $written; do
+      path_of "${w%%:*}"
+      if [ "$(stat -c %s -- "$f.plb-tmp")" != "${w#*:}" ]; then
+        fail "short input for $f: expected ${w#*:} bytes; nothing written"
+      fi
+    done
   fi
-  [ -L "$f.plb-tmp" ] && fail "$f.plb-tmp was replaced by a symlink; not writing $f"
-  if [ -e "$f" ]; then
-    chmod --reference="$f" "$f.plb-tmp"
-    chown -h --reference="$f" "$f.plb-tmp"
-  elif [ "$1" != config ]; then
-    chmod 644 "$f.plb-tmp"
-    chown -h --reference="$cd/rootfs/etc" "$f.plb-tmp"  # the container's root, mapped or not
-  fi
-  sync -- "$f.plb-tmp" 2>/dev/null || sync  # fsync this file only, not the whole filesystem
-  mv -f -- "$f.plb-tmp" "$f"
+  for w in $written; do
+    path_of "${w%%:*}"
+    [ -L "$f.plb-tmp" ] && fail "$f.plb-tmp was replaced by a symlink; not writing $f"
+    if [ -e "$f" ]; then
+      chmod --reference="$f" "$f.plb-tmp"
+      chown -h --reference="$f" "$f.plb-tmp"
+    elif [ "${w%%:*}" != config ]; then
+      chmod 644 "$f.plb-tmp"
+      chown -h --reference="$cd/rootfs/etc" "$f.plb-tmp"  # the container's root, mapped or not
+    fi
+  done
+  sync -- "$@" 2>/dev/null || sync  # fsync these files only, not the whole filesystem
+  for w in $written; do path_of "${w%%:*}"; mv -f -- "$f.plb-tmp" "$f"; done
+  written=
 }
 op_start() {
   lxc-start -n "$name" -P "$lxcpath" -d
@@ -166,11 +193,15 @@ make)           # MODE TOOL NESTED(0|1): snapshot (the source is unfrozen or res
 finish)         # CONFIG_BYTES HOSTNAME_BYTES HOSTS_BYTES ACTION(start|stop|-): stdin holds the new contents
                 # back to back (a count of - leaves that file alone), then start or stop, then inspect
   hold "$name" finish
+  case $4 in start|stop|-) ;; *) fail "unknown action $4" ;; esac
+  trap drop_tmps EXIT
   for what in config hostname hosts; do
     if [ "$1" != - ]; then op_write "$what" "$1"; fi
     shift
   done
-  case $1 in start) op_start ;; stop) op_stop ;; -) ;; *) fail "unknown action $1" ;; esac
+  op_commit
+  trap - EXIT
+  case $1 in start) op_start ;; stop) op_stop ;; esac
   rm -f -- "$lxcpath/.plb-making-$name"
   op_inspect
   ;;
