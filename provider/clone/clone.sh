@@ -1,17 +1,27 @@
 # Clone operations, run as: sh -c "$this" plb-clone OP LXCPATH SOURCE NAME [ARGS...]
 # A create takes three round trips: inspect; make (snapshot, nested subvolumes, inspect); finish (write
 # config and identity files, start or stop, inspect). Each op that changes something ends with the
-# inspection the provider needs next, so no round trip is spent only on looking.
+# inspection the provider needs next, so no round trip is spent only on looking; and only with the parts
+# it reads next (see op_inspect), since every process started here costs about a millisecond.
 set -eu
 op=$1 lxcpath=$2 src=$3 name=$4
 shift 4
 sd=$lxcpath/$src cd=$lxcpath/$name
-state_of() { s=$(lxc-info -n "$1" -P "$lxcpath" -s -H 2>/dev/null); echo "${s:-UNKNOWN}"; }
+# Sets $state to what lxc-info says (UNKNOWN if it says nothing), or to "" if lxc-info fails. A variable,
+# not $(state_of): a subshell for the function would be one more fork.
+state_of() { if state=$(lxc-info -n "$1" -P "$lxcpath" -s -H 2>/dev/null); then state=${state:-UNKNOWN}; else state=; fi; }
 # A regular file inside a rootfs, refusing symlinks anywhere on the way (a container must not be able
 # to point our writes at the host's files).
 safe_file() { [ ! -L "$1/etc" ] && [ -d "$1/etc" ] && [ ! -L "$1/etc/$2" ] && { [ -f "$1/etc/$2" ] || [ ! -e "$1/etc/$2" ]; }; }
 
-op_inspect() {
+op_inspect() { # [SCOPE]: all (default); made or finished: what the provider reads after make or finish
+  # After make it reads the clone side, the source's subvolume (its generation is an output), the MACs of
+  # every container, both configs and the clone's identity files (to compute finish's edits); after
+  # finish, only the clone side, the source's subvolume and the clone's config (the outputs). Left out
+  # there: the source's filesystem type and state, the clone's filesystem type, the nested subvolumes
+  # (a walk of the whole source tree) and, after finish, the MACs, the source's config and the identity
+  # files. The keys and sections are printed all the same, empty; a field left out is absent.
+  scope=${1:-all}
   # A marker next to the containers says a create of NAME started and has not finished.
   # if/else instead of $(...): each command substitution is a fork, and inspections run on every step.
   if [ -e "$lxcpath/.plb-making-$name" ]; then kv making 1; else kv making 0; fi
@@ -21,34 +31,40 @@ op_inspect() {
     if [ $side = source ]; then dir=$sd n=$src; else dir=$cd n=$name; fi
     if [ ! -d "$dir" ]; then kv "${side}_dir" missing; continue; fi
     kv "${side}_dir" present
-    kv "${side}_fstype" "$(stat -f -c %T "$dir")"
-    kv "${side}_state" "$(state_of "$n")"
+    if [ "$scope" = all ]; then kv "${side}_fstype" "$(stat -f -c %T "$dir")"; fi
+    if [ "$scope" = all ] || [ $side = clone ]; then state_of "$n"; kv "${side}_state" "$state"; fi
     if is_subvol "$dir/rootfs"; then kv "${side}_subvol" 1; subvol_fields "$dir/rootfs" "$side"; printf %s "$fields"
     else kv "${side}_subvol" 0; fi
   done
   printf '@@hwaddrs\0'
-  # Every MAC of every container, as "NAME MAC", in one awk over all configs (a process per container or
-  # per MAC costs milliseconds each, and hosts run hundreds of containers).
+  # Every MAC of every container, as "NAME MAC" lines, in one awk over all configs (a process per container
+  # or per MAC costs milliseconds each, and hosts run hundreds of containers). The section is one item,
+  # closed by the \0 before the next; newlines, not NULs, separate its lines: awk cannot print a NUL
+  # everywhere, and a `tr` would be one more process.
   set --
-  for c in "$lxcpath"/*/config; do if [ -f "$c" ] && [ -r "$c" ]; then set -- "$@" "$c"; fi; done
+  if [ "$scope" != finished ]; then
+    for c in "$lxcpath"/*/config; do if [ -f "$c" ] && [ -r "$c" ]; then set -- "$@" "$c"; fi; done
+  fi
   if [ $# -gt 0 ]; then
     awk '{
       if (!match($0, /^[ \t]*lxc\.net\.[0-9]*\.hwaddr[ \t]*=[ \t]*/)) next
       v = substr($0, RSTART + RLENGTH); sub(/[ \t].*$/, "", v)
       n = FILENAME; sub(/\/config$/, "", n); sub(/^.*\//, "", n)
       print n " " v
-    }' "$@" | tr '\n' '\0'
+    }' "$@"
   fi
-  printf '@@source_config\0'
-  [ -f "$sd/config" ] && cat "$sd/config"
+  printf '\0@@source_config\0'
+  if [ "$scope" != finished ] && [ -f "$sd/config" ]; then cat "$sd/config"; fi
   printf '\0@@clone_config\0'
   [ -f "$cd/config" ] && cat "$cd/config"
   printf '\0@@clone_hostname\0'
-  if [ -d "$cd/rootfs" ] && safe_file "$cd/rootfs" hostname && [ -f "$cd/rootfs/etc/hostname" ]; then head -c 300 "$cd/rootfs/etc/hostname"; fi
+  if [ "$scope" = finished ]; then :
+  elif [ -d "$cd/rootfs" ] && safe_file "$cd/rootfs" hostname && [ -f "$cd/rootfs/etc/hostname" ]; then head -c 300 "$cd/rootfs/etc/hostname"; fi
   printf '\0@@clone_hosts\0'
-  if [ -d "$cd/rootfs" ] && safe_file "$cd/rootfs" hosts && [ -f "$cd/rootfs/etc/hosts" ]; then head -c 65536 "$cd/rootfs/etc/hosts"; fi
+  if [ "$scope" = finished ]; then :
+  elif [ -d "$cd/rootfs" ] && safe_file "$cd/rootfs" hosts && [ -f "$cd/rootfs/etc/hosts" ]; then head -c 65536 "$cd/rootfs/etc/hosts"; fi
   printf '\0@@nested\0'
-  if [ -d "$sd/rootfs" ]; then find "$sd/rootfs" -mindepth 1 -type d -inum "$SUBVOL_INO" -printf '%P\0'; fi
+  if [ "$scope" = all ] && [ -d "$sd/rootfs" ]; then find "$sd/rootfs" -mindepth 1 -type d -inum "$SUBVOL_INO" -printf '%P\0'; fi
 }
 op_snapshot() ( # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
   mode=$1 tool=$2
@@ -94,11 +110,19 @@ op_nested() { # snapshot each nested subvolume of the source into place, shallow
       btrfs subvolume snapshot "$p" "$cr/$rel" >/dev/null
     done' plb-nested "$SUBVOL_INO" "$sd/rootfs" "$cd/rootfs" {} +
 }
-op_write() { # WHAT(config|hostname|hosts) BYTES: the next BYTES of stdin; temp, fsync, rename
+# finish's files: each is written to a temp file beside it (op_write), then all are checked, fsynced by one
+# `sync` and only then each renamed over its file (op_commit): every file is on disk before its rename, and
+# one process fsyncs them all instead of one per file. A failure before the renames removes the temp
+# files (drop_tmps, the EXIT trap of finish) and leaves every file as it was.
+written= # "WHAT:BYTES ..." of the temp files written so far
+path_of() { if [ "$1" = config ]; then f=$cd/config; else f=$cd/rootfs/etc/$1; fi; }
+drop_tmps() { for w in $written; do path_of "${w%%:*}"; rm -f -- "$f.plb-tmp"; done; }
+op_write() { # WHAT(config|hostname|hosts) BYTES: the next BYTES of stdin into WHAT's temp file
   case $1 in
-  config) f=$cd/config ;;
+  config) path_of "$1" ;;
   hostname|hosts)
-    e=$cd/rootfs/etc f=$cd/rootfs/etc/$1
+    path_of "$1"
+    e=$cd/rootfs/etc
     { [ ! -L "$e" ] && [ -d "$e" ]; } ||
       fail "$e is a symlink or not a directory in the source's snapshot; the clone's /etc/$1 cannot be written without following it: make /etc a directory in $src and run again"
     # A symlink here is the clone's own (its snapshot of the source's): replace it by a regular file
@@ -109,23 +133,42 @@ op_write() { # WHAT(config|hostname|hosts) BYTES: the next BYTES of stdin; temp,
   *) fail "unknown file $1" ;;
   esac
   # The temp file is created with O_EXCL (noclobber), so a symlink planted by the container under that
-  # name makes the write fail instead of writing through it; owner and mode never follow a link.
-  rm -f -- "$f.plb-tmp"
-  (set -C; head -c "$2" >"$f.plb-tmp")
-  if [ "$(stat -c %s "$f.plb-tmp")" != "$2" ]; then
-    rm -f -- "$f.plb-tmp"
-    fail "short input for $f: expected $2 bytes; nothing written"
+  # name makes the write fail instead of writing through it; owner and mode never follow a link. A temp
+  # file left by a run cut short is removed first (tested first: rm is a process).
+  if [ -e "$f.plb-tmp" ] || [ -L "$f.plb-tmp" ]; then rm -f -- "$f.plb-tmp"; fi
+  written="$written $1:$2"
+  set -C
+  head -c "$2" >"$f.plb-tmp"
+  set +C
+}
+op_commit() { # the temp files of op_write: sizes checked, owner and mode set, fsynced, renamed
+  [ -n "$written" ] || return 0
+  set --
+  want=
+  for w in $written; do path_of "${w%%:*}"; set -- "$@" "$f.plb-tmp"; want=$want${want:+$nl}${w#*:}; done
+  # One stat for all the sizes; only if they are not all as expected, one per file to say which.
+  if [ "$(stat -c %s -- "$@" 2>/dev/null)" != "$want" ]; then
+    for w in $written; do
+      path_of "${w%%:*}"
+      if [ "$(stat -c %s -- "$f.plb-tmp")" != "${w#*:}" ]; then
+        fail "short input for $f: expected ${w#*:} bytes; nothing written"
+      fi
+    done
   fi
-  [ -L "$f.plb-tmp" ] && fail "$f.plb-tmp was replaced by a symlink; not writing $f"
-  if [ -e "$f" ]; then
-    chmod --reference="$f" "$f.plb-tmp"
-    chown -h --reference="$f" "$f.plb-tmp"
-  elif [ "$1" != config ]; then
-    chmod 644 "$f.plb-tmp"
-    chown -h --reference="$cd/rootfs/etc" "$f.plb-tmp"  # the container's root, mapped or not
-  fi
-  sync -- "$f.plb-tmp" 2>/dev/null || sync  # fsync this file only, not the whole filesystem
-  mv -f -- "$f.plb-tmp" "$f"
+  for w in $written; do
+    path_of "${w%%:*}"
+    [ -L "$f.plb-tmp" ] && fail "$f.plb-tmp was replaced by a symlink; not writing $f"
+    if [ -e "$f" ]; then
+      chmod --reference="$f" "$f.plb-tmp"
+      chown -h --reference="$f" "$f.plb-tmp"
+    elif [ "${w%%:*}" != config ]; then
+      chmod 644 "$f.plb-tmp"
+      chown -h --reference="$cd/rootfs/etc" "$f.plb-tmp"  # the container's root, mapped or not
+    fi
+  done
+  sync -- "$@" 2>/dev/null || sync  # fsync these files only, not the whole filesystem
+  for w in $written; do path_of "${w%%:*}"; mv -f -- "$f.plb-tmp" "$f"; done
+  written=
 }
 op_start() {
   lxc-start -n "$name" -P "$lxcpath" -d
@@ -136,7 +179,8 @@ op_stop() {
 }
 op_destroy() { # stop if running, remove nested subvolumes deepest first, then lxc-destroy
   if [ ! -d "$cd" ]; then rm -f -- "$lxcpath/.plb-making-$name"; exit 0; fi
-  case $(state_of "$name") in RUNNING|FROZEN) lxc-stop -n "$name" -P "$lxcpath" -k || true ;; esac
+  state_of "$name"
+  case $state in RUNNING|FROZEN) lxc-stop -n "$name" -P "$lxcpath" -k || true ;; esac
   if [ -d "$cd/rootfs" ]; then
     find "$cd/rootfs" -mindepth 1 -depth -type d -inum "$SUBVOL_INO" -exec btrfs subvolume delete {} + >/dev/null
   fi
@@ -161,18 +205,22 @@ make)           # MODE TOOL NESTED(0|1): snapshot (the source is unfrozen or res
   op_snapshot "$1" "$2"
   hold "$name" nested
   if [ "$3" = 1 ]; then op_nested; fi
-  op_inspect
+  op_inspect made
   ;;
 finish)         # CONFIG_BYTES HOSTNAME_BYTES HOSTS_BYTES ACTION(start|stop|-): stdin holds the new contents
                 # back to back (a count of - leaves that file alone), then start or stop, then inspect
   hold "$name" finish
+  case $4 in start|stop|-) ;; *) fail "unknown action $4" ;; esac
+  trap drop_tmps EXIT
   for what in config hostname hosts; do
     if [ "$1" != - ]; then op_write "$what" "$1"; fi
     shift
   done
-  case $1 in start) op_start ;; stop) op_stop ;; -) ;; *) fail "unknown action $1" ;; esac
+  op_commit
+  trap - EXIT
+  case $1 in start) op_start ;; stop) op_stop ;; esac
   rm -f -- "$lxcpath/.plb-making-$name"
-  op_inspect
+  op_inspect finished
   ;;
 *) fail "unknown clone op $op" ;;
 esac

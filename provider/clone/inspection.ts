@@ -16,13 +16,18 @@ export interface CloneInspection {
   hasLxcClone: boolean;
   source: SideInfo;
   clone: SideInfo;
-  /** [container, mac] for every hwaddr line under lxcPath. */
+  /** [container, mac] for every hwaddr line under lxcPath (empty in the inspection that ends finish). */
   hwaddrs: [string, string][];
   sourceConfig: string;
   cloneConfig: string;
   cloneHostname: string;
   cloneHosts: string;
-  /** Nested subvolumes of the source rootfs, relative paths. */
+  /**
+   * Nested subvolumes of the source rootfs, relative paths. Only the inspection of the `inspect` op looks
+   * (it walks the source tree); the ones that end make and finish leave this empty, as they leave out the
+   * source's fstype and state, the clone's fstype and, after finish, the MACs, the source's config and the
+   * clone's identity files: what the provider does not read after those ops (clone.sh op_inspect).
+   */
   nested: string[];
 }
 
@@ -80,10 +85,14 @@ export function parseCloneInspection(out: string): CloneInspection {
     hasLxcClone: kv.get("has_lxc_clone") === "1",
     source: side("source"),
     clone: side("clone"),
-    hwaddrs: (sections.get("@@hwaddrs") ?? []).filter(Boolean).map((x) => {
-      const sp = x.indexOf(" ");
-      return [x.slice(0, sp), x.slice(sp + 1).toLowerCase()] as [string, string];
-    }),
+    // "NAME MAC" lines, one item of newline-separated lines (or, as older scripts print it, an item each).
+    hwaddrs: (sections.get("@@hwaddrs") ?? [])
+      .flatMap((x) => x.split("\n"))
+      .filter(Boolean)
+      .map((x) => {
+        const sp = x.indexOf(" ");
+        return [x.slice(0, sp), x.slice(sp + 1).toLowerCase()] as [string, string];
+      }),
     sourceConfig: text("@@source_config"),
     cloneConfig: text("@@clone_config"),
     cloneHostname: text("@@clone_hostname").trim(),

@@ -56,3 +56,6 @@ export function mulberry32(seed: number): () => number {
  * a conversion and of clones as the providers send them.
  */
 export const ROUNDS_LXC = "/tmp/plb-capture.ym700g/mnt/lxc";
+
+/** lxcPath of the capture run of `capture.sh clone-rounds`: the clones' part of the rounds, captured again. */
+export const CLONE_ROUNDS_LXC = "/tmp/plb-capture.nsWmiR/mnt/lxc";

@@ -8,9 +8,10 @@ import { type CloneOutputs, createCloneWith } from "../../../provider/clone/prov
 import { type CloneInputs, cloneArgsSchema } from "../../../provider/clone/inputs";
 import { validate } from "../../../provider/core/inputs";
 import { FakeRemote, out, withLog } from "../fake-remote";
-import { fixture, ROUNDS_LXC } from "../fixtures";
+import { CLONE_ROUNDS_LXC, fixture } from "../fixtures";
+import { type CloneInspection, parseCloneInspection } from "../../../provider/clone/inspection";
 
-const L = ROUNDS_LXC;
+const L = CLONE_ROUNDS_LXC;
 
 function inputs(name = "cc", raw: Record<string, unknown> = {}): CloneInputs {
   const res = validate(cloneArgsSchema, {
@@ -46,10 +47,10 @@ function made(over: Partial<CloneOutputs> = {}): { id: string; outs: CloneOutput
       ...inputs(),
       target: "root@fake:22",
       rootfsPath: `${L}/cc/rootfs`,
-      subvolumeId: 259,
-      subvolumeUuid: "a501bf8b-aef2-7a48-8db6-2f7f883fd190",
-      parentUuid: "731bf07a-1be9-6c43-9464-fc26cff94d44",
-      sourceGeneration: 21,
+      subvolumeId: 257,
+      subvolumeUuid: "10fb1cd8-8243-7447-b413-c51cf7d6b1b8",
+      parentUuid: "00c709b5-e309-fb4e-b269-4d4f2d956956",
+      sourceGeneration: 7,
       state: "STOPPED",
       hwaddrs: [],
       actualHostname: "cc",
@@ -75,6 +76,33 @@ describe("clone orchestration: createCloneWith (FakeRemote, captured outputs)", 
     expect(remote.calls.map((c) => c.stdin)).to.deep.equal([undefined, undefined, finishStdin()]);
     expect(value).to.deep.equal(made());
     expect(log).to.deep.equal([`${LOG()} snapshotting cs with lxc-copy -s (source stopped)`]);
+  });
+
+  it("the inspections that end make and finish carry what the provider reads next, and no more", () => {
+    // Each against the full inspection of the same state: inspect-making right after make, inspect-done
+    // right after finish.
+    const make = parseCloneInspection(fixture("clone-rounds-make.bin"));
+    const afterMake = parseCloneInspection(fixture("clone-rounds-inspect-making.bin"));
+    const fin = parseCloneInspection(fixture("clone-rounds-finish.bin"));
+    const afterFin = parseCloneInspection(fixture("clone-rounds-inspect-done.bin"));
+    for (const [x, full] of [
+      [make, afterMake],
+      [fin, afterFin],
+    ]) {
+      // the clone side and the source's subvolume (outputs); not the filesystem types, the source's state
+      // or the nested subvolumes (a walk of the source tree)
+      expect(x.clone).to.deep.equal({ ...full.clone, fstype: undefined });
+      expect(x.source).to.deep.equal({ ...full.source, fstype: undefined, state: undefined });
+      expect(x.making).to.equal(full.making);
+      expect(x.nested).to.deep.equal([]);
+      expect(x.cloneConfig).to.equal(full.cloneConfig);
+    }
+    // after make: the MACs, the source's config and the identity files too, for finish's edits
+    const edits = (i: CloneInspection) => [i.hwaddrs, i.sourceConfig, i.cloneHostname, i.cloneHosts];
+    expect(edits(make)).to.deep.equal(edits(afterMake));
+    expect(make.sourceConfig).to.include("lxc.rootfs.path = btrfs:");
+    // after finish: none of them
+    expect(edits(fin)).to.deep.equal([[], "", "", ""]);
   });
 
   it("adopts an existing snapshot of the source that is already as declared: one inspection", async () => {

@@ -121,6 +121,18 @@ describe("clone-plan: parseCloneInspection on real clone.sh inspect output", () 
     const out = fixture("clone-inspect.bin").replace(`cl ${CL_MAC}`, `cl ${CL_MAC.toUpperCase()}`);
     expect(parseCloneInspection(out).hwaddrs[0]).to.deep.equal(["cl", CL_MAC]);
   });
+  it("reads the MAC list as clone.sh prints it now (newline-separated lines in one item) as before", () => {
+    // clone-inspect.bin was captured when the list went through `tr '\n' '\0'` (an item per line).
+    const old = fixture("clone-inspect.bin");
+    const at = old.indexOf("@@hwaddrs\0") + "@@hwaddrs\0".length;
+    const end = old.indexOf("@@source_config\0");
+    const lines = old.slice(at, end).split("\0").filter(Boolean);
+    expect(lines.length).to.be.greaterThan(1);
+    const now = `${old.slice(0, at)}${lines.join("\n")}\n\0${old.slice(end)}`;
+    expect(parseCloneInspection(now)).to.deep.equal(parseCloneInspection(old));
+    const none = `${old.slice(0, at)}\0${old.slice(end)}`;
+    expect(parseCloneInspection(none).hwaddrs).to.deep.equal([]);
+  });
 });
 
 describe("clone-plan: adoptProblem (may an existing container be adopted as the clone?)", () => {
