@@ -248,6 +248,35 @@ describe("ifRunning live and restart on a running container", function () {
     });
   });
 
+  describe('"live": a nested subvolume inside the rootfs (nestedSubvolumes: "keep")', () => {
+    const name = "live-nested";
+    before(async () => {
+      await runningDebian(name);
+      await sh(
+        'btrfs subvolume create "$1/srv/nested" >/dev/null && mkdir "$1/srv/nested/d" && echo inside >"$1/srv/nested/d/f" && chmod 700 "$1/srv/nested"',
+        `${LXC}/${name}/rootfs`,
+      );
+    });
+    after(() => destroyContainers(host, name));
+
+    it("converts: the nested subvolume (an empty directory in the pre-copy's snapshot) is caught up, verified, then moved in whole", async () => {
+      const uuid = () =>
+        sh(
+          'btrfs subvolume show "$1" | sed -n "s/^[[:space:]]*UUID:[[:space:]]*//p"',
+          `${LXC}/${name}/rootfs/srv/nested`,
+        );
+      const before = await manifest(host, `${LXC}/${name}/rootfs`);
+      const id = await uuid();
+      const { outs } = await rootfs.create(inputs(name, { ifRunning: "live", nestedSubvolumes: "keep" }));
+      expect(outs).to.include({ rootfsIsSubvolume: true, state: "RUNNING", interrupted: null });
+      expect(await uuid()).to.equal(id);
+      expect(belowTop(await manifest(host, `${LXC}/${name}/rootfs`))).to.equal(belowTop(before));
+      expect(await sh('find "/var/lib/lxc/$1" -type d -inum 256 | sort', name)).to.equal(
+        `${LXC}/${name}/rootfs\n${LXC}/${name}/rootfs/srv/nested\n`,
+      );
+    });
+  });
+
   describe('"live": a busy tree (files made and removed all through the pre-copy)', () => {
     const name = "live-churn";
     before(async () => {
