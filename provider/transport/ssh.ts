@@ -16,6 +16,7 @@
  * remote.ts (the Remote interface and command lines callers see).
  */
 import { createHash } from "node:crypto";
+import { constants as osConstants } from "node:os";
 import type { ClientChannel } from "ssh2";
 import { describeArgv, RemoteCommandError } from "../core/errors";
 import { type Connection, describeTarget, type JumpConnection } from "./connection";
@@ -368,8 +369,10 @@ function execOnChannel(
         lines?.push(chunk);
       });
       channel.stderr.on("data", (chunk: Buffer) => errs.push(chunk));
-      channel.on("exit", (c: number | null) => {
-        code = typeof c === "number" ? c : null;
+      // A command killed by a signal gets 128 + its number, as a shell reports it (and as the remote
+      // shells' replies carry it), so both transports give the same code.
+      channel.on("exit", (c: number | null, signal?: string) => {
+        code = typeof c === "number" ? c : signalExitCode(signal);
       });
       channel.on("close", () => {
         clearTimeout(timer);
@@ -389,4 +392,10 @@ function execOnChannel(
       else channel.end();
     });
   });
+}
+
+/** 128 + the number of the signal ssh2 reports by name ("SIGKILL"), as a shell gives it; null if unknown. */
+export function signalExitCode(name: string | undefined): number | null {
+  const n = name ? osConstants.signals[name as keyof typeof osConstants.signals] : undefined;
+  return typeof n === "number" ? 128 + n : null;
 }

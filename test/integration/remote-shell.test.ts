@@ -100,6 +100,24 @@ describe("remote shells per pooled connection (real OpenSSH server)", function (
     expect(shells.size).to.be.within(2, 8);
   });
 
+  it("a command killed by a signal gets 128 + its number on both transports", async () => {
+    const codes: Record<string, (number | null)[]> = {};
+    for (const mode of ["shell", "exec"]) {
+      process.env.LXC_BTRFS_TRANSPORT = mode;
+      try {
+        const r = openRemote(conn());
+        codes[mode] = [
+          (await r.run(["sh", "-c", "kill -TERM $$"])).code,
+          (await r.run(["sh", "-c", "kill -KILL $$"])).code,
+          (await r.run(["sh", "-c", "exit 3"])).code,
+        ];
+      } finally {
+        delete process.env.LXC_BTRFS_TRANSPORT;
+      }
+    }
+    expect(codes).to.deep.equal({ shell: [143, 137, 3], exec: [143, 137, 3] });
+  });
+
   it("keeps one channel per command where the shell cannot start: sudo that wants a password", async () => {
     const password = readFileSync(inv.users.password.passwordPath as string, "utf8").trim();
     const r = openRemote(
