@@ -26,6 +26,9 @@ trap 'exit 1' HUP INT PIPE TERM
 trap 'if [ -n "$p" ]; then kill -KILL "-$p" 2>/dev/null; fi' USR1
 command -v setsid >/dev/null || exit 1
 env --default-signal=INT,QUIT true 2>/dev/null || exit 1 # coreutils >= 8.31; else one channel per command
+# GNU head -c reads no more than it is asked for from a pipe; busybox's reads ahead (stdio), which would
+# swallow the start of the next request.
+case $(head --version 2>/dev/null) in *GNU*) ;; *) exit 1 ;; esac
 mkfifo "$t/o" || exit 1
 printf 'plb-shell-ready %s %s\n' "$$" "$t"
 while read -r id clen ilen; do
