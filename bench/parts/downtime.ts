@@ -14,6 +14,7 @@ import { type FleetHost, hostExec } from "../../test/support/fleet";
 import type { RootfsInputs } from "../../provider/rootfs/inputs";
 import { convergeWith } from "../../provider/rootfs/provider";
 import { openRemote } from "../../provider/transport/ssh";
+import { type CommandTiming, timedRemote } from "../lib/remote-timing";
 import type { BenchContext } from "../lib/context";
 import { quietly, rootfsInputs } from "../lib/context";
 import { cloneTemplateMany, destroy, settle, sh, timedOnHost, treeSize } from "../lib/host";
@@ -30,6 +31,17 @@ export interface DowntimeResult {
   /** Whole conversion time as the provider saw it, ms. */
   liveTotal: number[];
   restartTotal: number[];
+  /** Per run: the steps from the stop to the start (the downtime), in order, with their ms. */
+  liveSteps: { op: string; ms: number }[][];
+  restartSteps: { op: string; ms: number }[][];
+}
+
+/** The steps of a conversion's batches from its `stop` to its `start`, both included. */
+function downSteps(timings: CommandTiming[]): { op: string; ms: number }[] {
+  const all = timings.flatMap((t) => t.steps);
+  const from = all.findIndex((s) => s.op === "stop");
+  const to = all.findIndex((s, i) => i > from && s.op === "start");
+  return from < 0 || to < 0 ? [] : all.slice(from, to + 1);
 }
 
 /** Prints "DOWN_NS UP_NS" once the container has left RUNNING and is RUNNING again. */
@@ -70,9 +82,17 @@ async function startContainer(host: FleetHost, name: string): Promise<void> {
   await sh(host, 'lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 30', name);
 }
 
-async function convert(ctx: BenchContext, inputs: RootfsInputs): Promise<number> {
+async function convert(
+  ctx: BenchContext,
+  inputs: RootfsInputs,
+  steps: { op: string; ms: number }[][],
+): Promise<number> {
+  const timings: CommandTiming[] = [];
   const t = performance.now();
-  const outs = await quietly(ctx, () => convergeWith(openRemote(inputs.connection), inputs));
+  const outs = await quietly(ctx, () =>
+    convergeWith(timedRemote(openRemote(inputs.connection), timings), inputs),
+  );
+  steps.push(downSteps(timings));
   if (!outs.rootfsIsSubvolume || outs.state !== "RUNNING")
     throw new Error(`${inputs.container}: not converted and running: ${JSON.stringify(outs)}`);
   return performance.now() - t;
@@ -99,6 +119,8 @@ export async function benchDowntime(
     floor: [],
     liveTotal: [],
     restartTotal: [],
+    liveSteps: [],
+    restartSteps: [],
   };
   const [live, restart, floor] = ["bench-dt-live", "bench-dt-restart", "bench-dt-floor"];
   // The provider's connection is dialled before any clock starts.
@@ -113,7 +135,7 @@ export async function benchDowntime(
     const hold = `/run/plb-hold/${live}.stop`;
     await sh(host, 'mkdir -p /run/plb-hold && rm -f "$1.reached" && : >"$1"', hold);
     const downLive = await startPoller(host, live);
-    const run = convert(ctx, { ...rootfsInputs(ctx, host, live), ifRunning: "live" });
+    const run = convert(ctx, { ...rootfsInputs(ctx, host, live), ifRunning: "live" }, res.liveSteps);
     const failed = run.then(
       () => undefined,
       (e: Error) => e,
@@ -129,7 +151,9 @@ export async function benchDowntime(
     res.live.push(await downLive());
 
     const downRestart = await startPoller(host, restart);
-    res.restartTotal.push(await convert(ctx, { ...rootfsInputs(ctx, host, restart), ifRunning: "restart" }));
+    res.restartTotal.push(
+      await convert(ctx, { ...rootfsInputs(ctx, host, restart), ifRunning: "restart" }, res.restartSteps),
+    );
     res.restart.push(await downRestart());
 
     const f = await timedOnHost(host, FLOOR_SCRIPT, floor);
