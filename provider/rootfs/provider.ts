@@ -186,7 +186,7 @@ async function applySteps(
   steps: Step[],
   insp: RootfsInspection,
 ): Promise<void> {
-  const started = new Set<Step["op"]>();
+  const started: Step["op"][] = [];
   const wasRunning = steps.some((s) => s.op === "journal" && s.wasRunning);
   const partial = steps.find((s) => s.op === "subvol-create" || s.op === "mkdir-new") as
     | { path: string }
@@ -204,7 +204,9 @@ async function applySteps(
     }
     if (batch.length) await runBatch(remote, inputs, batch, started);
   } catch (e) {
-    if (!started.has("swap") && partial)
+    // Rolled back before the swap started, or when the swap itself failed: it refuses before its first
+    // rename (a container started by hand meanwhile), and the rollback's own check refuses after it.
+    if ((!started.includes("swap") || started.at(-1) === "swap") && partial)
       await rollback(
         remote,
         inputs,
@@ -229,7 +231,7 @@ async function rollback(
   if (wasRunning) steps.push({ op: "start" });
   steps.push({ op: "journal-clear" });
   try {
-    await runBatch(remote, inputs, steps, new Set());
+    await runBatch(remote, inputs, steps, []);
   } catch (e) {
     base.log(
       inputs,
@@ -243,7 +245,7 @@ async function runBatch(
   remote: Remote,
   inputs: RootfsInputs,
   steps: Step[],
-  started: Set<Step["op"]>,
+  started: Step["op"][],
 ): Promise<string> {
   const copy = steps.find((s) => s.op === "copy" || s.op === "precopy");
   if (copy)
@@ -256,7 +258,7 @@ async function runBatch(
       const op = nextStepMarker(l, steps, seen);
       if (op) {
         seen++;
-        started.add(op);
+        started.push(op);
       }
       const m = /^progress (\d+)$/.exec(l);
       if (m && copy) base.log(inputs, remote, `copied ${m[1]}/${copy.total} entries`);

@@ -374,7 +374,13 @@ verify-diff)    # A B: the first differing manifest entries, for the error messa
   ;;
 swap)           # CUR NEW OLD: CUR -> OLD, NEW -> CUR; resumes a half-done swap
   cur=$1 new=$2 old=$3
-  if [ -e "$cur" ] && [ -e "$new" ] && [ ! -e "$old" ]; then mv -- "$cur" "$old"; mv -- "$new" "$cur"
+  if [ -e "$cur" ] && [ -e "$new" ] && [ ! -e "$old" ]; then
+    # Never from under a running container (started by hand or by autostart since its stop): what it
+    # writes would go to the tree being swapped away, after the verification.
+    case $(lxc-info -n "$name" -P "$lxcpath" -s -H 2>/dev/null) in
+    RUNNING | FROZEN) fail "$name is running (started since it was stopped for the conversion); not swapping its rootfs: run again" ;;
+    esac
+    mv -- "$cur" "$old"; mv -- "$new" "$cur"
   elif [ ! -e "$cur" ] && [ -e "$new" ] && [ -e "$old" ]; then mv -- "$new" "$cur"
   elif [ -e "$cur" ] && [ ! -e "$new" ] && [ -e "$old" ]; then :
   else fail "cannot swap $new into $cur: unexpected state (cur/new/old exist: $([ -e "$cur" ] && echo y || echo n)/$([ -e "$new" ] && echo y || echo n)/$([ -e "$old" ] && echo y || echo n))"

@@ -347,6 +347,40 @@ describe("ifRunning live and restart on a running container", function () {
     });
   });
 
+  describe("a container started by hand while it is stopped for its conversion", () => {
+    const name = "live-started";
+    before(() => runningDebian(name));
+    after(async () => {
+      await sh(`rm -f ${HOLD}/${name}.*`);
+      await destroyContainers(host, name);
+    });
+
+    it("is not swapped from under: the swap refuses, the copy is discarded, the original stays in place and running", async () => {
+      const before = await manifest(host, `${LXC}/${name}/rootfs`);
+      await held(name, "swap");
+      const run = rootfs.create(inputs(name, { ifRunning: "restart" }));
+      const failed = run.then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      await reached(name, "swap");
+      await sh('lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 10', name);
+      await release(name, "swap");
+      const err = await failed;
+      expect(err?.message).to.contain(
+        `${name} is running (started since it was stopped for the conversion); not swapping its rootfs: run again`,
+      );
+      expect(await state(name)).to.equal("RUNNING");
+      expect(
+        await sh(
+          'stat -c %i "/var/lib/lxc/$1/rootfs" | grep -vx 256 >/dev/null && ls -A "/var/lib/lxc/$1"',
+          name,
+        ),
+      ).to.equal("config\nrootfs\n");
+      expect(belowTop(await manifest(host, `${LXC}/${name}/rootfs`))).to.equal(belowTop(before));
+    });
+  });
+
   describe("fault matrix of the live steps × link cut, sshd killed, provider SIGKILL, disk full", () => {
     const name = "live-fault";
     const table: string[] = [];

@@ -235,6 +235,21 @@ describe("rootfs orchestration: rollback of a failed batch (FakeRemote)", () => 
     expect(error?.message).to.equal(batchFailure(BATCH_SWAP, "mv: cannot move"));
   });
 
+  it("the swap step itself failing rolls back too (the host's guard refuses the rollback once it renamed)", async () => {
+    const stderr =
+      "cv is running (started since it was stopped for the conversion); not swapping its rootfs: run again";
+    const remote = new FakeRemote([
+      dir(),
+      out(fixture("rounds-step-copy.bin")),
+      failed("@@step 1 journal\n@@step 2 swap\n", stderr),
+      out(fixture("rounds-step-rollback.bin")),
+    ]);
+    const { error } = await withLog(() => convergeWith(remote, inputs()));
+    expect(remote.commands).to.deep.equal([INSPECT(), BATCH_COPY, BATCH_SWAP, ROLLBACK]);
+    expect(remote.unused).to.equal(0);
+    expect(error?.message).to.equal(batchFailure(BATCH_SWAP, stderr));
+  });
+
   const DIFFERS =
     "LxcSubvolumeRootfs cv on root@fake:22: the copy does not match the original (metadata differs); " +
     "the copy was discarded and the original left as it was.\n" +
