@@ -151,8 +151,9 @@ enc_paths() { sed -z 's/%/%25/g; s/ /%20/g; s/\n/%0A/g; s/^\([0-9][0-9]*\)%20/\1
 dec_paths() { tr '\n' '\0' | sed -z 's/%0A/\n/g; s/%20/ /g; s/%25/%/g'; }
 
 # shellcheck disable=SC2016 # the single-quoted scripts are the inner sh's
-live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) DIRS (pre-copy "INODE ./PATH")
-  src=$1 dst=$2 w=$3 dirs0=$4
+live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) DIRS ALL (of the pre-copy)
+  # DIRS: "INODE ./PATH" of the image's directories; ALL: "TYPE ./PATH" of its entries, sorted.
+  src=$1 dst=$2 w=$3 dirs0=$4 all0=$5
   paths() { sed -z 's/^[^ ]* //' "$@"; }
   parents() { sed -z 's,/[^/]*$,,'; }
   bypath() { LC_ALL=C sort -z -t ' ' -k 2; }
@@ -166,12 +167,16 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
   #    so the walk below finds that subtree in the source only.
   LC_ALL=C sort -z "$w/s.dirs" | LC_ALL=C comm -z -13 "$dirs0" - |
     sed -z 's/^[^ ]* //' | LC_ALL=C sort -z >"$w/moved" || exit 1
+  # The copy's entries: those of the image it was copied from, unless whole directories were removed
+  # here, which a walk of the copy then lists.
   if [ -s "$w/moved" ]; then
     (cd "$dst" && find -P . -type d -print0) | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/moved" |
       remove_dirs_of_copy "$dst" || exit 1
+    (cd "$dst" && find -P . -printf '%y %p\0') | LC_ALL=C sort -z >"$w/n.rec" || exit 1
+  else
+    cp -- "$all0" "$w/n.rec" || exit 1
   fi
-  (cd "$dst" && find -P . -printf '%y %p\0') >"$w/n.rec" || exit 1
-  LC_ALL=C sort -z -o "$w/s.all" "$w/s.all" && LC_ALL=C sort -z -o "$w/n.rec" "$w/n.rec" || exit 1
+  LC_ALL=C sort -z -o "$w/s.all" "$w/s.all" || exit 1
   LC_ALL=C comm -z -13 "$w/s.all" "$w/n.rec" | bypath >"$w/gone" || exit 1 # in the copy only, or of another type
   LC_ALL=C comm -z -23 "$w/s.all" "$w/n.rec" >"$w/new" || exit 1           # in the source only, or of another type
   cat "$w/new" "$w/s.chg" | LC_ALL=C sort -z -u | bypath >"$w/chg" || exit 1
@@ -265,7 +270,7 @@ journal)    # PHASE OP WAS_RUNNING
   sync_dir "$d"
   ;;
 journal-clear)  # not flushed: a journal that a power loss brings back only makes the next run redo no-ops
-  rm -f "$j" "$j.tmp" "$j.since" "$j.since.tmp" "$j.dirs" "$j.dirs.tmp"
+  rm -f "$j" "$j.tmp" "$j.since" "$j.since.tmp" "$j.dirs" "$j.dirs.tmp" "$j.all" "$j.all.tmp"
   remove_tree "$d/.plb-precopy"  # a pre-copy's snapshot, left by a crash during it
   ;;
 subvol-create)  # PATH (under d)
@@ -321,8 +326,11 @@ precopy)        # SRC DST EVERY: the live pre-copy, from a read-only snapshot of
   hold "$name" precopy-image
   # Which directory is at each path at the snapshot (a snapshot keeps inode numbers): one renamed over
   # another keeps its children's ctimes, so the catch-up finds it by its inode being new at that path.
-  (cd "$img" && find -P . -type d -printf '%i %p\0') | LC_ALL=C sort -z >"$j.dirs.tmp" || fail "cannot list the directories of $1"
-  mv -f -- "$j.dirs.tmp" "$j.dirs"
+  # And every entry of the image, which the copy will hold exactly: the catch-up's list of the copy.
+  (cd "$img" && find -P . -fprintf "$j.all.tmp" '%y %p\0' , \( -type d -fprintf "$j.dirs.tmp" '%i %p\0' \)) ||
+    fail "cannot list the entries of $1"
+  for f in "$j.dirs.tmp" "$j.all.tmp"; do LC_ALL=C sort -z -o "$f" "$f" || fail "cannot sort $f"; done
+  mv -f -- "$j.dirs.tmp" "$j.dirs" && mv -f -- "$j.all.tmp" "$j.all"
   step copy "$img" "$2" "$3"
   remove_tree "$snap"
   ;;
@@ -334,8 +342,8 @@ catchup)        # SRC DST: with the container stopped, only what changed since t
   cw=$(mktemp -d)
   trap 'rm -rf "$cw"' EXIT
   touch -d "@$((since / 1000000000 - 1)).$(printf %09d $((since % 1000000000)))" "$cw/ref"
-  [ -f "$j.dirs" ] || fail "no pre-copy directory list in $j.dirs; run again"
-  live_catchup "$1" "$2" "$cw" "$j.dirs" || fail "could not bring $2 up to date with $1"
+  { [ -f "$j.dirs" ] && [ -f "$j.all" ]; } || fail "no pre-copy lists in $j.dirs and $j.all; run again"
+  live_catchup "$1" "$2" "$cw" "$j.dirs" "$j.all" || fail "could not bring $2 up to date with $1"
   rm -rf "$cw"
   trap - EXIT
   ;;

@@ -145,7 +145,7 @@ describe("ifRunning live and restart on a running container", function () {
       // Between the pre-copy and the stop: the pre-copy is done, the container still runs.
       expect(await state(name)).to.equal("RUNNING");
       expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal(
-        ".plb-journal\n.plb-journal.dirs\n.plb-journal.since\nconfig\nrootfs\nrootfs.plb-new\n",
+        ".plb-journal\n.plb-journal.all\n.plb-journal.dirs\n.plb-journal.since\nconfig\nrootfs\nrootfs.plb-new\n",
       );
       expect(await sh('sed -n "s/^phase=//p" "/var/lib/lxc/$1/.plb-journal"', name)).to.equal(
         "catching-up\n",
@@ -229,7 +229,7 @@ describe("ifRunning live and restart on a running container", function () {
           name,
         ),
       ).to.equal(
-        "d\noriginal\n.plb-journal\n.plb-journal.dirs\n.plb-journal.since\nconfig\nrootfs\nrootfs.plb-new\n",
+        "d\noriginal\n.plb-journal\n.plb-journal.all\n.plb-journal.dirs\n.plb-journal.since\nconfig\nrootfs\nrootfs.plb-new\n",
       );
       const atStop = await manifest(host, `${LXC}/${name}/rootfs`);
       await release(name, "stop");
