@@ -81,9 +81,13 @@ unlock() ( # DIR
   flags_of "$1" "$f" || exit 1
   grep -z '^[^ ]*[ia]' "$f" | sed -z 's/^[^ ]* //' | (cd "$1" && xargs -0 -r chattr -i -a --)
 )
-remove_tree() { # PATH: a subvolume (deleted whole, whatever its flags) or a directory
+# PATH: a subvolume (deleted whole, whatever its flags) or a directory. Most trees hold no immutable or
+# append-only entry: rm -rf alone removes them, and only a tree it could not remove whole is unlocked (a
+# walk reading every entry's flags) and removed again.
+remove_tree() {
   if [ -e "$1" ] || [ -L "$1" ]; then
-    if is_subvol "$1"; then btrfs subvolume delete "$1" >/dev/null; else unlock "$1" && rm -rf -- "$1"; fi
+    if is_subvol "$1"; then btrfs subvolume delete "$1" >/dev/null
+    else rm -rf -- "$1" 2>/dev/null || { unlock "$1" && rm -rf -- "$1"; }; fi
   fi
 }
 # The report lines of both walked trees A and B: for each, the sha256 of its sorted manifest, its entry
