@@ -294,7 +294,12 @@ async function judgeVerification(
       inputs,
       remote,
       `the copy does not match the original (${verdict.what}); ` +
-        `the copy was discarded and the original left as it was.\n${diff.stdout.replace(/^@@step .*\n/, "").trim()}`,
+        [
+          "the copy was discarded and the original left as it was.",
+          diff.stdout.replace(/^@@step .*\n/, "").trim(),
+        ]
+          .filter(Boolean)
+          .join("\n"),
     ),
   );
 }

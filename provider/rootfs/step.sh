@@ -20,10 +20,12 @@ walk() (
 )
 # Every xattr and ACL of DIR, one line per entry that has any (its path and each name=hex value, joined by
 # \001; getfattr escapes control characters in names), sorted, into $w/TAG.xattr; none if getfattr is missing.
+# -h: a symlink's own xattrs (lgetxattr); without it getfattr reads its target's, which for an absolute
+# link in a container's tree is a host file.
 xattrs() ( # DIR TAG
   cd "$1" || exit 1
   command -v getfattr >/dev/null 2>&1 || exit 0
-  getfattr -R -P -d -m - -e hex . 2>/dev/null | awk 'BEGIN { RS = "" } { gsub(/\n/, "\001"); print }' |
+  getfattr -R -P -h -d -m - -e hex . 2>/dev/null | awk 'BEGIN { RS = "" } { gsub(/\n/, "\001"); print }' |
     LC_ALL=C sort >"$w/$2.xattr"
 )
 # Inode flags (lsattr's letters: NOCOW C, immutable i, append-only a, ...) of every file and directory of
@@ -408,6 +410,15 @@ verify-diff)    # A B: the first differing manifest entries, for the error messa
     tr '\0\n' '\n ' <"$ta" >"$ta.txt"; tr '\0\n' '\n ' <"$tb" >"$tb.txt"
     diff "$ta.txt" "$tb.txt" | sed -n 's/^\([<>]\) /\1 flags /p' | head -n 8 || true
     rm -f "$ta.txt" "$tb.txt"
+  fi
+  if command -v getfattr >/dev/null 2>&1; then # "PATH NAME=VALUE..." per entry, values cut at 40 characters
+    for t in "$1:$ta" "$2:$tb"; do
+      (cd "${t%:*}" && getfattr -R -P -h -d -m - -e hex . 2>/dev/null) | awk 'BEGIN { RS = "" } {
+        n = split($0, l, "\n"); s = substr(l[1], 9)
+        for (i = 2; i <= n; i++) s = s " " (length(l[i]) > 40 ? substr(l[i], 1, 40) "..." : l[i])
+        print s }' | LC_ALL=C sort >"${t##*:}"
+    done
+    diff "$ta" "$tb" | sed -n 's/^\([<>]\) /\1 xattrs /p' | head -n 8 || true
   fi
   rm -f "$ta" "$tb"
   ;;

@@ -347,6 +347,52 @@ describe("ifRunning live and restart on a running container", function () {
     });
   });
 
+  describe("the verification reads symlinks' own xattrs, never their targets'", () => {
+    const name = "live-lxattr";
+    const HOSTFILE = "/var/tmp/plb-lxattr-target";
+    before(async () => {
+      await runningDebian(name);
+      await sh('lxc-stop -n "$1" -t 10', name);
+      // The symlink's target, seen from the host, is a host file with an xattr of its own.
+      await sh('echo host >"$1" && setfattr -n user.host -v 1 "$1"', HOSTFILE);
+      await sh(
+        'ln -s "$2" "$1/srv/l" && setfattr -h -n trusted.plb -v 1 "$1/srv/l"',
+        `${LXC}/${name}/rootfs`,
+        HOSTFILE,
+      );
+    });
+    after(async () => {
+      await sh(`rm -f ${HOLD}/${name}.*`);
+      await destroyContainers(host, name);
+      await sh('rm -f "$1"', HOSTFILE);
+    });
+
+    it("a symlink's xattr missing from the copy fails the verification: the copy is discarded, the original kept", async () => {
+      const before = await manifest(host, `${LXC}/${name}/rootfs`);
+      await held(name, "verify");
+      const run = rootfs.create(inputs(name));
+      const failed = run.then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      await reached(name, "verify");
+      // cp copied it; take it away from the copy only. Its target's xattrs are the same either way.
+      await sh('setfattr -h -x trusted.plb "$1/rootfs.plb-new/srv/l"', `${LXC}/${name}`);
+      await release(name, "verify");
+      const err = await failed;
+      expect(err?.message).to.equal(
+        `LxcSubvolumeRootfs ${name} on root@${host.address}:22: the copy does not match the original (xattrs differ); the copy was discarded and the original left as it was.\n< xattrs srv/l trusted.plb=0x31`,
+      );
+      expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nrootfs\n");
+      expect(await manifest(host, `${LXC}/${name}/rootfs`)).to.equal(before);
+      const { outs } = await rootfs.create(inputs(name));
+      expect(outs).to.include({ rootfsIsSubvolume: true, interrupted: null });
+      expect(
+        await sh('getfattr -h -n trusted.plb --only-values "$1/srv/l"', `${LXC}/${name}/rootfs`),
+      ).to.equal("1");
+    });
+  });
+
   describe("a container started by hand while it is stopped for its conversion", () => {
     const name = "live-started";
     before(() => runningDebian(name));
