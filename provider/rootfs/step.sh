@@ -28,6 +28,18 @@ xattrs() ( # DIR TAG
   getfattr -R -P -h -d -m - -e hex . 2>/dev/null | awk 'BEGIN { RS = "" } { gsub(/\n/, "\001"); print }' |
     LC_ALL=C sort >"$w/$2.xattr"
 )
+# The verification's three walks of one tree (walk, xattrs, flags_of) at once, into $w as TAG.*; fails
+# if any of them did, once all have ended.
+tree_walks() ( # DIR TAG
+  r=0
+  walk "$1" "$2" & q1=$!
+  xattrs "$1" "$2" & q2=$!
+  flags_of "$1" "$w/$2.flags" & q3=$!
+  wait $q1 || r=1
+  wait $q2 || r=1
+  wait $q3 || r=1
+  exit $r
+)
 # Inode flags (lsattr's letters: NOCOW C, immutable i, append-only a, ...) of every file and directory of
 # DIR that has one, into OUT as sorted "FLAGS ./PATH" NUL-terminated records. find hands lsattr only files
 # and directories, so it never follows a symlink or opens a device; paths holding a newline (which would
@@ -372,24 +384,38 @@ catchup)        # SRC DST: with the container stopped, only what changed since t
   case $since in '' | *[!0-9]*) fail "unreadable pre-copy start time in $j.since; run again" ;; esac
   [ "$(date +%s%N)" -ge "$since" ] || fail "the host clock went back during the pre-copy; run again"
   need_chattr
-  cw=$(mktemp -d)
-  trap 'rm -rf "$cw"' EXIT
-  touch -d "@$((since / 1000000000 - 1)).$(printf %09d $((since % 1000000000)))" "$cw/ref"
   { [ -f "$j.dirs" ] && [ -f "$j.all" ]; } || fail "no pre-copy lists in $j.dirs and $j.all; run again"
+  cw=$(mktemp -d) pre=$(mktemp -d)
+  # The container is stopped and the catch-up only reads the source: the verification's walks of the
+  # source start now, beside it (2 cores: the catch-up is mostly one pipeline), and the verify step that
+  # follows in this batch takes them over.
+  w=$pre
+  tree_walks "$1" a & pre_pid=$!
+  pre_src=$1
+  trap 'rm -rf "$cw"; kill $pre_pid 2>/dev/null; rm -rf "$pre"' EXIT
+  touch -d "@$((since / 1000000000 - 1)).$(printf %09d $((since % 1000000000)))" "$cw/ref"
   live_catchup "$1" "$2" "$cw" "$j.dirs" "$j.all" || fail "could not bring $2 up to date with $1"
   rm -rf "$cw"
-  trap - EXIT
+  trap 'kill $pre_pid 2>/dev/null; rm -rf "$pre"' EXIT
   ;;
 verify)         # A B: compare both trees' metadata; six walks (three per tree) run at once, while the
-                # copy is flushed to disk (the "swapping" journal's flush then finds little left to do)
-  w=$(mktemp -d)
+                # copy is flushed to disk (the "swapping" journal's flush then finds little left to do).
+                # After a catch-up in this batch, A's walks are the ones it started.
+  need_chattr
+  r=0
+  if [ -n "${pre_pid:-}" ] && [ "${pre_src:-}" = "$1" ]; then
+    w=$pre p1=$pre_pid pre_pid=
+  else
+    w=$(mktemp -d)
+    tree_walks "$1" a & p1=$!
+  fi
   trap 'rm -rf "$w"' EXIT
   sync -f "$2" 2>/dev/null & p0=$!
-  need_chattr
-  walk "$1" a & p1=$!; walk "$2" b & p2=$!; xattrs "$1" a & p3=$!; xattrs "$2" b & p4=$!
-  flags_of "$1" "$w/a.flags" & p5=$!; flags_of "$2" "$w/b.flags" & p6=$!
-  if ! { wait $p1 && wait $p2 && wait $p3 && wait $p4 && wait $p5 && wait $p6; }; then
-    kill $p0 $p1 $p2 $p3 $p4 $p5 $p6 2>/dev/null || true
+  tree_walks "$2" b & p2=$!
+  wait "$p1" || r=1
+  wait $p2 || r=1
+  if [ $r != 0 ]; then
+    kill $p0 2>/dev/null || true
     wait
     fail "could not walk both trees"
   fi
