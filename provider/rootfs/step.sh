@@ -15,7 +15,7 @@ sync_dir() { sync -f "$1" 2>/dev/null || sync; }
 # and TAG.dev (block and char devices). Both trees are walked at the same time.
 walk() (
   cd "$1" && find . -printf '%p\n%y %#m %U %G %s %T@ %n\n%l\0' \
-    , \( ! -type d -links +1 -fprintf "$w/$2.hl" '%i %p\0' \) \
+    , \( ! -type d -links +1 -fprintf "$w/$2.hl" '%D:%i %p\0' \) \
     , \( \( -type b -o -type c \) -fprint0 "$w/$2.dev" \) >"$w/$2.main"
 )
 # Every xattr and ACL of DIR, one line per entry that has any (its path and each name=hex value, joined by
@@ -187,11 +187,13 @@ remove_dirs_of_copy() ( # DST
     done' plb-remove-dirs
 )
 
-# NUL-terminated records ("INODE ./PATH", or "./PATH") as text lines, their paths percent-encoded (%, space,
-# newline), so that line tools (awk, sort, paste) can join them by path; dec_paths turns such lines of
-# paths back into NUL-terminated ones.
-enc_paths() { sed -z 's/%/%25/g; s/ /%20/g; s/\n/%0A/g; s/^\([0-9][0-9]*\)%20/\1 /' "$1" | tr '\0' '\n'; }
-dec_paths() { tr '\n' '\0' | sed -z 's/%0A/\n/g; s/%20/ /g; s/%25/%/g'; }
+# NUL-terminated records ("DEV:INODE ./PATH", or "./PATH") as text lines, their paths percent-encoded (%,
+# space, tab, newline: what awk splits fields or records on), so that line tools (awk, sort, paste) can join
+# them by path; dec_paths turns such lines of paths back into NUL-terminated ones.
+enc_paths() {
+  sed -z 's/%/%25/g; s/ /%20/g; s/\t/%09/g; s/\n/%0A/g; s/^\([0-9][0-9]*:[0-9][0-9]*\)%20/\1 /' "$1" | tr '\0' '\n'
+}
+dec_paths() { tr '\n' '\0' | sed -z 's/%0A/\n/g; s/%09/\t/g; s/%20/ /g; s/%25/%/g'; }
 
 # shellcheck disable=SC2016 # the single-quoted scripts are the inner sh's
 live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) DIRS ALL (of the pre-copy)
@@ -202,7 +204,7 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
   bypath() { LC_ALL=C sort -z -t ' ' -k 2; }
   # Both trees as "TYPE ./PATH" records; the changed entries of the source with them, in one walk.
   # Files with more than one link are listed with their inode (see 4.).
-  (cd "$src" && find -P . -fprintf "$w/s.all" '%y %p\0' , \( -type f -links +1 -fprintf "$w/multi.ino" '%i %p\0' \) \
+  (cd "$src" && find -P . -fprintf "$w/s.all" '%y %p\0' , \( -type f -links +1 -fprintf "$w/multi.ino" '%D:%i %p\0' \) \
     , \( -newercm "$w/ref" -fprintf "$w/s.chg" '%y %p\0' \) , \( -type d -fprintf "$w/s.dirs" '%i %p\0' \)) || exit 1
   # 0. A directory at a path where another one was at the pre-copy (renamed over it, swapped, or deleted
   #    and made again) may hold entries whose ctimes predate the pre-copy: its whole subtree is copied
@@ -258,13 +260,13 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
   #    copied (or, when all were, to the first): records as text lines with their paths encoded.
   enc_paths "$w/chg.files" >"$w/chg.enc" && enc_paths "$w/multi.ino" >"$w/multi.enc" || exit 1
   awk 'NR == FNR { c[$0] = 1; next } { print $1, (($2 in c) ? 1 : 0), $2 }' "$w/chg.enc" "$w/multi.enc" |
-    LC_ALL=C sort -k 1,1n -k 2,2n | awk '$1 != ino { ino = $1; first = $3; next } $2 == 1 { print first; print $3 }' \
+    LC_ALL=C sort -k 1,1 -k 2,2n | awk '$1 != ino { ino = $1; first = $3; next } $2 == 1 { print first; print $3 }' \
     >"$w/pairs" || exit 1
-  dec_paths <"$w/pairs" | (cd "$dst" && xargs -0 -r stat --printf '%i\n' --) >"$w/pairs.ino" || exit 1
+  dec_paths <"$w/pairs" | (cd "$dst" && xargs -0 -r stat --printf '%d:%i\n' --) >"$w/pairs.ino" || exit 1
   [ "$(wc -l <"$w/pairs.ino")" = "$(wc -l <"$w/pairs")" ] || exit 1
   paste -d ' ' "$w/pairs.ino" "$w/pairs" |
     awk 'NR % 2 { i = $1; f = $2; next } $1 != i { print f; print $2 }' | dec_paths |
-    (cd "$dst" && xargs -0 -r -n 2 ln -f --) || exit 1
+    (cd "$dst" && xargs -0 -r -n 2 ln -f -T --) || exit 1
   # 5. Changed directories: owner, mode, xattrs (ACLs included) from the source.
   (cd "$dst" && xargs -0 -r sh -c '
     src=$1; shift
@@ -315,8 +317,10 @@ journal)    # PHASE OP WAS_RUNNING
   sync_dir "$d"
   ;;
 journal-clear)  # not flushed: a journal that a power loss brings back only makes the next run redo no-ops
+  # A pre-copy's snapshot left by a crash during it first: if a power loss undoes what follows, the
+  # journal that comes back leads the next run here again.
+  remove_tree "$d/.plb-precopy"
   rm -f "$j" "$j.tmp" "$j.since" "$j.since.tmp" "$j.dirs" "$j.dirs.tmp" "$j.all" "$j.all.tmp"
-  remove_tree "$d/.plb-precopy"  # a pre-copy's snapshot, left by a crash during it
   ;;
 subvol-create)  # PATH (under d)
   [ -e "$1" ] && fail "$1 already exists"
@@ -360,13 +364,15 @@ precopy)        # SRC DST EVERY: the live pre-copy, from a read-only snapshot of
   snap=$d/.plb-precopy
   remove_tree "$snap"
   real=$(cd -P -- "$1" && pwd -P) || fail "cannot resolve $1"
-  top=$(holding_subvol "$real") ||
+  # A rootfs that is a subvolume (a revert) is snapshotted itself.
+  if is_subvol "$real"; then top=$real; else top=$(holding_subvol "$real"); fi ||
     fail "cannot find the btrfs subvolume that holds $real (a bind mount of a directory?): \"live\" copies from a snapshot of it; use ifRunning \"restart\""
   btrfs subvolume snapshot -r "$top" "$snap" >/dev/null || fail "cannot snapshot $top (it holds $real) for the pre-copy"
   img=$snap${real#"${top%/}"}
   # Inode numbers are unique in a subvolume and a snapshot keeps them: the same one at that path is the
   # image of SRC, not of another directory the path reached through a mount.
-  [ "$(stat -c %i -- "$img" 2>/dev/null)" = "$(stat -c %i -- "$real")" ] ||
+  # And on the snapshot's own device: not through a symlink or mount that leads back out of it.
+  [ "$(stat -c %d:%i -- "$img" 2>/dev/null)" = "$(stat -c %d -- "$snap"):$(stat -c %i -- "$real")" ] ||
     fail "the snapshot of $top does not hold $real at ${img#"$snap"} (a bind mount?): use ifRunning \"restart\""
   hold "$name" precopy-image
   # Which directory is at each path at the snapshot (a snapshot keeps inode numbers): one renamed over
@@ -514,8 +520,9 @@ remove)         # PATH: delete the old tree (directory or subvolume)
 stop)
   lxc-stop -n "$name" -P "$lxcpath" -t 30
   ;;
-start)          # idempotent: a rollback may find the container still running (failed before its stop)
-  [ "$(lxc-info -n "$name" -P "$lxcpath" -s -H 2>/dev/null)" = RUNNING ] && return 0
+start)          # idempotent: a rollback may find the container still running (failed before its stop), or
+                # frozen by someone since (it runs; lxc-start would fail on it)
+  case $(lxc-info -n "$name" -P "$lxcpath" -s -H 2>/dev/null) in RUNNING | FROZEN) return 0 ;; esac
   lxc-start -n "$name" -P "$lxcpath" -d
   lxc-wait -n "$name" -P "$lxcpath" -s RUNNING -t 30
   ;;
