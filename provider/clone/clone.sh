@@ -110,10 +110,14 @@ op_nested() { # snapshot each nested subvolume of the source into place, shallow
       btrfs subvolume snapshot "$p" "$cr/$rel" >/dev/null
     done' plb-nested "$SUBVOL_INO" "$sd/rootfs" "$cd/rootfs" {} +
 }
-# finish's files: each is written to a temp file beside it (op_write), then all are checked, fsynced by one
-# `sync` and only then each renamed over its file (op_commit): every file is on disk before its rename, and
-# one process fsyncs them all instead of one per file. A failure before the renames removes the temp
-# files (drop_tmps, the EXIT trap of finish) and leaves every file as it was.
+# finish's files: each is written to a temp file beside it and fsynced (op_write), then all are checked and
+# only then each renamed over its file (op_commit): every file is on disk before its rename. A failure
+# before the renames removes the temp files (drop_tmps, the EXIT trap of finish) and leaves every file as
+# it was. The clone may be running (an update): its root can plant or swap symlinks in /etc at any moment,
+# so nothing here acts on a path that could be one and follows it: the temp file is created with O_EXCL
+# (dd conv=excl; noclobber's > would follow a symlink to a device or FIFO), its mode comes from the umask
+# (chmod follows symlinks), its owner is set with chown -h, and the modes and owners copied come from
+# stat, which does not follow.
 written= # "WHAT:BYTES ..." of the temp files written so far
 path_of() { if [ "$1" = config ]; then f=$cd/config; else f=$cd/rootfs/etc/$1; fi; }
 drop_tmps() { for w in $written; do path_of "${w%%:*}"; rm -f -- "$f.plb-tmp"; done; }
@@ -132,16 +136,15 @@ op_write() { # WHAT(config|hostname|hosts) BYTES: the next BYTES of stdin into W
     ;;
   *) fail "unknown file $1" ;;
   esac
-  # The temp file is created with O_EXCL (noclobber), so a symlink planted by the container under that
-  # name makes the write fail instead of writing through it; owner and mode never follow a link. A temp
-  # file left by a run cut short is removed first (tested first: rm is a process).
+  # A temp file left by a run cut short (or a symlink planted under its name) is removed first (tested
+  # first: rm is a process); one planted again before dd opens makes dd fail instead of following it.
   if [ -e "$f.plb-tmp" ] || [ -L "$f.plb-tmp" ]; then rm -f -- "$f.plb-tmp"; fi
+  # The permission bits of the file it replaces (special bits are not kept), or 644 for a new one.
+  if [ -e "$f" ] && [ ! -L "$f" ]; then m=$(stat -c %a -- "$f"); else m=644; fi
   written="$written $1:$2"
-  set -C
-  head -c "$2" >"$f.plb-tmp"
-  set +C
+  (umask "$(printf %04o $((0777 & ~0$m)))" && head -c "$2" | dd of="$f.plb-tmp" conv=excl,fsync status=none)
 }
-op_commit() { # the temp files of op_write: sizes checked, owner and mode set, fsynced, renamed
+op_commit() { # the temp files of op_write: sizes checked, owner set, renamed
   [ -n "$written" ] || return 0
   set --
   want=
@@ -158,15 +161,12 @@ op_commit() { # the temp files of op_write: sizes checked, owner and mode set, f
   for w in $written; do
     path_of "${w%%:*}"
     [ -L "$f.plb-tmp" ] && fail "$f.plb-tmp was replaced by a symlink; not writing $f"
-    if [ -e "$f" ]; then
-      chmod --reference="$f" "$f.plb-tmp"
-      chown -h --reference="$f" "$f.plb-tmp"
+    if [ -e "$f" ] && [ ! -L "$f" ]; then
+      chown -h "$(stat -c %u:%g -- "$f")" "$f.plb-tmp"
     elif [ "${w%%:*}" != config ]; then
-      chmod 644 "$f.plb-tmp"
-      chown -h --reference="$cd/rootfs/etc" "$f.plb-tmp"  # the container's root, mapped or not
+      chown -h "$(stat -c %u:%g -- "$cd/rootfs/etc")" "$f.plb-tmp" # the container's root, mapped or not
     fi
   done
-  sync -- "$@" 2>/dev/null || sync  # fsync these files only, not the whole filesystem
   for w in $written; do path_of "${w%%:*}"; mv -f -- "$f.plb-tmp" "$f"; done
   written=
 }
