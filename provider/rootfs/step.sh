@@ -28,6 +28,19 @@ xattrs() ( # DIR TAG
   getfattr -R -P -h -d -m - -e hex . 2>/dev/null | awk 'BEGIN { RS = "" } { gsub(/\n/, "\001"); print }' |
     LC_ALL=C sort >"$w/$2.xattr"
 )
+# Reflink copy of SRC into DST with its inode flags, its list of SRC's flags kept in FLAGS; progress every
+# EVERY entries. cp copies no flags and cannot reflink a NOCOW file into a COW one: NOCOW twins first.
+copy_tree() { # SRC DST EVERY FLAGS
+  flags_of "$1" "$4" || fail "could not read the inode flags of $1"
+  precreate_nocow "$4" "$1" "$2" || fail "could not prepare the NOCOW files in $2"
+  # -a keeps hardlinks, ACLs, owners, modes, times, special files; --preserve=xattr makes xattr
+  # failures errors instead of silent (coreutils: -a alone does not diagnose them). The btrfs
+  # compression property is the xattr btrfs.compression and travels with the others.
+  { cp -a --preserve=xattr --reflink=always -v -- "$1/." "$2/" 2>&3; echo "rc=$?"; } 3>&2 |
+    awk -v every="$3" '/^rc=[0-9]+$/ { rc = $0; next } { n++; if (n % every == 0) { print "progress " n; fflush() } } END { print rc }' |
+    { rc=; while IFS= read -r line; do case $line in rc=*) rc=${line#rc=} ;; *) printf '%s\n' "$line" ;; esac; done; exit "${rc:-1}"; }
+  apply_flags "$4" "$2" || fail "could not set the inode flags of the copy in $2"
+}
 # The verification's three walks of one tree (walk, xattrs, flags_of) at once, into $w as TAG.*; fails
 # if any of them did, once all have ended.
 tree_walks() ( # DIR TAG
@@ -337,21 +350,19 @@ unswapped)      # CUR OLD: a rollback's first step; refuses once the swap's firs
 discard)        # PATH: remove a partial copy (subvolume or directory); absent is fine
   remove_tree "$1"
   ;;
-copy)           # SRC DST EVERY: reflink copy of the whole tree, progress every EVERY entries, inode flags too
+copy)           # SRC DST EVERY: reflink copy of a stopped tree, progress every EVERY entries, inode flags too
+  # The verification's walks of SRC start now, beside the copy (cp is one process, and 2 cores), and the
+  # verify step that follows in this batch takes them over, with the copy's own list of SRC's inode
+  # flags. A change to SRC after they started would slip between them: REF is made first, and the
+  # verification refuses a SRC with any entry changed (ctime) after it.
   need_chattr
-  fl=$(mktemp)
-  trap 'rm -f "$fl" "$fl.raw" "$fl.all"' EXIT
-  flags_of "$1" "$fl" || fail "could not read the inode flags of $1"
-  precreate_nocow "$fl" "$1" "$2" || fail "could not prepare the NOCOW files in $2"
-  # -a keeps hardlinks, ACLs, owners, modes, times, special files; --preserve=xattr makes xattr
-  # failures errors instead of silent (coreutils: -a alone does not diagnose them). The btrfs
-  # compression property is the xattr btrfs.compression and travels with the others.
-  { cp -a --preserve=xattr --reflink=always -v -- "$1/." "$2/" 2>&3; echo "rc=$?"; } 3>&2 |
-    awk -v every="$3" '/^rc=[0-9]+$/ { rc = $0; next } { n++; if (n % every == 0) { print "progress " n; fflush() } } END { print rc }' |
-    { rc=; while IFS= read -r line; do case $line in rc=*) rc=${line#rc=} ;; *) printf '%s\n' "$line" ;; esac; done; exit "${rc:-1}"; }
-  apply_flags "$fl" "$2" || fail "could not set the inode flags of the copy in $2"
-  rm -f "$fl"
-  trap - EXIT
+  pre=$(mktemp -d)
+  : >"$pre/ref"
+  w=$pre
+  (r=0; walk "$1" a & q1=$!; xattrs "$1" a & q2=$!; wait $q1 || r=1; wait $q2 || r=1; exit $r) & pre_pid=$!
+  pre_src=$1
+  trap 'kill $pre_pid 2>/dev/null; rm -rf "$pre"' EXIT
+  copy_tree "$1" "$2" "$3" "$pre/a.flags"
   ;;
 precopy)        # SRC DST EVERY: the live pre-copy, from a read-only snapshot of the subvolume holding SRC
   # The container runs: its tree changes under any walk of it, and a directory it swaps for a symlink
@@ -382,7 +393,12 @@ precopy)        # SRC DST EVERY: the live pre-copy, from a read-only snapshot of
     fail "cannot list the entries of $1"
   for f in "$j.dirs.tmp" "$j.all.tmp"; do LC_ALL=C sort -z -o "$f" "$f" || fail "cannot sort $f"; done
   mv -f -- "$j.dirs.tmp" "$j.dirs" && mv -f -- "$j.all.tmp" "$j.all"
-  step copy "$img" "$2" "$3"
+  need_chattr
+  fl=$(mktemp)
+  trap 'rm -f "$fl" "$fl.raw" "$fl.all"' EXIT
+  copy_tree "$img" "$2" "$3" "$fl"
+  rm -f "$fl"
+  trap - EXIT
   remove_tree "$snap"
   ;;
 catchup)        # SRC DST: with the container stopped, only what changed since the pre-copy started
@@ -426,6 +442,10 @@ verify)         # A B: compare both trees' metadata; six walks (three per tree) 
     fail "could not walk both trees"
   fi
   wait $p0 || true
+  # After a copy whose walks of the source ran beside it: nothing of the source may have changed since.
+  if [ -e "$w/ref" ] && [ -n "$(find "$1" -newercm "$w/ref" -print -quit)" ]; then
+    fail "$1 changed while it was being copied (was $name started, or its tree written to from the host?); the copy is discarded: run again"
+  fi
   summary "$1" "$2" >"$w/report" || fail "could not summarize both trees"
   printf '@@a\0' >"$w/a.mark"
   printf '@@b\0' >"$w/b.mark"

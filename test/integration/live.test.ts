@@ -56,6 +56,7 @@ mkdir rel rel.new && echo version=1 >rel/app.conf && echo version=2 >rel.new/app
 touch -d 2020-01-01 rel/app.conf rel.new/app.conf
 echo x >xattr && setfattr -n user.plb -v 1 xattr && echo cow >nocow
 mkdir hl && echo h >hl/a && ln hl/a hl-outside
+echo a >tab && ln tab "t$(printf '\\t')b" && echo other >t
 lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 10`,
     name,
     LOCAL,
@@ -91,6 +92,7 @@ const HOST_WRITER = `cd "$1/srv/w"
 echo y >xattr && setfattr -x user.plb xattr
 rm nocow && touch nocow && chattr +C nocow && echo nocow >nocow
 mv hl hl.moved
+echo more >>tab
 mkdir many && cd many && seq 1 2000 | sed 's/^/a-rather-long-file-name-so-that-xargs-needs-several-cp-runs-for-them-/' |
   xargs sh -c 'for f; do echo "$f" >"$f" && ln "$f" "$f.link"; done' -
 `;
@@ -173,7 +175,7 @@ describe("ifRunning live and restart on a running container", function () {
           name,
         ),
       ).to.equal(
-        "FORGE\nappend\nmore\ninside\nversion=2\n600 1\n644 3\nappend\nchmod\ncreated\nforged\nhl-outside\nhl.moved\nlinked\nmany\nmoved\nnew\nnocow\nrel\nrel.old\nrenamed\nreplaced\nxattr\n",
+        "FORGE\nappend\nmore\ninside\nversion=2\n600 1\n644 3\nappend\nchmod\ncreated\nforged\nhl-outside\nhl.moved\nlinked\nmany\nmoved\nnew\nnocow\nrel\nrel.old\nrenamed\nreplaced\nt\nt\tb\ntab\nxattr\n",
       );
       expect(
         await sh(
@@ -390,6 +392,66 @@ describe("ifRunning live and restart on a running container", function () {
       expect(
         await sh('getfattr -h -n trusted.plb --only-values "$1/srv/l"', `${LXC}/${name}/rootfs`),
       ).to.equal("1");
+    });
+  });
+
+  describe("a stopped container's tree written to while it is being copied", () => {
+    const name = "live-written";
+    before(async () => {
+      await runningDebian(name);
+      await sh('lxc-stop -n "$1" -t 10', name);
+    });
+    after(async () => {
+      await sh(`rm -f ${HOLD}/${name}.*`);
+      await destroyContainers(host, name);
+    });
+
+    it("is refused by the verification even when the copy matches (the walks of the source ran beside the copy), and rolled back", async () => {
+      await held(name, "verify");
+      const run = rootfs.create(inputs(name));
+      const failed = run.then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      await reached(name, "verify");
+      // The same change to both trees: only the ctime tells that the source changed after its walks began.
+      await sh(
+        'for t in rootfs rootfs.plb-new; do touch -r "$1/$t/etc/hostname" /tmp/plb-ref && echo x >"$1/$t/etc/hostname" && touch -r /tmp/plb-ref "$1/$t/etc/hostname"; done; rm /tmp/plb-ref',
+        `${LXC}/${name}`,
+      );
+      const after = await manifest(host, `${LXC}/${name}/rootfs`);
+      await release(name, "verify");
+      const err = await failed;
+      expect(err?.message).to.match(
+        new RegExp(
+          `: ${LXC}/${name}/rootfs changed while it was being copied \\(was ${name} started, or its tree written to from the host\\?\\); the copy is discarded: run again`,
+        ),
+      );
+      expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal("config\nrootfs\n");
+      expect(await manifest(host, `${LXC}/${name}/rootfs`)).to.equal(after);
+    });
+  });
+
+  describe('"live" revert (onDelete: "revert"): the rootfs is a subvolume, snapshotted itself', () => {
+    const name = "live-revert";
+    before(() => runningDebian(name));
+    after(() => destroyContainers(host, name));
+
+    it("converts, then reverts while it runs: a directory again with the same tree, RUNNING", async () => {
+      const { outs } = await rootfs.create(inputs(name, { ifRunning: "live", onDelete: "revert" }));
+      expect(outs).to.include({ rootfsIsSubvolume: true, state: "RUNNING" });
+      await new Promise((r) => setTimeout(r, 1500));
+      const before = await manifest(host, `${LXC}/${name}/rootfs`);
+      await rootfs.del("", outs);
+      expect(await state(name)).to.equal("RUNNING");
+      expect(await sh('stat -c %i "/var/lib/lxc/$1/rootfs"', name)).to.not.equal("256\n");
+      expect(await sh('grep "^lxc.rootfs.path" "/var/lib/lxc/$1/config"', name)).to.equal(
+        `lxc.rootfs.path = dir:${LXC}/${name}/rootfs\n`,
+      );
+      expect(belowTop(await manifest(host, `${LXC}/${name}/rootfs`))).to.equal(belowTop(before));
+      expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal(
+        "config\nconfig.pre-btrfs\nconfig.pre-dir\nrootfs\n",
+      );
     });
   });
 
