@@ -251,12 +251,30 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
   { grep -z '^[^ ]*[ia]' "$w/n.flags" || [ $? = 1 ]; } | sed -z 's/^[^ ]* //' | (cd "$dst" && xargs -0 -r chattr -i -a --) ||
     exit 1
   # 2. Remove: gone directories whole (their flags cleared first), then every non-directory of the copy
-  #    that is gone or will be copied again. Nothing is written through: a file rewritten in place would
-  #    keep xattrs the source dropped, refuse a reflink across a NOCOW change, and write through to its
-  #    other names, which may have been linked differently in the pre-copy.
+  #    that is gone or will be copied again, except the files cp can rewrite in place (same inode, so
+  #    their directory's mtime stays: restoring it costs a process per directory): a regular file on both
+  #    sides, with one link on both sides (never written through to other names), without xattrs in the
+  #    copy (cp would keep those the source dropped), and with the same NOCOW flag on both sides (cp cannot
+  #    reflink across a difference). Names with a backslash or control character are not tried.
+  sed -z -n 's/^f //p' "$w/chg" | LC_ALL=C sort -z >"$w/chg.f"
+  sed -z 's/^[^ ]* //' "$w/multi.ino" | LC_ALL=C sort -z >"$w/multi.p"
+  sed -z -n 's/^f //p' "$w/n.rec" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/chg.f" |
+    LC_ALL=C comm -z -23 - "$w/multi.p" | sed -z '/[\\[:cntrl:]]/d' >"$w/cand" || exit 1
+  (cd "$dst" && xargs -0 -r stat --printf '%h %n\0' -- <"$w/cand") | sed -z -n 's/^1 //p' >"$w/cand1" || exit 1
+  : >"$w/hasx"
+  if [ -s "$w/cand1" ] && command -v getfattr >/dev/null 2>&1; then
+    (cd "$dst" && xargs -0 -r getfattr -h -m - --absolute-names -- <"$w/cand1" 2>/dev/null) |
+      sed -n 's/^# file: //p' | tr '\n' '\0' | LC_ALL=C sort -z >"$w/hasx"
+  fi
+  LC_ALL=C sort -z "$w/cand1" | LC_ALL=C comm -z -23 - "$w/hasx" >"$w/cand2" || exit 1
+  live_flags_at "$src" "$w/cand2" "$w/cand.s" && live_flags_at "$dst" "$w/cand2" "$w/cand.d" || exit 1
+  for s in s d; do
+    sed -z 's/^[^ ]*C[^ ]* /C /; t; s/^[^ ]* /- /' "$w/cand.$s" | LC_ALL=C sort -z >"$w/cand.$s.c" || exit 1
+  done
+  LC_ALL=C comm -z -12 "$w/cand.s.c" "$w/cand.d.c" | sed -z 's/^[^ ]* //' | LC_ALL=C sort -z >"$w/inplace" || exit 1
   sed -z -n 's/^d //p' "$w/gone" | remove_dirs_of_copy "$dst" || exit 1
   paths "$w/gone" "$w/chg" | LC_ALL=C sort -z -u | LC_ALL=C comm -z -12 - "$w/n.other" |
-    tee "$w/removed" | (cd "$dst" && xargs -0 -r rm -f --) || exit 1
+    LC_ALL=C comm -z -23 - "$w/inplace" | tee "$w/removed" | (cd "$dst" && xargs -0 -r rm -f --) || exit 1
   # Every path of the source now resolves in the copy through real directories or not at all.
   # 3. New directories, parents first.
   sed -z -n 's/^d //p' "$w/chg" >"$w/chg.dirs"
