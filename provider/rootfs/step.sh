@@ -42,31 +42,40 @@ copy_tree() { # SRC DST EVERY FLAGS
   apply_flags "$4" "$2" || fail "could not set the inode flags of the copy in $2"
 }
 # The verification's three walks of one tree (walk, xattrs, flags_of) at once, into $w as TAG.*; fails
-# if any of them did, once all have ended.
-tree_walks() ( # DIR TAG
-  r=0
+# if any of them did, once all have ended. With "noflags", TAG.flags comes from elsewhere (a copy's list).
+tree_walks() ( # DIR TAG [noflags]
+  r=0 q3=
   walk "$1" "$2" & q1=$!
   xattrs "$1" "$2" & q2=$!
-  flags_of "$1" "$w/$2.flags" & q3=$!
+  if [ "${3:-}" != noflags ]; then flags_of "$1" "$w/$2.flags" & q3=$!; fi
   wait $q1 || r=1
   wait $q2 || r=1
-  wait $q3 || r=1
+  if [ -n "$q3" ]; then wait "$q3" || r=1; fi
   exit $r
 )
-# Inode flags (lsattr's letters: NOCOW C, immutable i, append-only a, ...) of every file and directory of
-# DIR that has one, into OUT as sorted "FLAGS ./PATH" NUL-terminated records. find hands lsattr only files
-# and directories, so it never follows a symlink or opens a device; paths holding a newline (which would
-# break lsattr's line output) are read one by one. Inode 2 is where a snapshot holds a nested subvolume:
-# an empty directory without flags (lsattr: "Operation not supported"); btrfs gives no other inode 2.
-flags_of() ( # DIR OUT
+# Inode flags (lsattr's letters: NOCOW C, immutable i, append-only a, ...) of exactly the paths listed in
+# LIST (NUL-separated "./PATH", files and directories reached through real directories, so lsattr never
+# follows a symlink or opens a device), as sorted "FLAGS ./PATH" NUL-terminated records into OUT (temporary
+# files: OUT.*). Paths holding a newline (which would break lsattr's line output) are read one by one.
+# shellcheck disable=SC2016 # the single-quoted script is the inner sh's
+flags_at() ( # DIR LIST OUT
   cd "$1" || exit 1
-  find . \( -type f -o -type d \) ! -inum 2 ! -path "*$nl*" -exec lsattr -d -- {} + >"$2.raw" || exit 1
-  tr '\n' '\0' <"$2.raw" >"$2.all"
-  find . \( -type f -o -type d \) ! -inum 2 -path "*$nl*" -exec sh -c '
-    for f; do l=$(lsattr -d -- "$f") || exit 1; printf "%s %s\0" "${l%% *}" "$f"; done' plb-flags {} + >>"$2.all" ||
+  sed -z '/\n/d' "$2" | xargs -0 -r lsattr -d -- >"$3.raw" || exit 1
+  tr '\n' '\0' <"$3.raw" >"$3.all"
+  sed -z -n '/\n/p' "$2" | xargs -0 -r sh -c '
+    for f; do l=$(lsattr -d -- "$f") || exit 255; printf "%s %s\0" "${l%% *}" "$f"; done' plb-flags >>"$3.all" ||
     exit 1
-  { grep -z -v '^-* ' "$2.all" || [ $? = 1 ]; } | LC_ALL=C sort -z >"$2"
-  rm -f "$2.raw" "$2.all"
+  LC_ALL=C sort -z "$3.all" >"$3"
+  rm -f "$3.raw" "$3.all"
+)
+# The entries of DIR's walk that have a flag, as flags_at writes them, into OUT (temporary files: OUT.*).
+# Inode 2 is where a snapshot holds a nested subvolume: an empty directory without flags (lsattr:
+# "Operation not supported"); btrfs gives no other inode 2.
+flags_of() ( # DIR OUT
+  (cd "$1" && find . \( -type f -o -type d \) ! -inum 2 -print0) >"$2.list" || exit 1
+  flags_at "$1" "$2.list" "$2.at" || exit 1
+  { grep -z -v '^-* ' "$2.at" || [ $? = 1 ]; } >"$2" || exit 1
+  rm -f "$2.list" "$2.at"
 )
 need_chattr() {
   { command -v lsattr && command -v chattr; } >/dev/null 2>&1 ||
@@ -105,7 +114,7 @@ apply_flags() ( # FLAGS DST
 unlock() ( # DIR
   if [ ! -d "$1" ] || [ -L "$1" ] || ! command -v chattr >/dev/null 2>&1; then exit 0; fi
   f=$(mktemp)
-  trap 'rm -f "$f" "$f.raw" "$f.all"' EXIT
+  trap 'rm -f "$f" "$f".*' EXIT
   flags_of "$1" "$f" || exit 1
   grep -z '^[^ ]*[ia]' "$f" | sed -z 's/^[^ ]* //' | (cd "$1" && xargs -0 -r chattr -i -a --)
 )
@@ -174,19 +183,6 @@ holding_subvol() ( # DIR
 # come from find -P walks of both trees and are used below the walked roots only: no symlink in either
 # tree is ever followed. The verification that follows decides, as after a full copy.
 
-# Inode flags of exactly the paths listed in LIST (NUL-separated "./PATH", files and directories known to
-# be reached through real directories), as sorted "FLAGS ./PATH" NUL-terminated records into OUT.
-# shellcheck disable=SC2016 # the single-quoted scripts are the inner sh's
-live_flags_at() ( # DIR LIST OUT
-  cd "$1" || exit 1
-  sed -z '/\n/d' "$2" | xargs -0 -r lsattr -d -- >"$3.raw" || exit 1
-  tr '\n' '\0' <"$3.raw" >"$3.all"
-  sed -z -n '/\n/p' "$2" | xargs -0 -r sh -c '
-    for f; do l=$(lsattr -d -- "$f") || exit 255; printf "%s %s\0" "${l%% *}" "$f"; done' plb-flags >>"$3.all" ||
-    exit 1
-  LC_ALL=C sort -z "$3.all" >"$3"
-  rm -f "$3.raw" "$3.all"
-)
 
 # Removes whole directories of the copy DST, their immutable and append-only flags cleared first; the
 # NUL-separated "./PATH"s on stdin come from a find -P walk of DST (real directories only).
@@ -247,7 +243,7 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
   # 1. Unlock: clear immutable and append-only on the touched entries of the copy (their flags come back
   #    from the source at the end).
   LC_ALL=C comm -z -12 "$w/touched" "$w/n.fd" >"$w/unlock" || exit 1
-  live_flags_at "$dst" "$w/unlock" "$w/n.flags" || exit 1
+  flags_at "$dst" "$w/unlock" "$w/n.flags" || exit 1
   { grep -z '^[^ ]*[ia]' "$w/n.flags" || [ $? = 1 ]; } | sed -z 's/^[^ ]* //' | (cd "$dst" && xargs -0 -r chattr -i -a --) ||
     exit 1
   # 2. Remove: gone directories whole (their flags cleared first), then every non-directory of the copy
@@ -267,7 +263,7 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
       sed -n 's/^# file: //p' | tr '\n' '\0' | LC_ALL=C sort -z >"$w/hasx"
   fi
   LC_ALL=C sort -z "$w/cand1" | LC_ALL=C comm -z -23 - "$w/hasx" >"$w/cand2" || exit 1
-  live_flags_at "$src" "$w/cand2" "$w/cand.s" && live_flags_at "$dst" "$w/cand2" "$w/cand.d" || exit 1
+  flags_at "$src" "$w/cand2" "$w/cand.s" && flags_at "$dst" "$w/cand2" "$w/cand.d" || exit 1
   for s in s d; do
     sed -z 's/^[^ ]*C[^ ]* /C /; t; s/^[^ ]* /- /' "$w/cand.$s" | LC_ALL=C sort -z >"$w/cand.$s.c" || exit 1
   done
@@ -281,7 +277,7 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
   (cd "$dst" && xargs -0 -r mkdir -p -- <"$w/chg.dirs") || exit 1
   # 4. Changed non-directories: NOCOW twins first (as the pre-copy), then cp, and hardlinks made again.
   sed -z -n 's/^f //p' "$w/chg" >"$w/chg.files"
-  live_flags_at "$src" "$w/chg.files" "$w/chg.flags" || exit 1
+  flags_at "$src" "$w/chg.files" "$w/chg.flags" || exit 1
   precreate_nocow "$w/chg.flags" "$src" "$dst" || exit 1
   sed -z '/^d /d; s/^[^ ]* //' "$w/chg" | (cd "$src" && xargs -0 -r cp -a --preserve=xattr --reflink=always --parents -t "$dst" --) ||
     exit 1
@@ -318,8 +314,8 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
   # 7. Inode flags, exactly the source's, deepest first, on every touched file and directory still there.
   { paths "$w/chg"; cat "$w/fix.dirs" "$w/unlock"; } | LC_ALL=C sort -z -u >"$w/fl.any"
   sed -z -n 's/^[fd] //p' "$w/s.all" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/fl.any" >"$w/fl.paths"
-  live_flags_at "$src" "$w/fl.paths" "$w/s.flags" || exit 1
-  live_flags_at "$dst" "$w/fl.paths" "$w/d.flags" || exit 1
+  flags_at "$src" "$w/fl.paths" "$w/s.flags" || exit 1
+  flags_at "$dst" "$w/fl.paths" "$w/d.flags" || exit 1
   LC_ALL=C comm -z -23 "$w/s.flags" "$w/d.flags" | LC_ALL=C sort -z -r -t ' ' -k 2 | (cd "$dst" && xargs -0 -r sh -c '
     for e; do
       want=${e%% *} p=${e#* }
@@ -377,7 +373,7 @@ copy)           # SRC DST EVERY: reflink copy of a stopped tree, progress every 
   pre=$(mktemp -d)
   : >"$pre/ref"
   w=$pre
-  (r=0; walk "$1" a & q1=$!; xattrs "$1" a & q2=$!; wait $q1 || r=1; wait $q2 || r=1; exit $r) & pre_pid=$!
+  tree_walks "$1" a noflags & pre_pid=$!
   pre_src=$1
   trap 'kill $pre_pid 2>/dev/null; rm -rf "$pre"' EXIT
   copy_tree "$1" "$2" "$3" "$pre/a.flags"
@@ -413,7 +409,7 @@ precopy)        # SRC DST EVERY: the live pre-copy, from a read-only snapshot of
   mv -f -- "$j.dirs.tmp" "$j.dirs" && mv -f -- "$j.all.tmp" "$j.all"
   need_chattr
   fl=$(mktemp)
-  trap 'rm -f "$fl" "$fl.raw" "$fl.all"' EXIT
+  trap 'rm -f "$fl" "$fl".*' EXIT
   copy_tree "$img" "$2" "$3" "$fl"
   rm -f "$fl"
   trap - EXIT
