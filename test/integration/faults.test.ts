@@ -17,6 +17,7 @@ import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/input
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FaultAction, type FleetHost, fault, loadInventory, manifest } from "../support/fleet";
 import { destroyContainers, hostSh, waitFor } from "../support/host";
+import { logged } from "../support/log";
 
 const inv = loadInventory();
 const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
@@ -130,20 +131,6 @@ async function strike<K extends Kind>(
   // The client lost its connection or its process: it cannot have reported success.
   if (f !== "disk full") expect(how).to.match(/^failed/);
   return how;
-}
-
-/** Captures the provider's progress lines during `work`, to tell a resume from a rollback. */
-async function logged<T>(work: () => Promise<T>): Promise<{ result: T; lines: string[] }> {
-  const lines: string[] = [];
-  const orig = console.log;
-  console.log = (...a: unknown[]) => {
-    lines.push(a.join(" "));
-  };
-  try {
-    return { result: await work(), lines };
-  } finally {
-    console.log = orig;
-  }
 }
 
 describe("fault matrix: each step × link cut, sshd killed, provider SIGKILL, disk full", function () {

@@ -17,6 +17,7 @@ import * as rootfs from "../../provider/rootfs/provider";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FaultAction, type FleetHost, fault, loadInventory, manifest } from "../support/fleet";
 import { destroyContainers, hostSh, waitFor } from "../support/host";
+import { logged } from "../support/log";
 
 const inv = loadInventory();
 // h4: the fault matrix cuts h1's link and other suites restart h2's sshd; these runs must not be cut by them.
@@ -122,6 +123,27 @@ async function reached(name: string, point: string): Promise<void> {
 }
 const release = (name: string, point: string) => sh('rm -f "$1" "$1.reached"', `${HOLD}/${name}.${point}`);
 
+/**
+ * Starts a create held at each of `points` and waits until it reached the first; `failed` is what it
+ * throws (undefined once it succeeds).
+ */
+async function createHeld(name: string, points: string[], args: RootfsInputs) {
+  for (const point of points) await held(name, point);
+  const run = rootfs.create(args);
+  const failed = run.then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  await reached(name, points[0]);
+  return { run, failed };
+}
+
+/** Removes the container and any failpoint left for it (by a test that failed while a run was held). */
+async function dropContainer(name: string): Promise<void> {
+  await sh(`rm -f ${HOLD}/${name}.*`);
+  await destroyContainers(host, name);
+}
+
 describe("ifRunning live and restart on a running container", function () {
   this.timeout(600_000);
   after(async () => {
@@ -137,13 +159,11 @@ describe("ifRunning live and restart on a running container", function () {
       // Past the catch-up's one-second ctime margin: the swapped-in release files' ctimes must predate the
       // pre-copy for the test to show they are found by their directory's identity, not by their ctime.
       await new Promise((r) => setTimeout(r, 2500));
-      await held(name, "stop");
-      const run = rootfs.create(inputs(name, { ifRunning: "live", keepBackup: true }));
-      const failed = run.then(
-        () => undefined,
-        (e: Error) => e,
+      const { run, failed } = await createHeld(
+        name,
+        ["stop"],
+        inputs(name, { ifRunning: "live", keepBackup: true }),
       );
-      await reached(name, "stop");
       // Between the pre-copy and the stop: the pre-copy is done, the container still runs.
       expect(await state(name)).to.equal("RUNNING");
       expect(await sh('ls -A "/var/lib/lxc/$1"', name)).to.equal(
@@ -198,20 +218,16 @@ describe("ifRunning live and restart on a running container", function () {
       await sh('mkdir -p "$1" && echo HOSTSECRET >"$1/file"', SECRET);
     });
     after(async () => {
-      await sh(`rm -f ${HOLD}/${name}.*`);
-      await destroyContainers(host, name);
+      await dropContainer(name);
       await sh('rm -rf "$1"', SECRET);
     });
 
     it("copies the tree as it was at its snapshot: a directory swapped for a symlink to a host path meanwhile is neither followed nor seen until the catch-up", async () => {
-      await held(name, "precopy-image");
-      await held(name, "stop");
-      const run = rootfs.create(inputs(name, { ifRunning: "live", keepBackup: true }));
-      const failed = run.then(
-        () => undefined,
-        (e: Error) => e,
+      const { run, failed } = await createHeld(
+        name,
+        ["precopy-image", "stop"],
+        inputs(name, { ifRunning: "live", keepBackup: true }),
       );
-      await reached(name, "precopy-image");
       // The snapshot is taken; the copy has not started. The container swaps a directory for a symlink
       // that, followed on the host, would lead to a host directory, and writes a new file.
       await sh(
@@ -301,14 +317,10 @@ describe("ifRunning live and restart on a running container", function () {
       const n0 = await churning();
       await new Promise((r) => setTimeout(r, 300));
       expect(await churning()).to.not.equal(n0, "the loop inside the container changes /srv/churn");
-      const lines: string[] = [];
-      const log = console.log;
-      console.log = (...a: unknown[]) => void lines.push(a.join(" "));
-      const { outs } = await rootfs
-        .create(inputs(name, { ifRunning: "live", keepBackup: true }))
-        .finally(() => {
-          console.log = log;
-        });
+      const {
+        result: { outs },
+        lines,
+      } = await logged(() => rootfs.create(inputs(name, { ifRunning: "live", keepBackup: true })));
       expect(outs).to.include({ rootfsIsSubvolume: true, state: "RUNNING", interrupted: null });
       expect(lines.filter((l) => /roll|differs|again/.test(l))).to.deep.equal([]);
       expect(await state(name)).to.equal("RUNNING");
@@ -327,13 +339,7 @@ describe("ifRunning live and restart on a running container", function () {
 
     it("is RUNNING on the new subvolume while the old tree still waits for its removal", async () => {
       const before = await manifest(host, `${LXC}/${name}/rootfs`);
-      await held(name, "remove");
-      const run = rootfs.create(inputs(name, { ifRunning: "restart" }));
-      const failed = run.then(
-        () => undefined,
-        (e: Error) => e,
-      );
-      await reached(name, "remove");
+      const { run, failed } = await createHeld(name, ["remove"], inputs(name, { ifRunning: "restart" }));
       expect(await state(name)).to.equal("RUNNING");
       expect(await sh('stat -c %i "/var/lib/lxc/$1/rootfs"; ls -A "/var/lib/lxc/$1"', name)).to.equal(
         "256\n.plb-journal\nconfig\nconfig.pre-btrfs\nrootfs\nrootfs.pre-btrfs\n",
@@ -364,20 +370,13 @@ describe("ifRunning live and restart on a running container", function () {
       );
     });
     after(async () => {
-      await sh(`rm -f ${HOLD}/${name}.*`);
-      await destroyContainers(host, name);
+      await dropContainer(name);
       await sh('rm -f "$1"', HOSTFILE);
     });
 
     it("a symlink's xattr missing from the copy fails the verification: the copy is discarded, the original kept", async () => {
       const before = await manifest(host, `${LXC}/${name}/rootfs`);
-      await held(name, "verify");
-      const run = rootfs.create(inputs(name));
-      const failed = run.then(
-        () => undefined,
-        (e: Error) => e,
-      );
-      await reached(name, "verify");
+      const { failed } = await createHeld(name, ["verify"], inputs(name));
       // cp copied it; take it away from the copy only. Its target's xattrs are the same either way.
       await sh('setfattr -h -x trusted.plb "$1/rootfs.plb-new/srv/l"', `${LXC}/${name}`);
       await release(name, "verify");
@@ -401,19 +400,10 @@ describe("ifRunning live and restart on a running container", function () {
       await runningDebian(name);
       await sh('lxc-stop -n "$1" -t 10', name);
     });
-    after(async () => {
-      await sh(`rm -f ${HOLD}/${name}.*`);
-      await destroyContainers(host, name);
-    });
+    after(() => dropContainer(name));
 
     it("is refused by the verification even when the copy matches (the walks of the source ran beside the copy), and rolled back", async () => {
-      await held(name, "verify");
-      const run = rootfs.create(inputs(name));
-      const failed = run.then(
-        () => undefined,
-        (e: Error) => e,
-      );
-      await reached(name, "verify");
+      const { failed } = await createHeld(name, ["verify"], inputs(name));
       // The same change to both trees: only the ctime tells that the source changed after its walks began.
       await sh(
         'for t in rootfs rootfs.plb-new; do touch -r "$1/$t/etc/hostname" /tmp/plb-ref && echo x >"$1/$t/etc/hostname" && touch -r /tmp/plb-ref "$1/$t/etc/hostname"; done; rm /tmp/plb-ref',
@@ -458,20 +448,11 @@ describe("ifRunning live and restart on a running container", function () {
   describe("a container started by hand while it is stopped for its conversion", () => {
     const name = "live-started";
     before(() => runningDebian(name));
-    after(async () => {
-      await sh(`rm -f ${HOLD}/${name}.*`);
-      await destroyContainers(host, name);
-    });
+    after(() => dropContainer(name));
 
     it("is not swapped from under: the swap refuses, the copy is discarded, the original stays in place and running", async () => {
       const before = await manifest(host, `${LXC}/${name}/rootfs`);
-      await held(name, "swap");
-      const run = rootfs.create(inputs(name, { ifRunning: "restart" }));
-      const failed = run.then(
-        () => undefined,
-        (e: Error) => e,
-      );
-      await reached(name, "swap");
+      const { failed } = await createHeld(name, ["swap"], inputs(name, { ifRunning: "restart" }));
       await sh('lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 10', name);
       await release(name, "swap");
       const err = await failed;
@@ -566,12 +547,10 @@ describe("ifRunning live and restart on a running container", function () {
             'lxc-info -n "$1" -s -H; cat "/var/lib/lxc/$1/.plb-journal" 2>/dev/null | sed -n "s/^phase=//p"',
             name,
           );
-          const lines: string[] = [];
-          const log = console.log;
-          console.log = (...a: unknown[]) => void lines.push(a.join(" "));
-          const { outs } = await rootfs.create(inputs(name, { ifRunning: "live" })).finally(() => {
-            console.log = log;
-          });
+          const {
+            result: { outs },
+            lines,
+          } = await logged(() => rootfs.create(inputs(name, { ifRunning: "live" })));
           expect(outs).to.include({
             rootfsIsSubvolume: true,
             configBackingStore: "btrfs",

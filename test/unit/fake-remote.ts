@@ -71,18 +71,4 @@ export function out(stdout: string): Reply {
   return { stdout };
 }
 
-/** Runs `work` with console.log captured; returns its lines with what work returned or threw. */
-export async function withLog<T>(
-  work: () => Promise<T>,
-): Promise<{ log: string[]; value?: T; error?: Error }> {
-  const log: string[] = [];
-  const orig = console.log;
-  console.log = (...a: unknown[]) => log.push(a.join(" "));
-  try {
-    return { log, value: await work() };
-  } catch (e) {
-    return { log, error: e as Error };
-  } finally {
-    console.log = orig;
-  }
-}
+export { withLog } from "../support/log";
