@@ -16,6 +16,16 @@ log "node $(node --version) (npm $(npm --version)) from $(command -v node)"
 # Go (the Pulumi CLI's build and the language host's tests) from PATH, else from /usr/local/go/bin.
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then PATH="$PATH:/usr/local/go/bin"; fi
 
+# What the tests need that a fresh clone or machine lacks, so that `npm test` works before or after
+# `npm run demo`: the npm dependencies, and shellcheck for the lint (the fleet installs its own packages).
+if [ ! -d node_modules/@pulumi/pulumi ]; then
+  log "npm ci (no node_modules yet)"
+  npm ci --no-audit --no-fund
+fi
+# shellcheck source=scripts/lib/packages.sh
+. scripts/lib/packages.sh
+ensure_packages shellcheck
+
 log "lint (tsc + biome + shellcheck)"
 npm run --silent lint
 

@@ -30,17 +30,8 @@ export LC_ALL=C
 [[ "$FLEET_DIR" != *[[:space:]]* ]] || die "PLB_FLEET_DIR must not contain whitespace (sshd_config)"
 
 # --- packages ---------------------------------------------------------------------------------
-ensure_packages() {
-  local missing=() p
-  for p in "${FLEET_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  ((${#missing[@]} == 0)) && return 0
-  log "fleet: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+# shellcheck source=scripts/lib/packages.sh
+. "$FLEET_SCRIPTS/../lib/packages.sh"
 
 # --- keys, users, sudo ------------------------------------------------------------------------
 gen_key() { # FILE TYPE PASSPHRASE [extra ssh-keygen args...]
@@ -586,7 +577,7 @@ for_each_host() {
 # --- main -------------------------------------------------------------------------------------
 main() {
   local start=$SECONDS h
-  ensure_packages
+  ensure_packages "${FLEET_PACKAGES[@]}"
   take_lock
   ensure_credentials
   ensure_bridge
