@@ -1,6 +1,7 @@
 /**
  * README.md's input and output tables list exactly the keys the code defines: the schemas' keys for
- * inputs, and the compiler-checked output key lists (rootfs/outputs.ts, clone/outputs.ts) for outputs.
+ * inputs, and the compiler-checked output key lists (rootfs/outputs.ts, clone/outputs.ts) for outputs;
+ * docs/design.md's Architecture section names the folders and files that exist.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, sep } from "node:path";
@@ -13,12 +14,13 @@ import { connectionSchema } from "../../provider/transport/connection";
 import { ROOT } from "./fixtures";
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
+const DESIGN = readFileSync(join(ROOT, "docs", "design.md"), "utf8");
 
-/** The text of the section under `heading` (a whole line), up to the next heading of any level. */
-function section(heading: string): string {
-  const lines = README.split("\n");
+/** The text of the section of `doc` under `heading` (a whole line), up to the next heading of any level. */
+function section(heading: string, doc = README): string {
+  const lines = doc.split("\n");
   const at = lines.indexOf(heading);
-  if (at < 0) throw new Error(`README has no heading ${JSON.stringify(heading)}`);
+  if (at < 0) throw new Error(`no heading ${JSON.stringify(heading)}`);
   const end = lines.findIndex((l, k) => k > at && /^#{1,6} /.test(l));
   return lines.slice(at + 1, end < 0 ? undefined : end).join("\n");
 }
@@ -76,8 +78,8 @@ describe("README: the input and output tables list exactly the keys the code def
   }
 });
 
-describe("README: the Architecture section matches the tree", () => {
-  const text = section("## Architecture");
+describe("docs/design.md: the Architecture section matches the tree", () => {
+  const text = section("## Architecture", DESIGN);
   const providerDir = join(ROOT, "provider");
   const tree = (readdirSync(providerDir, { recursive: true }) as string[]).map((f) => f.split(sep).join("/"));
   const folders = tree.filter((f) => statSync(join(providerDir, f)).isDirectory());
@@ -96,9 +98,10 @@ describe("README: the Architecture section matches the tree", () => {
       const found = path.includes("/")
         ? files.includes(path)
         : files.some((f) => f.split("/").pop() === path);
-      expect(found, `${quoted} in README's Architecture section is not a file under provider/`).to.equal(
-        true,
-      );
+      expect(
+        found,
+        `${quoted} in docs/design.md's Architecture section is not a file under provider/`,
+      ).to.equal(true);
     }
   });
 });
