@@ -1,10 +1,11 @@
 /**
- * README.md's input and output tables list exactly the keys the code defines: the schemas' keys for
- * inputs, and the compiler-checked output key lists (rootfs/outputs.ts, clone/outputs.ts) for outputs;
- * docs/design.md's Architecture section names the folders and files that exist.
+ * The documentation holds to the code: README.md's input and output tables list exactly the keys the code
+ * defines (the schemas' keys for inputs, the compiler-checked output key lists of rootfs/outputs.ts and
+ * clone/outputs.ts for outputs); docs/design.md's Architecture section names the folders and files that exist;
+ * and every relative link of the repository's Markdown files leads to a file (and heading) that exists.
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, sep } from "node:path";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative, sep } from "node:path";
 import { expect } from "chai";
 import { cloneArgsSchema } from "../../provider/clone/inputs";
 import { CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS } from "../../provider/clone/outputs";
@@ -104,4 +105,95 @@ describe("docs/design.md: the Architecture section matches the tree", () => {
       ).to.equal(true);
     }
   });
+});
+
+/** Every file under `dir` (relative to ROOT, `/`-separated) whose name ends with one of `exts`. */
+function filesUnder(dir: string, exts: string[]): string[] {
+  return (readdirSync(join(ROOT, dir), { recursive: true }) as string[])
+    .map((f) => `${dir}/${f.split(sep).join("/")}`)
+    .filter((f) => exts.some((e) => f.endsWith(e)) && statSync(join(ROOT, f)).isFile());
+}
+
+/** The heading anchors of a Markdown text, as GitHub makes them (`### \`a\` (b)` is `#a-b`). */
+function anchors(markdown: string): Set<string> {
+  const seen = new Map<string, number>();
+  const out = new Set<string>();
+  for (const line of withoutCodeBlocks(markdown).split("\n")) {
+    const m = /^#{1,6} +(.*?) *#* *$/.exec(line);
+    if (!m) continue;
+    const slug = m[1]
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N} _-]/gu, "")
+      .replace(/ /g, "-");
+    const n = seen.get(slug) ?? 0;
+    seen.set(slug, n + 1);
+    out.add(n === 0 ? slug : `${slug}-${n}`);
+  }
+  return out;
+}
+
+/** A Markdown text with its fenced code blocks emptied (their lines kept, so line numbers hold). */
+function withoutCodeBlocks(markdown: string): string {
+  let fenced = false;
+  return markdown
+    .split("\n")
+    .map((l) => {
+      if (/^ *```/.test(l)) {
+        fenced = !fenced;
+        return "";
+      }
+      return fenced ? "" : l;
+    })
+    .join("\n");
+}
+
+/** The relative link targets of a Markdown text (not in code), as `{ path, anchor, line }`. */
+function relativeLinks(markdown: string): { path: string; anchor: string; line: number }[] {
+  const out: { path: string; anchor: string; line: number }[] = [];
+  withoutCodeBlocks(markdown)
+    .split("\n")
+    .forEach((l, i) => {
+      for (const m of l.replace(/`[^`]*`/g, "``").matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)) {
+        if (/^[a-z][a-z0-9+.-]*:/i.test(m[1])) continue; // https:, mailto:
+        const [path, anchor = ""] = m[1].split("#");
+        out.push({ path, anchor, line: i + 1 });
+      }
+    });
+  return out;
+}
+
+describe("Markdown: every relative link leads to a file, and a heading, that exists", () => {
+  const docs = [
+    ...readdirSync(ROOT).filter((f) => f.endsWith(".md")),
+    ...["docs", "examples", "scripts", "bench"].flatMap((d) => filesUnder(d, [".md"])),
+  ];
+
+  it("relativeLinks and anchors read links and headings as GitHub does", () => {
+    const md =
+      "# T\n## `a` (b), c\n```sh\n# not a heading [x](nope)\n```\n[y](x.md#a-b-c) `[z](no)` [w](https://e.x) [v](#t)\n## T\n";
+    expect(relativeLinks(md)).to.deep.equal([
+      { path: "x.md", anchor: "a-b-c", line: 6 },
+      { path: "", anchor: "t", line: 6 },
+    ]);
+    expect([...anchors(md)]).to.deep.equal(["t", "a-b-c", "t-1"]);
+  });
+
+  it("covers README.md, CONTRIBUTING.md and docs/", () => {
+    expect(docs).to.include.members(["README.md", "CONTRIBUTING.md", "docs/design.md"]);
+  });
+
+  for (const doc of docs) {
+    it(doc, () => {
+      const broken: string[] = [];
+      for (const { path, anchor, line } of relativeLinks(readFileSync(join(ROOT, doc), "utf8"))) {
+        const target = path === "" ? join(ROOT, doc) : join(ROOT, dirname(doc), path);
+        const where = `${doc}:${line}: ${path}${anchor ? `#${anchor}` : ""}`;
+        if (relative(ROOT, target).startsWith("..")) broken.push(`${where}: outside the repository`);
+        else if (!existsSync(target)) broken.push(`${where}: no such file`);
+        else if (anchor && target.endsWith(".md") && !anchors(readFileSync(target, "utf8")).has(anchor))
+          broken.push(`${where}: no such heading`);
+      }
+      expect(broken).to.deep.equal([]);
+    });
+  }
 });
