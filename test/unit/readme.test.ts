@@ -1,7 +1,8 @@
 /**
  * The documentation holds to the code: README.md's input and output tables list exactly the keys the code
  * defines (the schemas' keys for inputs, the compiler-checked output key lists of rootfs/outputs.ts and
- * clone/outputs.ts for outputs); docs/design.md's Architecture section names the folders and files that exist;
+ * clone/outputs.ts for outputs); its list of what the provider leaves on a host names exactly the file names
+ * the provider's code uses; docs/design.md's Architecture section names the folders and files that exist;
  * and every relative link of the repository's Markdown files leads to a file (and heading) that exists.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
@@ -113,6 +114,82 @@ function filesUnder(dir: string, exts: string[]): string[] {
     .map((f) => `${dir}/${f.split(sep).join("/")}`)
     .filter((f) => exts.some((e) => f.endsWith(e)) && statSync(join(ROOT, f)).isFile());
 }
+
+/**
+ * A shell script with each `$VAR` that the script sets once to a fixed name under a directory
+ * (`j=$d/.plb-journal`) replaced by that name, so that `"$j.since"` reads `.plb-journal.since`. A variable
+ * set to different names, or to anything else, is left alone.
+ */
+function expandShellNames(script: string): string {
+  const values = new Map<string, Set<string>>();
+  for (const m of script.matchAll(
+    /(?<![\w$])([a-z_][a-z0-9_]*)=\$\{?[a-z_][a-z0-9_]*\}?\/([\w.-]+)(?=[\s;'")]|$)/gim,
+  ))
+    values.set(m[1], (values.get(m[1]) ?? new Set()).add(m[2]));
+  let out = script;
+  for (const [name, vals] of values) {
+    if (vals.size !== 1) continue;
+    out = out.replace(new RegExp(`\\$\\{?${name}\\}?(?![\\w])`, "g"), [...vals][0]);
+  }
+  return out;
+}
+
+/** The names of things on a host that a text names: `*.plb-*`, `*.pre-btrfs`, `*.pre-dir`, `/run/*`. */
+function hostNames(text: string): string[] {
+  // A name's leading word, unless it is a variable's (`$f.plb-tmp` names `.plb-tmp`).
+  const word = "(?:(?<![$\\w.-])[\\w-]+)?";
+  const re = new RegExp(`${word}\\.plb-[\\w.-]*|${word}\\.pre-(?:btrfs|dir)\\b|/run/[\\w.-]+`, "g");
+  const found = text.match(re) ?? [];
+  return [...new Set(found.map((n) => n.replace(/\.+$/, "")))].sort();
+}
+
+/** A name as the README lists it, without its placeholders: `.plb-making-<clone>` is `.plb-making-`. */
+const literalPart = (listed: string) => listed.replace(/<[^>]*>/g, "");
+
+describe("README: What the provider leaves on a host lists every name the provider's code uses", () => {
+  const listed = tableKeys(section("## What the provider leaves on a host"), "name");
+  const sources = filesUnder("provider", [".sh", ".ts"]).map((f) => {
+    const text = readFileSync(join(ROOT, f), "utf8");
+    return f.endsWith(".sh") ? `${text}\n${expandShellNames(text)}` : text;
+  });
+
+  it("expandShellNames and hostNames find the names a script builds from its variables", () => {
+    const script =
+      'j=$d/.plb-journal t=$(mktemp)\nf=$cd/config\nf=$cd/rootfs/etc/$1\nrm -f "$j.since" "$f.plb-tmp" "$jx"\n';
+    expect(expandShellNames(script)).to.include('rm -f ".plb-journal.since" "config.plb-tmp" "$jx"');
+    expect(expandShellNames("x=$d/a\nx=$d/b\n$x.plb-tmp\n")).to.include("$x.plb-tmp");
+    expect(
+      hostNames(
+        'cp "$d/rootfs.pre-btrfs" "$f.plb-tmp" "$lxcpath/.plb-making-$name" /run/plb-hold/$1 plb-step; rootfs.plb-old.',
+      ),
+    ).to.deep.equal([".plb-making-", ".plb-tmp", "/run/plb-hold", "rootfs.plb-old", "rootfs.pre-btrfs"]);
+  });
+
+  it("every name listed is one the provider's code uses", () => {
+    expect(listed.length).to.be.greaterThan(10);
+    for (const name of listed) {
+      expect(
+        sources.some((text) => text.includes(literalPart(name))),
+        `${name} is not in provider/`,
+      ).to.equal(true);
+    }
+  });
+
+  it("every *.plb-*, *.pre-btrfs, *.pre-dir and /run name in provider/ is listed", () => {
+    const inCode = hostNames(sources.join("\n"));
+    expect(inCode).to.include.members([
+      ".plb-journal",
+      ".plb-journal.since",
+      "rootfs.plb-new",
+      "/run/plb-hold",
+    ]);
+    const names = new Set(listed.map(literalPart));
+    expect(
+      inCode.filter((n) => !names.has(n)),
+      "names in provider/ missing from the README's list",
+    ).to.deep.equal([]);
+  });
+});
 
 /** The heading anchors of a Markdown text, as GitHub makes them (`### \`a\` (b)` is `#a-b`). */
 function anchors(markdown: string): Set<string> {
