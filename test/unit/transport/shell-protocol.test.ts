@@ -241,11 +241,14 @@ describe("shell-loop.sh under this machine's /bin/sh (no SSH)", function () {
   it("a process a command leaves behind reaches neither the next request's stdin, stdout nor stderr", async () => {
     const [a, b] = await converse([
       {
-        // Keeps the command's stdout, stderr and stdin open after the command itself has exited.
+        // Keeps the command's stdout, stderr and stdin open after the command itself has exited. The
+        // `; true` keeps the subshell (and its stdout) alive until cat has written: dash execs a subshell's
+        // last command in place, and cat's stdout is stderr, so without it the reply may end before cat
+        // writes (the reply waits for stdout's holders, as sshd does for an exec channel).
         argv: [
           "sh",
           "-c",
-          "exec 3<&0; (sleep 0.3; echo LATE-OUT; echo LATE-ERR >&2; cat <&3 >&2) & echo first",
+          "exec 3<&0; (sleep 0.3; echo LATE-OUT; echo LATE-ERR >&2; cat <&3 >&2; true) & echo first",
         ],
         stdin: "first stdin\n",
       },
