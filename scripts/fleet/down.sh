@@ -1,15 +1,17 @@
 #!/bin/bash
-# Take the test fleet down: stop containers, kill every process of every host (network namespace
-# members and anything still holding a host filesystem), unmount, detach our loop devices, delete
-# the namespaces, veths, bridge and fallback route. Safe to run twice.
+# Take the test fleet down: stop the state database (PostgreSQL) and containers, kill every process of
+# every host (network namespace members and anything still holding a host filesystem), unmount, detach
+# our loop devices, delete the namespaces, veths, bridge and fallback route. Safe to run twice.
 #
-#   bash scripts/fleet/down.sh           # keeps keys, host keys and images: next up is fast
-#   bash scripts/fleet/down.sh --purge   # also deletes the fleet dir, the fleet users and sudoers
+#   bash scripts/fleet/down.sh           # keeps keys, host keys, images and the database: next up is fast
+#   bash scripts/fleet/down.sh --purge   # also deletes the fleet dir (database too), fleet users, sudoers
 #
 # The Debian rootfs cache ($PULUMI_LXC_BTRFS_CACHE) is always kept.
 set -euo pipefail
 # shellcheck source=scripts/fleet/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/fleet/postgres.sh
+source "$(dirname "${BASH_SOURCE[0]}")/postgres.sh"
 
 PURGE=0
 for arg in "$@"; do
@@ -29,6 +31,11 @@ take_lock
 
 # Tests must not find an inventory of a fleet that is going away.
 rm -f "$FLEET_DIR/inventory.json"
+
+if pid="$(pg_pid)"; then
+  stop_postgres
+  log "postgres: $pid stopped (its data is kept in $PG_DATA)"
+fi
 
 for h in "${HOSTS[@]}"; do
   if [[ -e "/run/netns/$(host_netns "$h")" || -n "$(host_loopdevs "$h")" ]]; then

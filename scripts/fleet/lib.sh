@@ -33,10 +33,11 @@ DEBIAN_LXC_IMAGE="$CACHE_DIR/debian-$DEBIAN_SUITE-minbase.lxc"
 SYSTEMD_TARBALL="$CACHE_DIR/debian-$DEBIAN_SUITE-systemd.tar.gz"
 SYSTEMD_LXC_IMAGE="$CACHE_DIR/debian-$DEBIAN_SUITE-systemd.lxc"
 
-# Packages the fleet needs (Debian names). lxc-templates ships /usr/share/lxc/config/*.common.conf.
+# Packages the fleet needs (Debian names). lxc-templates ships /usr/share/lxc/config/*.common.conf;
+# postgresql (server and psql) and openssl are for the shared state backend (postgres.sh).
 FLEET_PACKAGES=(btrfs-progs e2fsprogs openssh-server openssh-client lxc lxc-templates busybox-static
   debootstrap iproute2 nftables sudo acl attr rsync uidmap util-linux procps xz-utils gzip tar perl
-  coreutils findutils)
+  coreutils findutils postgresql openssl)
 
 host_index() {
   case "$1" in
@@ -268,6 +269,25 @@ teardown_host() {
   # shellcheck disable=SC2086
   remove_stale_cgroups $names
   rm -f "$(host_dir "$h")/holder.pid" "$(host_dir "$h")/sshd.pid" "$(host_dir "$h")/proxy.pid"
+}
+
+random_secret() {
+  local s
+  s="$(head -c 1024 /dev/urandom | tr -dc 'A-Za-z0-9')"
+  printf '%s' "${s:0:$1}"
+}
+
+# Write FILE from stdin only when the content changed (keeps healthy runs free of writes).
+write_if_changed() {
+  local file="$1" mode="$2" tmp
+  tmp="$(mktemp "$file.XXXXXX")"
+  cat >"$tmp"
+  if [[ -f "$file" ]] && cmp -s "$tmp" "$file"; then
+    rm -f "$tmp"
+  else
+    chmod "$mode" "$tmp"
+    mv -f "$tmp" "$file"
+  fi
 }
 
 # Minimal JSON string escaping (the values we emit are paths, names and key blobs).

@@ -12,6 +12,8 @@
 set -euo pipefail
 # shellcheck source=scripts/fleet/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/fleet/postgres.sh
+source "$(dirname "${BASH_SOURCE[0]}")/postgres.sh"
 
 RESET=0
 for arg in "$@"; do
@@ -41,25 +43,6 @@ gen_key() { # FILE TYPE PASSPHRASE [extra ssh-keygen args...]
   rm -f "$file" "$file.pub"
   ssh-keygen -q -t "$type" -N "$pass" -C "plb-fleet-$(basename "$file")" -f "$file" "$@"
   chmod 600 "$file"
-}
-
-random_secret() {
-  local s
-  s="$(head -c 1024 /dev/urandom | tr -dc 'A-Za-z0-9')"
-  printf '%s' "${s:0:$1}"
-}
-
-# Write FILE from stdin only when the content changed (keeps healthy runs free of writes).
-write_if_changed() {
-  local file="$1" mode="$2" tmp
-  tmp="$(mktemp "$file.XXXXXX")"
-  cat >"$tmp"
-  if [[ -f "$file" ]] && cmp -s "$tmp" "$file"; then
-    rm -f "$tmp"
-  else
-    chmod "$mode" "$tmp"
-    mv -f "$tmp" "$file"
-  fi
 }
 
 ensure_user() {
@@ -508,6 +491,10 @@ write_inventory() {
     printf '  "debianTarball": %s,\n' "$(json_str "$DEBIAN_TARBALL")"
     printf '  "bridge": {"name": %s, "address": %s, "cidr": %s},\n' \
       "$(json_str "$BRIDGE")" "$(json_str "$BRIDGE_ADDR")" "$(json_str "$NET_CIDR")"
+    printf '  "postgres": {"url": %s, "host": %s, "port": %s, "database": %s, "user": %s,\n' \
+      "$(json_str "$(pg_url)")" "$(json_str "$PG_ADDR")" "$PG_PORT" "$(json_str "$PG_DATABASE")" "$(json_str "$PG_ROLE")"
+    printf '    "passwordPath": %s, "rootCertPath": %s, "dataDir": %s, "log": %s},\n' \
+      "$(json_str "$PG_PASSWORD_FILE")" "$(json_str "$PG_CERT")" "$(json_str "$PG_DATA")" "$(json_str "$PG_LOG")"
     printf '  "users": {\n'
     printf '    "root": {"user": "root", "privateKeyPath": %s},\n' "$(json_str "$FLEET_DIR/id_root")"
     printf '    "admin": {"user": %s, "privateKeyPath": %s, "sudo": true},\n' \
@@ -590,6 +577,7 @@ main() {
     for_each_host reset_host
   fi
   ensure_debian_cache # before the hosts run in parallel (no-op when cached)
+  ensure_postgres
   for_each_host ensure_host
   write_known_hosts
   write_inventory
