@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { type EngineEvent, LocalWorkspace } from "@pulumi/pulumi/automation";
+import { lockedMessage, parseStackLocks } from "./lock";
 import { type RolloutPolicy, type Shard, type ShardHost, type Summary, shardProgram } from "./program";
 
 type Action = "up" | "preview" | "destroy";
@@ -250,15 +251,23 @@ async function runShard(
     if (!report.ok)
       report.error = `${report.failed.length} host(s) could not be listed; fix them and run again: ${report.failed.join("; ")}`;
   } catch (e) {
-    // A failed update has no summary output: what each container did comes from the engine's events.
-    for (const [key, adopted] of outcome) (adopted ? report.adopted : report.converted).push(key);
-    report.failed.push(...resourceErrors);
-    report.changes = changes;
-    // The engine ends a failed update with a generic "update failed" on the stack: the resources' own
-    // errors say more, so they come first and alone when there are any.
-    const errors = resourceErrors.length > 0 ? resourceErrors : otherErrors;
-    report.error =
-      errors.length > 0 ? errors.join("\n") : `${(e as Error).name}: ${lastLines((e as Error).message, 12)}`;
+    // Another update holds the stack's lock: the CLI refused before running anything. Say who holds it and
+    // how to clear a stale one, instead of the CLI's list of lock files.
+    const locks = parseStackLocks((e as Error).message ?? "");
+    if (locks) report.error = lockedMessage(file.project, shard.name, locks);
+    else {
+      // A failed update has no summary output: what each container did comes from the engine's events.
+      for (const [key, adopted] of outcome) (adopted ? report.adopted : report.converted).push(key);
+      report.failed.push(...resourceErrors);
+      report.changes = changes;
+      // The engine ends a failed update with a generic "update failed" on the stack: the resources' own
+      // errors say more, so they come first and alone when there are any.
+      const errors = resourceErrors.length > 0 ? resourceErrors : otherErrors;
+      report.error =
+        errors.length > 0
+          ? errors.join("\n")
+          : `${(e as Error).name}: ${lastLines((e as Error).message, 12)}`;
+    }
   } finally {
     fs.rmSync(workDir, { recursive: true, force: true });
     log?.end();

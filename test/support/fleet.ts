@@ -69,6 +69,23 @@ export interface FleetHost {
   containers: FleetContainer[];
 }
 
+/** The fleet's PostgreSQL server: loopback only, TLS with a self-signed certificate, one role and database. */
+export interface FleetPostgres {
+  /** `postgres://USER@HOST:PORT/DB?sslmode=verify-full&sslrootcert=...`, no password (PGPASSWORD holds it). */
+  url: string;
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+  /** Root-only file holding the role's password (no trailing newline). */
+  passwordPath: string;
+  /** The server's certificate, also the clients' root certificate. */
+  rootCertPath: string;
+  dataDir: string;
+  /** The server's log. */
+  log: string;
+}
+
 /** The parsed `inventory.json` written by `scripts/fleet/up.sh`. */
 export interface Inventory {
   version: 1;
@@ -80,6 +97,8 @@ export interface Inventory {
   cacheDir: string;
   debianTarball: string;
   bridge: { name: string; address: string; cidr: string };
+  /** The fleet's PostgreSQL server, the shared Pulumi state backend (scripts/fleet/postgres.sh). */
+  postgres: FleetPostgres;
   users: {
     /** root, key login. */
     root: FleetUser;
