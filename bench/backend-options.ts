@@ -9,7 +9,8 @@
  * a Markdown table, with what the backend holds after up + refresh (rows or files, bytes) and, in PostgreSQL,
  * how many rows up + refresh wrote (each checkpoint is one).
  *
- *   node dist/bench/backend-options.js [--ours] [--trivial]     env: BENCH_N (200), BENCH_RUNS (3)
+ *   node dist/bench/backend-options.js [--ours] [--trivial]
+ *   env: BENCH_N (200), BENCH_RUNS (3), BENCH_OPTIONS (option sets by name, comma-separated; default all)
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -58,6 +59,7 @@ async function main() {
     ...(argv.includes("--trivial") || !argv.includes("--ours") ? ["trivial"] : []),
     ...(argv.includes("--ours") ? ["ours"] : []),
   ];
+  const chosen = process.env.BENCH_OPTIONS?.split(",") ?? Object.keys(OPTIONS);
   const inv = loadInventory();
   const h4 = getHost("h4", inv);
   const names = Array.from({ length: n }, (_, i) => `bench-b-${String(i + 1).padStart(4, "0")}`);
@@ -82,7 +84,7 @@ async function main() {
     for (let r = 0; r < runs; r++)
       for (const program of programs)
         for (const backend of ["file", "postgres"] as Backend[])
-          for (const [option, extra] of Object.entries(OPTIONS)) {
+          for (const [option, extra] of Object.entries(OPTIONS).filter(([o]) => chosen.includes(o))) {
             const tag = `${program}-${backend}-${option.replace(/ /g, "-")}-${r}`;
             const dir = path.join(work, tag);
             fs.mkdirSync(dir);
@@ -123,6 +125,8 @@ async function main() {
               const d = dirBytes(path.join(dir, ".state"));
               held = `${d.count} files, ${(d.bytes / 1024).toFixed(0)} KiB`;
             }
+            // Not measured: without checkpoints, to save time (destroy retains: no host is touched).
+            env.PULUMI_SKIP_CHECKPOINTS = "true";
             await pulumi(["destroy", "--yes", "--skip-preview", "--parallel", "32"]);
             const row = results.find(
               (x) => x.program === program && x.backend === backend && x.option === option,

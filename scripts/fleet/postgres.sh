@@ -27,8 +27,20 @@ pg_bindir() {
   printf '%s\n' "$d"
 }
 
-# Run argv as the postgres user, from / (its home may not be our cwd), without the fleet lock (fd 9).
-as_postgres() { (cd / && runuser -u postgres -- "$@" 9>&-); }
+# Run argv as the postgres user, from / (its home may not be our cwd), with only stdin, stdout and stderr
+# open: the server it may start lives on, and must not keep a descriptor of its caller open, above all a lock
+# (up.sh's fd 9, or one that a wrapper such as `flock FILE bash up.sh` holds for the whole run).
+as_postgres() {
+  (
+    cd / || exit 1
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd="${fd##*/}"
+      ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
+    done
+    exec runuser -u postgres -- "$@"
+  )
+}
 
 # Prints the pid of the cluster's postmaster, or fails if it is not running.
 pg_pid() {

@@ -43,6 +43,18 @@ describe("shared state in PostgreSQL: moving a stack there, and its secrets", fu
     fs.rmSync(project.dir, { recursive: true, force: true });
   });
 
+  it("runs a server that holds no descriptor of whoever started it (a lock held around up.sh is released)", () => {
+    const pid = Number(
+      fs.readFileSync(path.join(inv.postgres.dataDir, "postmaster.pid"), "utf8").split("\n")[0],
+    );
+    const fdDir = `/proc/${pid}/fd`;
+    const targets = fs.readdirSync(fdDir).map((fd) => fs.readlinkSync(path.join(fdDir, fd)));
+    const foreign = targets.filter(
+      (t) => !/^(pipe|socket|anon_inode):/.test(t) && t !== "/dev/null" && t !== inv.postgres.log,
+    );
+    expect(foreign, `descriptors of postgres ${pid}`).to.deep.equal([]);
+  });
+
   it("moves a stack from a directory to PostgreSQL with stack export / import, same outputs, secret encrypted", async () => {
     // 1. The stack in a local directory, with a secret.
     await pulumi(["stack", "init", "dev"], fileEnv);
