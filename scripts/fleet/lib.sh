@@ -87,6 +87,18 @@ take_lock() {
   flock -w 900 9 || die "could not get $FLEET_DIR.lock"
 }
 
+# Close every descriptor above stderr in the current (sub)shell. A long-lived process started by these
+# scripts (a holder, the PostgreSQL server) must not keep open what its caller holds, above all a lock: up.sh's
+# own (fd 9), or one that a wrapper such as `flock FILE bash up.sh` holds around the whole run.
+close_inherited_fds() {
+  local fd
+  for fd in /proc/"$BASHPID"/fd/*; do
+    fd="${fd##*/}"
+    ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
+  done
+  return 0
+}
+
 netns_inode() { stat -L -c %i "/run/netns/$1" 2>/dev/null; }
 # "net:[4026532301]" -> 4026532301
 proc_ns_inode() {

@@ -28,16 +28,11 @@ pg_bindir() {
 }
 
 # Run argv as the postgres user, from / (its home may not be our cwd), with only stdin, stdout and stderr
-# open: the server it may start lives on, and must not keep a descriptor of its caller open, above all a lock
-# (up.sh's fd 9, or one that a wrapper such as `flock FILE bash up.sh` holds for the whole run).
+# open: the server it may start outlives us (close_inherited_fds).
 as_postgres() {
   (
     cd / || exit 1
-    local fd
-    for fd in /proc/"$BASHPID"/fd/*; do
-      fd="${fd##*/}"
-      ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
-    done
+    close_inherited_fds
     exec runuser -u postgres -- "$@"
   )
 }

@@ -300,8 +300,11 @@ start_holder() {
   local h="$1" d
   d="$(host_dir "$h")"
   rm -f "$d/holder.pid"
-  setsid ip netns exec "$(host_netns "$h")" unshare --mount --uts --propagation private -- \
-    bash "$FLEET_SCRIPTS/holder.sh" "$d" "$h" "$(host_image "$h")" </dev/null >"$d/holder.log" 2>&1 9>&- &
+  (
+    close_inherited_fds # the holder lives on: it must not hold our lock, or a lock held around up.sh
+    exec setsid ip netns exec "$(host_netns "$h")" unshare --mount --uts --propagation private -- \
+      bash "$FLEET_SCRIPTS/holder.sh" "$d" "$h" "$(host_image "$h")"
+  ) </dev/null >"$d/holder.log" 2>&1 &
   for _ in $(seq 100); do
     holder_pid "$h" >/dev/null && break
     sleep 0.05
