@@ -165,3 +165,12 @@ EOF
   pg_login_ok || die "postgres: $PG_ROLE cannot log in to $PG_DATABASE on $PG_ADDR:$PG_PORT (see $PG_LOG)"
   log "postgres: role $PG_ROLE, database $PG_DATABASE ready ($(pg_url))"
 }
+
+# up.sh --reset: the state database back to empty (what interrupted tests left in it goes), then made again.
+reset_postgres() {
+  ensure_postgres
+  as_postgres psql -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR" -p "$PG_PORT" -d postgres \
+    -c "DROP DATABASE IF EXISTS $PG_DATABASE WITH (FORCE)" >/dev/null || die "postgres: could not drop $PG_DATABASE"
+  log "postgres: dropped database $PG_DATABASE"
+  ensure_postgres
+}

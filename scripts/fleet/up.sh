@@ -4,11 +4,12 @@
 # containers. Idempotent: a healthy fleet is left alone, missing pieces are recreated.
 #
 #   bash scripts/fleet/up.sh            # create / repair
-#   bash scripts/fleet/up.sh --reset    # also put every host's /var/lib/lxc back to pristine
+#   bash scripts/fleet/up.sh --reset    # also put every host's /var/lib/lxc back to pristine, and empty
+#                                       # the state database (PostgreSQL)
 #
 # Env: PLB_FLEET_DIR (default /var/tmp/pulumi-lxc-btrfs/fleet),
 #      PULUMI_LXC_BTRFS_CACHE (default /var/cache/pulumi-lxc-btrfs; Debian rootfs tarball),
-#      PLB_DEBIAN_MIRROR (default: the Debian mirror apt uses).
+#      PLB_DEBIAN_MIRROR (default: the Debian mirror apt uses), PLB_FLEET_PG_PORT (default 55432).
 set -euo pipefail
 # shellcheck source=scripts/fleet/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -580,7 +581,7 @@ main() {
     for_each_host reset_host
   fi
   ensure_debian_cache # before the hosts run in parallel (no-op when cached)
-  ensure_postgres
+  if ((RESET)); then reset_postgres; else ensure_postgres; fi
   for_each_host ensure_host
   write_known_hosts
   write_inventory
