@@ -161,8 +161,10 @@ for (const backend of ["file", "postgres"] as const)
         ],
       });
 
+    let runs = 0;
     async function runExample(file: string, args: string[]) {
-      const report = path.join(tmp, `report-${args.join("-")}.json`);
+      // Its own report file: two runs may be under way at once.
+      const report = path.join(tmp, `report-${args.join("-")}-${++runs}.json`);
       const res = await run(
         "node",
         [runner, file, ...args, "--json", report, "--log-dir", path.join(tmp, "logs")],
