@@ -2,12 +2,17 @@
  * A team's shared state in the fleet's PostgreSQL server, with the real Pulumi CLI: a stack made in a local
  * directory moves there with `pulumi stack export` / `import` (as README.md says), keeps its outputs and its
  * secret, and the secret is stored only encrypted: in `pulumi stack export` and in every row of the table,
- * read with psql. Touches no fleet host (only the database).
+ * read with psql. And a lock left by a `pulumi up` killed mid-update refuses every update of the stack until the
+ * `pulumi cancel` the sharded runner's message names clears it. Touches no fleet host (only the database).
  */
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { expect } from "chai";
+import { parseStackLocks } from "../../examples/sharded/lock";
 import { loadInventory } from "../support/fleet";
+import { waitFor } from "../support/host";
 import { type PostgresState, postgresState } from "../support/postgres";
 import { exportStack, runPulumi, type TempProject, tempProject } from "../support/pulumi";
 
@@ -107,5 +112,79 @@ describe("shared state in PostgreSQL: moving a stack there, and its secrets", fu
     // The directory's copy is untouched (the move copies; deleting the old stack is the user's call).
     const left = await exportStack({ cwd: project.dir, env: fileEnv });
     expect(sealed(left.deployment.resources)).to.deep.equal(sealed(before.deployment.resources));
+  });
+
+  it("a lock left by a pulumi killed mid-update refuses every update until `pulumi cancel` clears it", async () => {
+    // A program that runs until the file `release` exists: the update holds its lock meanwhile.
+    const stale = tempProject(
+      "stale",
+      {
+        "index.ts":
+          'import * as fs from "node:fs";\n' +
+          "export const done = new Promise<boolean>((resolve) => {\n" +
+          "  const t = setInterval(() => { if (fs.existsSync(process.env.PLB_RELEASE as string)) { clearInterval(t); resolve(true); } }, 100);\n" +
+          "});\n",
+      },
+      { ownHome: true },
+    );
+    const release = path.join(stale.dir, "release");
+    const env = { ...stale.env, ...pg.env, PLB_RELEASE: release };
+    const cli = (args: string[], cwd = stale.dir) =>
+      runPulumi(args, { cwd, env, allowFailure: true, secrets: [pg.password] });
+    try {
+      await cli(["stack", "init", "dev"]);
+      const first = spawn("pulumi", ["up", "--yes", "--skip-preview", "--non-interactive"], {
+        cwd: stale.dir,
+        env,
+        stdio: "ignore",
+      });
+      const exited = new Promise((resolve) => first.on("exit", resolve));
+      const lockRows = async () =>
+        (await pg.rows()).filter((r) => r.key.includes("/.pulumi/locks/organization/plb-stale/dev/"));
+      await waitFor("the update's lock", async () => (await lockRows()).length === 1, 120_000);
+      const [row] = await lockRows();
+      const holder = JSON.parse(row.text) as {
+        pid: number;
+        username: string;
+        hostname: string;
+        timestamp: string;
+      };
+      expect(holder.pid).to.equal(first.pid);
+      first.kill("SIGKILL"); // the CLI dies without removing its lock
+      await exited;
+      fs.writeFileSync(release, ""); // the program it left behind ends too
+
+      // Every update is refused now, naming the lock (the URL without its user and password) and its holder.
+      const since = new Date(holder.timestamp).toISOString().replace(/\.\d+Z$/, "Z");
+      const lockUrl =
+        `postgres://****:****@${inv.postgres.host}:${inv.postgres.port}/${row.key}` +
+        `?sslmode=verify-full&sslrootcert=${inv.postgres.rootCertPath}&table=${pg.table}`;
+      const refused = await cli(["up", "--yes", "--skip-preview"]);
+      expect(refused.code).to.not.equal(0);
+      expect(refused.stderr).to.equal(
+        "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or " +
+          "delete the lock file with `pulumi cancel`.\n" +
+          `  ${lockUrl}: created by ${holder.username}@${holder.hostname} (pid ${holder.pid}) at ${since}\n`,
+      );
+      expect(refused.stdout + refused.stderr).to.not.include(pg.password);
+      // The runner's parser reads this real text.
+      expect(parseStackLocks(refused.stderr)).to.deep.equal([
+        { user: holder.username, host: holder.hostname, pid: holder.pid, since },
+      ]);
+
+      // The command the runner's message gives, from any directory, clears it; the next update runs.
+      const cancel = await cli(["cancel", "--yes", "--stack", "organization/plb-stale/dev"], os.tmpdir());
+      expect([cancel.code, cancel.stdout]).to.deep.equal([
+        0,
+        "The currently running update for 'dev' has been canceled!\n",
+      ]);
+      expect(await lockRows()).to.deep.equal([]);
+      const again = await cli(["up", "--yes", "--skip-preview"]);
+      expect(again.code, again.stderr).to.equal(0);
+      expect(JSON.parse((await cli(["stack", "output", "--json"])).stdout)).to.deep.equal({ done: true });
+    } finally {
+      fs.writeFileSync(release, "");
+      fs.rmSync(stale.dir, { recursive: true, force: true });
+    }
   });
 });
