@@ -267,7 +267,9 @@ catchup_dir_meta() {
 # (mtime.dirs).
 # shellcheck disable=SC2016 # the single-quoted script is the inner sh's
 catchup_dir_mtimes() {
-  { paths "$wd/gone" "$wd/src.only" "$wd/removed" | parents; cat "$wd/changed.dirs"; } | LC_ALL=C sort -z -u >"$wd/mtime.any"
+  # removed holds bare paths, not records.
+  { { paths "$wd/gone" "$wd/src.only"; cat "$wd/removed"; } | parents; cat "$wd/changed.dirs"; } |
+    LC_ALL=C sort -z -u >"$wd/mtime.any"
   sed -z -n 's/^d //p' "$wd/src.entries" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$wd/mtime.any" >"$wd/mtime.dirs"
   LC_ALL=C sort -z -r "$wd/mtime.dirs" | (cd "$dst" && xargs -0 -r sh -c '
     src=$1; shift
