@@ -92,23 +92,11 @@ op_snapshot() ( # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
   fi
 )
 op_nested() { # snapshot each nested subvolume of the source into place, shallowest first
-  # A refusal in the inner shell can only make find exit 1, so it exits 1 (not $EXIT_REFUSED).
-  find "$sd/rootfs" -mindepth 1 -type d -inum "$SUBVOL_INO" -exec sh -c '
-    ino=$1 sr=$2 cr=$3; shift 3
-    real=$(cd -P -- "$cr" && pwd -P) || exit 1
-    for p in "$@"; do
-      rel=${p#"$sr"/}
-      # The place in the clone must be reached through real directories only: a symlink planted on the
-      # way (the source may be running) must not send the snapshot elsewhere on the host.
-      at=$(cd -P -- "$(dirname -- "$cr/$rel")" 2>/dev/null && pwd -P)
-      if [ "$at" != "$(dirname -- "$real/$rel")" ] || [ -L "$cr/$rel" ]; then
-        printf "%s: a symlink on the way in the clone; not snapshotting the nested subvolume there\n" "$cr/$rel" >&2
-        exit 1
-      fi
-      if [ "$(stat -c %i "$cr/$rel" 2>/dev/null)" = "$ino" ]; then continue; fi
-      rmdir -- "$cr/$rel" 2>/dev/null || true
-      btrfs subvolume snapshot "$p" "$cr/$rel" >/dev/null
-    done' plb-nested "$SUBVOL_INO" "$sd/rootfs" "$cd/rootfs" {} +
+  # shellcheck disable=SC2016 # expanded by the inner sh
+  nested_into "$sd/rootfs" "$cd/rootfs" all \
+    "a symlink on the way in the clone; not snapshotting the nested subvolume there" '
+    rmdir -- "$2" 2>/dev/null || true
+    btrfs subvolume snapshot "$1" "$2" >/dev/null'
 }
 # finish's files: each is written to a temp file beside it and fsynced (op_write), then all are checked and
 # only then each renamed over its file (op_commit): every file is on disk before its rename. A failure
@@ -170,10 +158,6 @@ op_commit() { # the temp files of op_write: sizes checked, owner set, renamed
   for w in $written; do path_of "${w%%:*}"; mv -f -- "$f.plb-tmp" "$f"; done
   written=
 }
-op_start() {
-  lxc-start -n "$name" -P "$lxcpath" -d
-  lxc-wait -n "$name" -P "$lxcpath" -s RUNNING -t 30
-}
 op_stop() {
   lxc-stop -n "$name" -P "$lxcpath" -t 30
 }
@@ -218,7 +202,7 @@ finish)         # CONFIG_BYTES HOSTNAME_BYTES HOSTS_BYTES ACTION(start|stop|-): 
   done
   op_commit
   trap - EXIT
-  case $1 in start) op_start ;; stop) op_stop ;; esac
+  case $1 in start) start_and_wait "$name" "$lxcpath" ;; stop) op_stop ;; esac
   rm -f -- "$lxcpath/.plb-making-$name"
   op_inspect finished
   ;;

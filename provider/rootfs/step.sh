@@ -3,6 +3,9 @@
 # Each step prints "@@step I OP" before it starts, so the caller knows how far a failed batch got.
 # Every step is idempotent or checks the state it expects, so a step re-run after a crash is safe.
 # Paths come from the validated LXCPATH and NAME; nothing is evaluated from arguments.
+# Sections, in the order a conversion uses them: inode flags (for the copy and the catch-up); the copy of a
+# stopped tree; the live pre-copy and catch-up; the verification; nested subvolumes; removing trees; the
+# steps themselves.
 set -eu
 lxcpath=$1 name=$2
 shift 2
@@ -10,53 +13,11 @@ d=$lxcpath/$name
 j=$d/.plb-journal
 sync_dir() { sync -f "$1" 2>/dev/null || sync; }
 
-# One walk of DIR, as TAG, into files under $w: TAG.main (every entry's path, type, mode, owner, size,
-# mtime, nlink and link target), TAG.hl (inode and path of every non-directory with more than one link)
-# and TAG.dev (block and char devices). Both trees are walked at the same time.
-walk() (
-  cd "$1" && find . -printf '%p\n%y %#m %U %G %s %T@ %n\n%l\0' \
-    , \( ! -type d -links +1 -fprintf "$w/$2.hl" '%D:%i %p\0' \) \
-    , \( \( -type b -o -type c \) -fprint0 "$w/$2.dev" \) >"$w/$2.main"
-)
-# Every xattr and ACL of DIR, one line per entry that has any (its path and each name=hex value, joined by
-# \001; getfattr escapes control characters in names), sorted, into $w/TAG.xattr; none if getfattr is missing.
-# -h: a symlink's own xattrs (lgetxattr); without it getfattr reads its target's, which for an absolute
-# link in a container's tree is a host file.
-xattrs() ( # DIR TAG
-  cd "$1" || exit 1
-  command -v getfattr >/dev/null 2>&1 || exit 0
-  getfattr -R -P -h -d -m - -e hex . 2>/dev/null | awk 'BEGIN { RS = "" } { gsub(/\n/, "\001"); print }' |
-    LC_ALL=C sort >"$w/$2.xattr"
-)
-# Reflink copy of SRC into DST with its inode flags, its list of SRC's flags kept in FLAGS; progress every
-# EVERY entries. cp copies no flags and cannot reflink a NOCOW file into a COW one: NOCOW twins first.
-copy_tree() { # SRC DST EVERY FLAGS
-  flags_of "$1" "$4" || fail "could not read the inode flags of $1"
-  precreate_nocow "$4" "$1" "$2" || fail "could not prepare the NOCOW files in $2"
-  # -a keeps hardlinks, ACLs, owners, modes, times, special files; --preserve=xattr makes xattr
-  # failures errors instead of silent (coreutils: -a alone does not diagnose them). The btrfs
-  # compression property is the xattr btrfs.compression and travels with the others.
-  { cp -a --preserve=xattr --reflink=always -v -- "$1/." "$2/" 2>&3; echo "rc=$?"; } 3>&2 |
-    awk -v every="$3" '/^rc=[0-9]+$/ { rc = $0; next } { n++; if (n % every == 0) { print "progress " n; fflush() } } END { print rc }' |
-    { rc=; while IFS= read -r line; do case $line in rc=*) rc=${line#rc=} ;; *) printf '%s\n' "$line" ;; esac; done; exit "${rc:-1}"; }
-  apply_flags "$4" "$2" || fail "could not set the inode flags of the copy in $2"
-}
-# The verification's three walks of one tree (walk, xattrs, flags_of) at once, into $w as TAG.*; fails
-# if any of them did, once all have ended. With "noflags", TAG.flags comes from elsewhere (a copy's list).
-tree_walks() ( # DIR TAG [noflags]
-  r=0 q3=
-  walk "$1" "$2" & q1=$!
-  xattrs "$1" "$2" & q2=$!
-  if [ "${3:-}" != noflags ]; then flags_of "$1" "$w/$2.flags" & q3=$!; fi
-  wait $q1 || r=1
-  wait $q2 || r=1
-  if [ -n "$q3" ]; then wait "$q3" || r=1; fi
-  exit $r
-)
-# Inode flags (lsattr's letters: NOCOW C, immutable i, append-only a, ...) of exactly the paths listed in
-# LIST (NUL-separated "./PATH", files and directories reached through real directories, so lsattr never
-# follows a symlink or opens a device), as sorted "FLAGS ./PATH" NUL-terminated records into OUT (temporary
-# files: OUT.*). Paths holding a newline (which would break lsattr's line output) are read one by one.
+# ---- Inode flags (lsattr's letters: NOCOW C, immutable i, append-only a, ...) ------------------------------
+# The inode flags of exactly the paths listed in LIST (NUL-separated "./PATH", files and directories
+# reached through real directories, so lsattr never follows a symlink or opens a device), as sorted "FLAGS
+# ./PATH" NUL-terminated records into OUT (temporary files: OUT.*). Paths holding a newline (which would
+# break lsattr's line output) are read one by one.
 # shellcheck disable=SC2016 # the single-quoted script is the inner sh's
 flags_at() ( # DIR LIST OUT
   cd "$1" || exit 1
@@ -97,36 +58,284 @@ precreate_nocow() ( # FLAGS SRC DST
 # immutable and append-only entries were written first; chattr changes no mtime and refuses symlinks).
 # Only missing letters: chattr +c on a file that has its compression property resets it to zlib.
 apply_flags() ( # FLAGS DST
-  # shellcheck disable=SC2016 # expanded by the inner sh
-  LC_ALL=C sort -rz "$1" | sed -z 's/^-*//; :a; s/^\([^ ]*\)-/\1/; ta' | (cd "$2" && xargs -0 -r sh -c '
-    for e; do
-      want=${e%% *} p=${e#* } add=
-      [ ! -L "$p" ] && have=$(lsattr -d -- "$p") || { printf "cannot read the flags of %s\n" "$p" >&2; exit 255; }
-      have=${have%% *}
-      while [ -n "$want" ]; do
-        c=${want%"${want#?}"} want=${want#?}
-        case $have in *"$c"*) ;; *) add=$add$c ;; esac
-      done
-      [ -z "$add" ] || chattr "+$add" -- "$p" || { printf "cannot set flags %s on %s\n" "$add" "$p" >&2; exit 255; }
-    done' plb-flags)
+  LC_ALL=C sort -rz "$1" | (cd "$2" && xargs -0 -r sh -c "$set_flags_sh" plb-flags add)
 )
-# Clears immutable and append-only flags in a tree we are about to remove (rm -rf cannot delete them).
-unlock() ( # DIR
-  if [ ! -d "$1" ] || [ -L "$1" ] || ! command -v chattr >/dev/null 2>&1; then exit 0; fi
-  f=$(mktemp)
-  trap 'rm -f "$f" "$f".*' EXIT
-  flags_of "$1" "$f" || exit 1
-  grep -z '^[^ ]*[ia]' "$f" | sed -z 's/^[^ ]* //' | (cd "$1" && xargs -0 -r chattr -i -a --)
+
+# ---- Copy of a stopped tree (the copy step) ----------------------------------------------------------------
+# Reflink copy of SRC into DST with its inode flags, its list of SRC's flags kept in FLAGS; progress every
+# EVERY entries. cp copies no flags and cannot reflink a NOCOW file into a COW one: NOCOW twins first.
+copy_tree() { # SRC DST EVERY FLAGS
+  flags_of "$1" "$4" || fail "could not read the inode flags of $1"
+  precreate_nocow "$4" "$1" "$2" || fail "could not prepare the NOCOW files in $2"
+  # -a keeps hardlinks, ACLs, owners, modes, times, special files; --preserve=xattr makes xattr
+  # failures errors instead of silent (coreutils: -a alone does not diagnose them). The btrfs
+  # compression property is the xattr btrfs.compression and travels with the others.
+  { cp -a --preserve=xattr --reflink=always -v -- "$1/." "$2/" 2>&3; echo "rc=$?"; } 3>&2 |
+    awk -v every="$3" '/^rc=[0-9]+$/ { rc = $0; next } { n++; if (n % every == 0) { print "progress " n; fflush() } } END { print rc }' |
+    { rc=; while IFS= read -r line; do case $line in rc=*) rc=${line#rc=} ;; *) printf '%s\n' "$line" ;; esac; done; exit "${rc:-1}"; }
+  apply_flags "$4" "$2" || fail "could not set the inode flags of the copy in $2"
+}
+
+# ---- Live conversion (ifRunning "live"): the pre-copy ------------------------------------------------------
+# The pre-copy runs while the container does; its start time (host clock, ns) is kept in $j.since, taken
+# before the copy reads anything. It copies from a read-only snapshot of the subvolume holding the rootfs
+# (the precopy step).
+
+# The top directory of the btrfs subvolume holding the real path DIR (not itself a subvolume): the
+# nearest directory above it with the subvolume inode on the same device (each subvolume has its own).
+holding_subvol() ( # DIR
+  dev=$(stat -c %d -- "$1") || exit 1
+  p=$1
+  while [ -n "$p" ] && [ "$p" != / ]; do
+    p=${p%/*}
+    [ "$(stat -c %d:%i -- "${p:-/}")" = "$dev:$SUBVOL_INO" ] && { printf '%s\n' "${p:-/}"; exit 0; }
+  done
+  exit 1
 )
-# PATH: a subvolume (deleted whole, whatever its flags) or a directory. Most trees hold no immutable or
-# append-only entry: rm -rf alone removes them, and only a tree it could not remove whole is unlocked (a
-# walk reading every entry's flags) and removed again.
-remove_tree() {
-  if [ -e "$1" ] || [ -L "$1" ]; then
-    if is_subvol "$1"; then btrfs subvolume delete "$1" >/dev/null
-    else rm -rf -- "$1" 2>/dev/null || { unlock "$1" && rm -rf -- "$1"; }; fi
+
+# ---- Live conversion: the catch-up -------------------------------------------------------------------------
+# The catch-up runs with the container stopped and touches only what changed since the pre-copy started:
+# entries whose ctime (which no process can set) is at or after that time, minus a second (file times
+# come from the kernel's coarse clock, which may lag the clock `date` reads by a tick), plus every path on
+# one side only or of another type on each side (deletions, renames, a file replaced by a directory: a
+# renamed directory keeps its children's ctimes, so its subtree is found by path). Paths come from find -P
+# walks of both trees and are used below the walked roots only: no symlink in either tree is ever
+# followed. The verification that follows decides, as after a full copy.
+#
+# Its lists are NUL-terminated records, "TYPE ./PATH" (find's %y), "INODE ./PATH" or "./PATH", sorted by
+# path, in files of its work directory $wd named for what they hold.
+paths() { sed -z 's/^[^ ]* //' "$@"; }     # the paths of records
+parents() { sed -z 's,/[^/]*$,,'; }        # the directory of each path
+bypath() { LC_ALL=C sort -z -t ' ' -k 2; } # records sorted by path
+
+# Removes whole directories of the copy DST, their immutable and append-only flags cleared first; the
+# NUL-separated "./PATH"s on stdin come from a find -P walk of DST (real directories only).
+# shellcheck disable=SC2016 # the single-quoted script is the inner sh's
+remove_dirs_of_copy() ( # DST
+  cd "$1" && xargs -0 -r sh -c '
+    for p; do
+      [ -d "$p" ] && [ ! -L "$p" ] || continue
+      find "$p" \( -type f -o -type d \) -exec chattr -i -a -- {} + 2>/dev/null
+      rm -rf -- "$p" || exit 255
+    done' plb-remove-dirs
+)
+
+# NUL-terminated records ("DEV:INODE ./PATH", or "./PATH") as text lines, their paths percent-encoded (%,
+# space, tab, newline: what awk splits fields or records on), so that line tools (awk, sort, paste) can join
+# them by path; dec_paths turns such lines of paths back into NUL-terminated ones.
+enc_paths() {
+  sed -z 's/%/%25/g; s/ /%20/g; s/\t/%09/g; s/\n/%0A/g; s/^\([0-9][0-9]*:[0-9][0-9]*\)%20/\1 /' "$1" | tr '\0' '\n'
+}
+dec_paths() { tr '\n' '\0' | sed -z 's/%0A/\n/g; s/%09/\t/g; s/%20/ /g; s/%25/%/g'; }
+
+# The phases, in the order live_catchup runs them, in its subshell: they share its $src, $dst, $wd, $dirs0
+# and $all0, and each exits that subshell when a command it checks fails.
+
+# Walks the source once: src.entries ("TYPE ./PATH", sorted), src.dirs ("INODE ./PATH" of directories),
+# src.newer (entries changed since the pre-copy started) and src.multi ("DEV:INODE ./PATH" of files with
+# more than one link: see catchup_relink).
+catchup_walk_source() {
+  (cd "$src" && find -P . -fprintf "$wd/src.entries" '%y %p\0' , \( -type f -links +1 -fprintf "$wd/src.multi" '%D:%i %p\0' \) \
+    , \( -newercm "$wd/ref" -fprintf "$wd/src.newer" '%y %p\0' \) , \( -type d -fprintf "$wd/src.dirs" '%i %p\0' \)) || exit 1
+  LC_ALL=C sort -z -o "$wd/src.entries" "$wd/src.entries" || exit 1
+}
+
+# A directory at a path where another one was at the pre-copy (renamed over it, swapped, or deleted and
+# made again) may hold entries whose ctimes predate the pre-copy: its whole subtree is copied again. Its
+# copy is removed first (paths from a find -P walk of the copy: real directories only), so that the
+# comparison finds that subtree in the source only. Writes copy.entries, the copy's "TYPE ./PATH": those
+# of the image it was copied from, unless whole directories were removed here, which a walk then lists.
+catchup_replaced_dirs() {
+  LC_ALL=C sort -z "$wd/src.dirs" | LC_ALL=C comm -z -13 "$dirs0" - | paths | LC_ALL=C sort -z >"$wd/replaced.dirs" ||
+    exit 1
+  if [ -s "$wd/replaced.dirs" ]; then
+    (cd "$dst" && find -P . -type d -print0) | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$wd/replaced.dirs" |
+      remove_dirs_of_copy "$dst" || exit 1
+    (cd "$dst" && find -P . -printf '%y %p\0') | LC_ALL=C sort -z >"$wd/copy.entries" || exit 1
+  else
+    cp -- "$all0" "$wd/copy.entries" || exit 1
   fi
 }
+
+# Compares the entries of both trees: gone (in the copy only, or of another type there), src.only (in the
+# source only, or of another type there), changed (src.only and src.newer); the copy's paths by kind; and
+# touched, every gone or changed path and its directory.
+catchup_compare() {
+  LC_ALL=C comm -z -13 "$wd/src.entries" "$wd/copy.entries" | bypath >"$wd/gone" || exit 1
+  LC_ALL=C comm -z -23 "$wd/src.entries" "$wd/copy.entries" >"$wd/src.only" || exit 1
+  cat "$wd/src.only" "$wd/src.newer" | LC_ALL=C sort -z -u | bypath >"$wd/changed" || exit 1
+  sed -z -n 's/^d //p' "$wd/copy.entries" | LC_ALL=C sort -z >"$wd/copy.dirs"
+  sed -z -n 's/^f //p' "$wd/copy.entries" | LC_ALL=C sort -z >"$wd/copy.files"
+  LC_ALL=C sort -z -m "$wd/copy.files" "$wd/copy.dirs" >"$wd/copy.files+dirs"
+  sed -z '/^d /d; s/^[^ ]* //' "$wd/copy.entries" | LC_ALL=C sort -z >"$wd/copy.nondirs"
+  { paths "$wd/gone" "$wd/changed"; paths "$wd/gone" "$wd/changed" | parents; } | LC_ALL=C sort -z -u >"$wd/touched"
+}
+
+# Clears immutable and append-only on the touched files and directories of the copy (their flags come
+# back from the source in catchup_flags): listed in unlock.
+catchup_unlock() {
+  LC_ALL=C comm -z -12 "$wd/touched" "$wd/copy.files+dirs" >"$wd/unlock" || exit 1
+  flags_at "$dst" "$wd/unlock" "$wd/unlock.flags" || exit 1
+  { grep -z '^[^ ]*[ia]' "$wd/unlock.flags" || [ $? = 1 ]; } | paths | (cd "$dst" && xargs -0 -r chattr -i -a --) ||
+    exit 1
+}
+
+# The changed files that cp can rewrite in place (same inode, so their directory's mtime stays: restoring
+# it costs a process per directory), into inplace: a regular file on both sides, with one link on both
+# sides (never written through to other names), without xattrs in the copy (cp would keep those the source
+# dropped), and with the same NOCOW flag on both sides (cp cannot reflink across a difference). Names with
+# a backslash or control character are not tried.
+catchup_inplace() {
+  sed -z -n 's/^f //p' "$wd/changed" >"$wd/changed.files"
+  paths "$wd/src.multi" | LC_ALL=C sort -z >"$wd/src.multi.paths"
+  LC_ALL=C comm -z -12 "$wd/copy.files" "$wd/changed.files" | LC_ALL=C comm -z -23 - "$wd/src.multi.paths" |
+    sed -z '/[\\[:cntrl:]]/d' >"$wd/inplace.try" || exit 1
+  (cd "$dst" && xargs -0 -r stat --printf '%h %n\0' -- <"$wd/inplace.try") | sed -z -n 's/^1 //p' >"$wd/inplace.onelink" ||
+    exit 1
+  : >"$wd/inplace.hasxattr"
+  if [ -s "$wd/inplace.onelink" ] && command -v getfattr >/dev/null 2>&1; then
+    (cd "$dst" && xargs -0 -r getfattr -h -m - --absolute-names -- <"$wd/inplace.onelink" 2>/dev/null) |
+      sed -n 's/^# file: //p' | tr '\n' '\0' | LC_ALL=C sort -z >"$wd/inplace.hasxattr"
+  fi
+  LC_ALL=C sort -z "$wd/inplace.onelink" | LC_ALL=C comm -z -23 - "$wd/inplace.hasxattr" >"$wd/inplace.noxattr" || exit 1
+  flags_at "$src" "$wd/inplace.noxattr" "$wd/inplace.src.flags" &&
+    flags_at "$dst" "$wd/inplace.noxattr" "$wd/inplace.copy.flags" || exit 1
+  # "C ./PATH" or "- ./PATH": NOCOW or not, on each side.
+  for s in src copy; do
+    sed -z 's/^[^ ]*C[^ ]* /C /; t; s/^[^ ]* /- /' "$wd/inplace.$s.flags" | LC_ALL=C sort -z >"$wd/inplace.$s.nocow" || exit 1
+  done
+  LC_ALL=C comm -z -12 "$wd/inplace.src.nocow" "$wd/inplace.copy.nocow" | paths | LC_ALL=C sort -z >"$wd/inplace" || exit 1
+}
+
+# Removes the gone directories of the copy whole (their flags cleared first), then every non-directory of
+# the copy that is gone or will be copied again, except those rewritten in place: listed in removed. After
+# this, every path of the source resolves in the copy through real directories or not at all.
+catchup_remove() {
+  sed -z -n 's/^d //p' "$wd/gone" | remove_dirs_of_copy "$dst" || exit 1
+  paths "$wd/gone" "$wd/changed" | LC_ALL=C sort -z -u | LC_ALL=C comm -z -12 - "$wd/copy.nondirs" |
+    LC_ALL=C comm -z -23 - "$wd/inplace" | tee "$wd/removed" | (cd "$dst" && xargs -0 -r rm -f --) || exit 1
+}
+
+# Makes the changed directories (changed.dirs) that the copy lacks, parents first.
+catchup_new_dirs() {
+  sed -z -n 's/^d //p' "$wd/changed" >"$wd/changed.dirs"
+  (cd "$dst" && xargs -0 -r mkdir -p -- <"$wd/changed.dirs") || exit 1
+}
+
+# Copies the changed non-directories: NOCOW twins first (as the pre-copy does), then cp.
+catchup_copy_files() {
+  flags_at "$src" "$wd/changed.files" "$wd/changed.flags" || exit 1
+  precreate_nocow "$wd/changed.flags" "$src" "$dst" || exit 1
+  sed -z '/^d /d; s/^[^ ]* //' "$wd/changed" | (cd "$src" && xargs -0 -r cp -a --preserve=xattr --reflink=always --parents -t "$dst" --) ||
+    exit 1
+}
+
+# Makes the copied files' hardlinks again. cp keeps them only among the names of one run (xargs splits a
+# long list into several), and a name copied again under a moved directory is linked to nothing: every
+# copied name of a source inode with several names is linked again, in the copy, to the first of its names
+# that was not copied (or, when all were, to the first): records as text lines with their paths encoded.
+catchup_relink() {
+  enc_paths "$wd/changed.files" >"$wd/changed.files.enc" && enc_paths "$wd/src.multi" >"$wd/src.multi.enc" || exit 1
+  # "DEV:INODE COPIED(0|1) PATH", by inode, then the pairs "FIRST\nNAME" to link.
+  awk 'NR == FNR { c[$0] = 1; next } { print $1, (($2 in c) ? 1 : 0), $2 }' "$wd/changed.files.enc" "$wd/src.multi.enc" |
+    LC_ALL=C sort -k 1,1 -k 2,2n | awk '$1 != ino { ino = $1; first = $3; next } $2 == 1 { print first; print $3 }' \
+    >"$wd/relink.pairs" || exit 1
+  # Only the pairs not already one inode in the copy.
+  dec_paths <"$wd/relink.pairs" | (cd "$dst" && xargs -0 -r stat --printf '%d:%i\n' --) >"$wd/relink.inodes" || exit 1
+  [ "$(wc -l <"$wd/relink.inodes")" = "$(wc -l <"$wd/relink.pairs")" ] || exit 1
+  paste -d ' ' "$wd/relink.inodes" "$wd/relink.pairs" |
+    awk 'NR % 2 { i = $1; f = $2; next } $1 != i { print f; print $2 }' | dec_paths |
+    (cd "$dst" && xargs -0 -r -n 2 ln -f -T --) || exit 1
+}
+
+# Gives the changed directories the source's owner, mode and xattrs (ACLs included).
+# shellcheck disable=SC2016 # the single-quoted script is the inner sh's
+catchup_dir_meta() {
+  (cd "$dst" && xargs -0 -r sh -c '
+    src=$1; shift
+    for p; do
+      chown --reference="$src/$p" -- "$p" && chmod --reference="$src/$p" -- "$p" || exit 255
+      command -v getfattr >/dev/null 2>&1 || continue
+      getfattr -h -m - --absolute-names -- "$p" 2>/dev/null | sed -n "/^[^#]/p" | while IFS= read -r x; do
+        setfattr -h -x "$x" -- "$p" || exit 1
+      done || exit 255
+      (cd "$src" && getfattr -h -d -m - -e hex -- "$p") | setfattr -h --restore=- || exit 255
+    done' plb-dirmeta "$src" <"$wd/changed.dirs") || exit 1
+}
+
+# Sets the source's mtime, deepest first, on every directory whose entries or metadata changed here
+# (mtime.dirs).
+# shellcheck disable=SC2016 # the single-quoted script is the inner sh's
+catchup_dir_mtimes() {
+  # removed holds bare paths, not records.
+  { { paths "$wd/gone" "$wd/src.only"; cat "$wd/removed"; } | parents; cat "$wd/changed.dirs"; } |
+    LC_ALL=C sort -z -u >"$wd/mtime.any"
+  sed -z -n 's/^d //p' "$wd/src.entries" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$wd/mtime.any" >"$wd/mtime.dirs"
+  LC_ALL=C sort -z -r "$wd/mtime.dirs" | (cd "$dst" && xargs -0 -r sh -c '
+    src=$1; shift
+    for p; do touch -c -m -r "$src/$p" -- "$p" || exit 255; done' plb-mtime "$src") || exit 1
+}
+
+# Gives every touched file and directory still there exactly the source's inode flags, deepest first.
+catchup_flags() {
+  { paths "$wd/changed"; cat "$wd/mtime.dirs" "$wd/unlock"; } | LC_ALL=C sort -z -u >"$wd/flags.any"
+  sed -z -n 's/^[fd] //p' "$wd/src.entries" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$wd/flags.any" >"$wd/flags.paths"
+  flags_at "$src" "$wd/flags.paths" "$wd/flags.src" || exit 1
+  flags_at "$dst" "$wd/flags.paths" "$wd/flags.copy" || exit 1
+  LC_ALL=C comm -z -23 "$wd/flags.src" "$wd/flags.copy" | LC_ALL=C sort -z -r -t ' ' -k 2 |
+    (cd "$dst" && xargs -0 -r sh -c "$set_flags_sh" plb-flags exact) || exit 1
+}
+
+# Brings the copy DST up to date with SRC. WORKDIR holds ref, whose mtime is the threshold; DIRS ("INODE
+# ./PATH" of the image's directories) and ALL ("TYPE ./PATH" of its entries, sorted) are the pre-copy's.
+live_catchup() ( # SRC DST WORKDIR DIRS ALL
+  src=$1 dst=$2 wd=$3 dirs0=$4 all0=$5
+  catchup_walk_source
+  catchup_replaced_dirs
+  catchup_compare
+  catchup_unlock
+  catchup_inplace
+  catchup_remove
+  catchup_new_dirs
+  catchup_copy_files
+  catchup_relink
+  catchup_dir_meta
+  catchup_dir_mtimes
+  catchup_flags
+  printf 'caught up: %s changed, %s gone\n' "$(tr -cd '\0' <"$wd/changed" | wc -c)" "$(tr -cd '\0' <"$wd/gone" | wc -c)" >&2
+)
+
+# ---- Verification: both trees' metadata (the verify step) --------------------------------------------------
+# One walk of DIR, as TAG, into files under $w: TAG.main (every entry's path, type, mode, owner, size,
+# mtime, nlink and link target), TAG.hl (inode and path of every non-directory with more than one link)
+# and TAG.dev (block and char devices). Both trees are walked at the same time.
+walk() (
+  cd "$1" && find . -printf '%p\n%y %#m %U %G %s %T@ %n\n%l\0' \
+    , \( ! -type d -links +1 -fprintf "$w/$2.hl" '%D:%i %p\0' \) \
+    , \( \( -type b -o -type c \) -fprint0 "$w/$2.dev" \) >"$w/$2.main"
+)
+# Every xattr and ACL of DIR, one line per entry that has any (its path and each name=hex value, joined by
+# \001; getfattr escapes control characters in names), sorted, into $w/TAG.xattr; none if getfattr is missing.
+# -h: a symlink's own xattrs (lgetxattr); without it getfattr reads its target's, which for an absolute
+# link in a container's tree is a host file.
+xattrs() ( # DIR TAG
+  cd "$1" || exit 1
+  command -v getfattr >/dev/null 2>&1 || exit 0
+  getfattr -R -P -h -d -m - -e hex . 2>/dev/null | awk 'BEGIN { RS = "" } { gsub(/\n/, "\001"); print }' |
+    LC_ALL=C sort >"$w/$2.xattr"
+)
+# The verification's three walks of one tree (walk, xattrs, flags_of) at once, into $w as TAG.*; fails
+# if any of them did, once all have ended. With "noflags", TAG.flags comes from elsewhere (a copy's list).
+tree_walks() ( # DIR TAG [noflags]
+  r=0 q3=
+  walk "$1" "$2" & q1=$!
+  xattrs "$1" "$2" & q2=$!
+  if [ "${3:-}" != noflags ]; then flags_of "$1" "$w/$2.flags" & q3=$!; fi
+  wait $q1 || r=1
+  wait $q2 || r=1
+  if [ -n "$q3" ]; then wait "$q3" || r=1; fi
+  exit $r
+)
 # The report lines of both walked trees A and B: for each, the sha256 of its sorted manifest, its entry
 # count, and the sha256 of its device numbers, xattrs and inode flags. In few processes (at a thousand
 # entries, each costs about as much as a walk): one grep counts and one sha256sum hashes for both trees.
@@ -161,176 +370,47 @@ summary() ( # A B
   printf 'b_main=%s\nb_count=%s\nb_rdev=%s\nb_xattr=%s\nb_flags=%s\n' "$bm" "$bc" "$br" "$bx" "$bf"
 )
 
-# The top directory of the btrfs subvolume holding the real path DIR (not itself a subvolume): the
-# nearest directory above it with the subvolume inode on the same device (each subvolume has its own).
-holding_subvol() ( # DIR
-  dev=$(stat -c %d -- "$1") || exit 1
-  p=$1
-  while [ -n "$p" ] && [ "$p" != / ]; do
-    p=${p%/*}
-    [ "$(stat -c %d:%i -- "${p:-/}")" = "$dev:$SUBVOL_INO" ] && { printf '%s\n' "${p:-/}"; exit 0; }
-  done
-  exit 1
+# ---- Nested subvolumes (the move-nested step) --------------------------------------------------------------
+# The move of one nested subvolume SUBVOL to PLACE in the new tree (sh -c "$move_nested_sh" plb-nested
+# SUBVOL PLACE, run by nested_into, which refuses a PLACE that is a symlink or reached through one),
+# replacing the flattened copy cp made there (its immutable and append-only flags cleared first).
+# Replacing an entry changes its directory's mtime: the verified one is put back. Exits with mv's status.
+# shellcheck disable=SC2016 # expanded by the inner sh
+move_nested_sh='
+  ref=$(mktemp)
+  touch -r "${2%/*}" "$ref"
+  if [ -e "$2" ]; then
+    if [ -d "$2" ] && command -v chattr >/dev/null 2>&1; then
+      find "$2" \( -type f -o -type d \) -print0 | xargs -0 -r chattr -i -a -- 2>/dev/null || true
+    fi
+    rm -rf -- "$2"
+  fi
+  mv -T -- "$1" "$2"
+  r=$?
+  touch -r "$ref" "${2%/*}"
+  rm -f "$ref"
+  exit $r'
+
+# ---- Removing trees (a discarded copy, the pre-copy's snapshot, the old tree) ------------------------------
+# Clears immutable and append-only flags in a tree we are about to remove (rm -rf cannot delete them).
+unlock() ( # DIR
+  if [ ! -d "$1" ] || [ -L "$1" ] || ! command -v chattr >/dev/null 2>&1; then exit 0; fi
+  f=$(mktemp)
+  trap 'rm -f "$f" "$f".*' EXIT
+  flags_of "$1" "$f" || exit 1
+  grep -z '^[^ ]*[ia]' "$f" | sed -z 's/^[^ ]* //' | (cd "$1" && xargs -0 -r chattr -i -a --)
 )
-
-# ---- Live conversion (ifRunning "live"): the pre-copy's start time and the catch-up ----------------------
-# The pre-copy runs while the container does; its start time (host clock, ns) is kept in $j.since, taken
-# before the copy reads anything. The catch-up runs with the container stopped and touches only what
-# changed since: entries whose ctime (which no process can set) is at or after that time, minus a second
-# (file times come from the kernel's coarse clock, which may lag the clock `date` reads by a tick), plus
-# every path on one side only or of another type on each side (deletions, renames, a file replaced by a
-# directory: a renamed directory keeps its children's ctimes, so its subtree is found by path). Paths
-# come from find -P walks of both trees and are used below the walked roots only: no symlink in either
-# tree is ever followed. The verification that follows decides, as after a full copy.
-
-
-# Removes whole directories of the copy DST, their immutable and append-only flags cleared first; the
-# NUL-separated "./PATH"s on stdin come from a find -P walk of DST (real directories only).
-# shellcheck disable=SC2016 # the single-quoted script is the inner sh's
-remove_dirs_of_copy() ( # DST
-  cd "$1" && xargs -0 -r sh -c '
-    for p; do
-      [ -d "$p" ] && [ ! -L "$p" ] || continue
-      find "$p" \( -type f -o -type d \) -exec chattr -i -a -- {} + 2>/dev/null
-      rm -rf -- "$p" || exit 255
-    done' plb-remove-dirs
-)
-
-# NUL-terminated records ("DEV:INODE ./PATH", or "./PATH") as text lines, their paths percent-encoded (%,
-# space, tab, newline: what awk splits fields or records on), so that line tools (awk, sort, paste) can join
-# them by path; dec_paths turns such lines of paths back into NUL-terminated ones.
-enc_paths() {
-  sed -z 's/%/%25/g; s/ /%20/g; s/\t/%09/g; s/\n/%0A/g; s/^\([0-9][0-9]*:[0-9][0-9]*\)%20/\1 /' "$1" | tr '\0' '\n'
+# PATH: a subvolume (deleted whole, whatever its flags) or a directory. Most trees hold no immutable or
+# append-only entry: rm -rf alone removes them, and only a tree it could not remove whole is unlocked (a
+# walk reading every entry's flags) and removed again.
+remove_tree() {
+  if [ -e "$1" ] || [ -L "$1" ]; then
+    if is_subvol "$1"; then btrfs subvolume delete "$1" >/dev/null
+    else rm -rf -- "$1" 2>/dev/null || { unlock "$1" && rm -rf -- "$1"; }; fi
+  fi
 }
-dec_paths() { tr '\n' '\0' | sed -z 's/%0A/\n/g; s/%09/\t/g; s/%20/ /g; s/%25/%/g'; }
 
-# shellcheck disable=SC2016 # the single-quoted scripts are the inner sh's
-live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) DIRS ALL (of the pre-copy)
-  # DIRS: "INODE ./PATH" of the image's directories; ALL: "TYPE ./PATH" of its entries, sorted.
-  src=$1 dst=$2 w=$3 dirs0=$4 all0=$5
-  paths() { sed -z 's/^[^ ]* //' "$@"; }
-  parents() { sed -z 's,/[^/]*$,,'; }
-  bypath() { LC_ALL=C sort -z -t ' ' -k 2; }
-  # Both trees as "TYPE ./PATH" records; the changed entries of the source with them, in one walk.
-  # Files with more than one link are listed with their inode (see 4.).
-  (cd "$src" && find -P . -fprintf "$w/s.all" '%y %p\0' , \( -type f -links +1 -fprintf "$w/multi.ino" '%D:%i %p\0' \) \
-    , \( -newercm "$w/ref" -fprintf "$w/s.chg" '%y %p\0' \) , \( -type d -fprintf "$w/s.dirs" '%i %p\0' \)) || exit 1
-  # 0. A directory at a path where another one was at the pre-copy (renamed over it, swapped, or deleted
-  #    and made again) may hold entries whose ctimes predate the pre-copy: its whole subtree is copied
-  #    again. Its copy is removed first (paths from a find -P walk of the copy: real directories only),
-  #    so the walk below finds that subtree in the source only.
-  LC_ALL=C sort -z "$w/s.dirs" | LC_ALL=C comm -z -13 "$dirs0" - |
-    sed -z 's/^[^ ]* //' | LC_ALL=C sort -z >"$w/moved" || exit 1
-  # The copy's entries: those of the image it was copied from, unless whole directories were removed
-  # here, which a walk of the copy then lists.
-  if [ -s "$w/moved" ]; then
-    (cd "$dst" && find -P . -type d -print0) | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/moved" |
-      remove_dirs_of_copy "$dst" || exit 1
-    (cd "$dst" && find -P . -printf '%y %p\0') | LC_ALL=C sort -z >"$w/n.rec" || exit 1
-  else
-    cp -- "$all0" "$w/n.rec" || exit 1
-  fi
-  LC_ALL=C sort -z -o "$w/s.all" "$w/s.all" || exit 1
-  LC_ALL=C comm -z -13 "$w/s.all" "$w/n.rec" | bypath >"$w/gone" || exit 1 # in the copy only, or of another type
-  LC_ALL=C comm -z -23 "$w/s.all" "$w/n.rec" >"$w/new" || exit 1           # in the source only, or of another type
-  cat "$w/new" "$w/s.chg" | LC_ALL=C sort -z -u | bypath >"$w/chg" || exit 1
-  # Paths of the copy by kind; only paths from this walk are acted on in the copy.
-  sed -z -n 's/^d //p' "$w/n.rec" | LC_ALL=C sort -z >"$w/n.dirs"
-  sed -z -n 's/^f //p' "$w/n.rec" | LC_ALL=C sort -z | LC_ALL=C sort -z -m - "$w/n.dirs" >"$w/n.fd"
-  sed -z '/^d /d; s/^[^ ]* //' "$w/n.rec" | LC_ALL=C sort -z >"$w/n.other"
-  # Touched: every changed or gone path and its directory.
-  { paths "$w/gone" "$w/chg"; paths "$w/gone" "$w/chg" | parents; } | LC_ALL=C sort -z -u >"$w/touched"
-  # 1. Unlock: clear immutable and append-only on the touched entries of the copy (their flags come back
-  #    from the source at the end).
-  LC_ALL=C comm -z -12 "$w/touched" "$w/n.fd" >"$w/unlock" || exit 1
-  flags_at "$dst" "$w/unlock" "$w/n.flags" || exit 1
-  { grep -z '^[^ ]*[ia]' "$w/n.flags" || [ $? = 1 ]; } | sed -z 's/^[^ ]* //' | (cd "$dst" && xargs -0 -r chattr -i -a --) ||
-    exit 1
-  # 2. Remove: gone directories whole (their flags cleared first), then every non-directory of the copy
-  #    that is gone or will be copied again, except the files cp can rewrite in place (same inode, so
-  #    their directory's mtime stays: restoring it costs a process per directory): a regular file on both
-  #    sides, with one link on both sides (never written through to other names), without xattrs in the
-  #    copy (cp would keep those the source dropped), and with the same NOCOW flag on both sides (cp cannot
-  #    reflink across a difference). Names with a backslash or control character are not tried.
-  sed -z -n 's/^f //p' "$w/chg" | LC_ALL=C sort -z >"$w/chg.f"
-  sed -z 's/^[^ ]* //' "$w/multi.ino" | LC_ALL=C sort -z >"$w/multi.p"
-  sed -z -n 's/^f //p' "$w/n.rec" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/chg.f" |
-    LC_ALL=C comm -z -23 - "$w/multi.p" | sed -z '/[\\[:cntrl:]]/d' >"$w/cand" || exit 1
-  (cd "$dst" && xargs -0 -r stat --printf '%h %n\0' -- <"$w/cand") | sed -z -n 's/^1 //p' >"$w/cand1" || exit 1
-  : >"$w/hasx"
-  if [ -s "$w/cand1" ] && command -v getfattr >/dev/null 2>&1; then
-    (cd "$dst" && xargs -0 -r getfattr -h -m - --absolute-names -- <"$w/cand1" 2>/dev/null) |
-      sed -n 's/^# file: //p' | tr '\n' '\0' | LC_ALL=C sort -z >"$w/hasx"
-  fi
-  LC_ALL=C sort -z "$w/cand1" | LC_ALL=C comm -z -23 - "$w/hasx" >"$w/cand2" || exit 1
-  flags_at "$src" "$w/cand2" "$w/cand.s" && flags_at "$dst" "$w/cand2" "$w/cand.d" || exit 1
-  for s in s d; do
-    sed -z 's/^[^ ]*C[^ ]* /C /; t; s/^[^ ]* /- /' "$w/cand.$s" | LC_ALL=C sort -z >"$w/cand.$s.c" || exit 1
-  done
-  LC_ALL=C comm -z -12 "$w/cand.s.c" "$w/cand.d.c" | sed -z 's/^[^ ]* //' | LC_ALL=C sort -z >"$w/inplace" || exit 1
-  sed -z -n 's/^d //p' "$w/gone" | remove_dirs_of_copy "$dst" || exit 1
-  paths "$w/gone" "$w/chg" | LC_ALL=C sort -z -u | LC_ALL=C comm -z -12 - "$w/n.other" |
-    LC_ALL=C comm -z -23 - "$w/inplace" | tee "$w/removed" | (cd "$dst" && xargs -0 -r rm -f --) || exit 1
-  # Every path of the source now resolves in the copy through real directories or not at all.
-  # 3. New directories, parents first.
-  sed -z -n 's/^d //p' "$w/chg" >"$w/chg.dirs"
-  (cd "$dst" && xargs -0 -r mkdir -p -- <"$w/chg.dirs") || exit 1
-  # 4. Changed non-directories: NOCOW twins first (as the pre-copy), then cp, and hardlinks made again.
-  sed -z -n 's/^f //p' "$w/chg" >"$w/chg.files"
-  flags_at "$src" "$w/chg.files" "$w/chg.flags" || exit 1
-  precreate_nocow "$w/chg.flags" "$src" "$dst" || exit 1
-  sed -z '/^d /d; s/^[^ ]* //' "$w/chg" | (cd "$src" && xargs -0 -r cp -a --preserve=xattr --reflink=always --parents -t "$dst" --) ||
-    exit 1
-  #    cp keeps hardlinks only among the names of one run (xargs splits a long list into several), and a
-  #    name copied again under a moved directory is linked to nothing: every copied name of a source
-  #    inode with several names is linked again, in the copy, to the first of its names that was not
-  #    copied (or, when all were, to the first): records as text lines with their paths encoded.
-  enc_paths "$w/chg.files" >"$w/chg.enc" && enc_paths "$w/multi.ino" >"$w/multi.enc" || exit 1
-  awk 'NR == FNR { c[$0] = 1; next } { print $1, (($2 in c) ? 1 : 0), $2 }' "$w/chg.enc" "$w/multi.enc" |
-    LC_ALL=C sort -k 1,1 -k 2,2n | awk '$1 != ino { ino = $1; first = $3; next } $2 == 1 { print first; print $3 }' \
-    >"$w/pairs" || exit 1
-  dec_paths <"$w/pairs" | (cd "$dst" && xargs -0 -r stat --printf '%d:%i\n' --) >"$w/pairs.ino" || exit 1
-  [ "$(wc -l <"$w/pairs.ino")" = "$(wc -l <"$w/pairs")" ] || exit 1
-  paste -d ' ' "$w/pairs.ino" "$w/pairs" |
-    awk 'NR % 2 { i = $1; f = $2; next } $1 != i { print f; print $2 }' | dec_paths |
-    (cd "$dst" && xargs -0 -r -n 2 ln -f -T --) || exit 1
-  # 5. Changed directories: owner, mode, xattrs (ACLs included) from the source.
-  (cd "$dst" && xargs -0 -r sh -c '
-    src=$1; shift
-    for p; do
-      chown --reference="$src/$p" -- "$p" && chmod --reference="$src/$p" -- "$p" || exit 255
-      command -v getfattr >/dev/null 2>&1 || continue
-      getfattr -h -m - --absolute-names -- "$p" 2>/dev/null | sed -n "/^[^#]/p" | while IFS= read -r x; do
-        setfattr -h -x "$x" -- "$p" || exit 1
-      done || exit 255
-      (cd "$src" && getfattr -h -d -m - -e hex -- "$p") | setfattr -h --restore=- || exit 255
-    done' plb-dirmeta "$src" <"$w/chg.dirs") || exit 1
-  # 6. Directory mtimes, deepest first, of every directory whose entries or metadata changed here.
-  { paths "$w/gone" "$w/new" "$w/removed" | parents; cat "$w/chg.dirs"; } | LC_ALL=C sort -z -u >"$w/fix.any"
-  sed -z -n 's/^d //p' "$w/s.all" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/fix.any" >"$w/fix.dirs"
-  LC_ALL=C sort -z -r "$w/fix.dirs" | (cd "$dst" && xargs -0 -r sh -c '
-    src=$1; shift
-    for p; do touch -c -m -r "$src/$p" -- "$p" || exit 255; done' plb-mtime "$src") || exit 1
-  # 7. Inode flags, exactly the source's, deepest first, on every touched file and directory still there.
-  { paths "$w/chg"; cat "$w/fix.dirs" "$w/unlock"; } | LC_ALL=C sort -z -u >"$w/fl.any"
-  sed -z -n 's/^[fd] //p' "$w/s.all" | LC_ALL=C sort -z | LC_ALL=C comm -z -12 - "$w/fl.any" >"$w/fl.paths"
-  flags_at "$src" "$w/fl.paths" "$w/s.flags" || exit 1
-  flags_at "$dst" "$w/fl.paths" "$w/d.flags" || exit 1
-  LC_ALL=C comm -z -23 "$w/s.flags" "$w/d.flags" | LC_ALL=C sort -z -r -t ' ' -k 2 | (cd "$dst" && xargs -0 -r sh -c '
-    for e; do
-      want=${e%% *} p=${e#* }
-      have=$(lsattr -d -- "$p") || exit 255
-      have=${have%% *} add= del=
-      w=$(printf %s "$want" | tr -d -); h=$(printf %s "$have" | tr -d -)
-      while [ -n "$w" ]; do c=${w%"${w#?}"} w=${w#?}; case $h in *"$c"*) ;; *) add=$add$c ;; esac; done
-      w=$(printf %s "$want" | tr -d -)
-      while [ -n "$h" ]; do c=${h%"${h#?}"} h=${h#?}; case $w in *"$c"*) ;; *) del=$del$c ;; esac; done
-      [ -z "$del" ] || chattr "-$del" -- "$p" || { printf "cannot clear flags %s on %s\n" "$del" "$p" >&2; exit 255; }
-      [ -z "$add" ] || chattr "+$add" -- "$p" || { printf "cannot set flags %s on %s\n" "$add" "$p" >&2; exit 255; }
-    done' plb-flags) || exit 1
-  printf 'caught up: %s changed, %s gone\n' "$(tr -cd '\0' <"$w/chg" | wc -c)" "$(tr -cd '\0' <"$w/gone" | wc -c)" >&2
-)
-
+# ---- The steps ---------------------------------------------------------------------------------------------
 step() {
 op=$1
 shift
@@ -518,32 +598,7 @@ write-config)   # EXPECTED_SHA BACKUP_NAME; new content on stdin
   ;;
 move-nested)    # FROM TO: move every subvolume nested in FROM to the same place in TO, by rename,
                 # replacing the flattened copy cp made there (snapshots and cp are not recursive).
-  # A refusal in the inner shell can only make find exit 1, so it exits 1 (not $EXIT_REFUSED).
-  find "$1" -mindepth 1 -type d -inum "$SUBVOL_INO" -prune -exec sh -c '
-    ino=$1 from=$2 to=$3; shift 3
-    real=$(cd -P -- "$to" && pwd -P) || exit 1
-    for p in "$@"; do
-      rel=${p#"$from"/}
-      t=$to/$rel
-      # Only through real directories: never let a symlink on the way move a subvolume out of the tree.
-      if [ "$(cd -P -- "${t%/*}" 2>/dev/null && pwd -P)" != "${real}/${rel%/*}" ] && [ "${rel%/*}" != "$rel" ]; then
-        printf "%s: a symlink on the way; not moving the nested subvolume there\n" "$t" >&2
-        exit 1
-      fi
-      if [ "$(stat -c %i "$t" 2>/dev/null)" = "$ino" ]; then continue; fi
-      # Replacing an entry changes its directory mtime; put the verified one back afterwards.
-      ref=$(mktemp)
-      touch -r "${t%/*}" "$ref"
-      if [ -e "$t" ] || [ -L "$t" ]; then
-        if [ -d "$t" ] && [ ! -L "$t" ] && command -v chattr >/dev/null 2>&1; then
-          find "$t" \( -type f -o -type d \) -print0 | xargs -0 -r chattr -i -a -- 2>/dev/null || true
-        fi
-        rm -rf -- "$t"
-      fi
-      mv -- "$p" "$t"
-      touch -r "$ref" "${t%/*}"
-      rm -f "$ref"
-    done' plb-move "$SUBVOL_INO" "$1" "$2" {} +
+  nested_into "$1" "$2" outermost "a symlink on the way; not moving the nested subvolume there" "$move_nested_sh"
   sync_dir "$d"
   ;;
 remove)         # PATH: delete the old tree (directory or subvolume)
@@ -557,8 +612,7 @@ stop)
 start)          # idempotent: a rollback may find the container still running (failed before its stop), or
                 # frozen by someone since (it runs; lxc-start would fail on it)
   case $(lxc-info -n "$name" -P "$lxcpath" -s -H 2>/dev/null) in RUNNING | FROZEN) return 0 ;; esac
-  lxc-start -n "$name" -P "$lxcpath" -d
-  lxc-wait -n "$name" -P "$lxcpath" -s RUNNING -t 30
+  start_and_wait "$name" "$lxcpath"
   ;;
 *) fail "unknown step $op" ;;
 esac
