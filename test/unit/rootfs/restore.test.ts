@@ -1,0 +1,396 @@
+/**
+ * restoreFrom (roll back in place), pure parts: when a run restores, the plan of a restore, how an
+ * interrupted one resumes from its journal, the journal's parsing and the step argv.
+ */
+import { expect } from "chai";
+import { validate } from "../../../provider/core/inputs";
+import { type Journal, parseJournal, type RootfsInspection } from "../../../provider/rootfs/inspection";
+import { type RootfsInputs, rootfsArgsSchema } from "../../../provider/rootfs/inputs";
+import {
+  planConvert,
+  planRestore,
+  planRevert,
+  type RootfsPlan,
+  type RootfsPolicy,
+  type Step,
+} from "../../../provider/rootfs/plan";
+import { restoreRequested } from "../../../provider/rootfs/provider";
+import { batchArgs } from "../../../provider/rootfs/steps";
+
+const L = "/var/lib/lxc";
+const D = `${L}/c1`;
+const R = `${D}/rootfs`;
+const NEW = `${D}/rootfs.plb-restore`;
+const OLD = `${D}/rootfs.pre-restore`;
+const SNAP = `${D}/snaps/snap0`;
+
+/** A converted, stopped container with no leftovers: what planRestore is asked about. */
+function insp(over: Partial<RootfsInspection> = {}): RootfsInspection {
+  return {
+    btrfsVersion: "btrfs-progs v6.2",
+    lxcVersion: "5.0.2",
+    hasLxcCopy: true,
+    hasGetfattr: true,
+    rootfsFlags: "----------------------",
+    containerDir: "present",
+    fstype: "btrfs",
+    availBytes: 2 ** 30,
+    rootfs: "dir",
+    rootfsIsSubvolume: true,
+    exists: {
+      "rootfs.plb-new": false,
+      "rootfs.pre-btrfs": false,
+      "rootfs.plb-old": false,
+      "rootfs.plb-dir": false,
+      "config.pre-btrfs": true,
+      "rootfs.plb-restore": false,
+      "rootfs.pre-restore": false,
+    },
+    state: "STOPPED",
+    nested: [],
+    mounts: [],
+    config: `lxc.rootfs.path = btrfs:${R}\nlxc.uts.name = c1\n`,
+    ...over,
+  };
+}
+
+function policy(over: Partial<RootfsPolicy> = {}): RootfsPolicy {
+  return {
+    container: "c1",
+    lxcPath: L,
+    ifRunning: "fail",
+    nestedSubvolumes: "fail",
+    keepBackup: false,
+    ...over,
+  };
+}
+
+const jr = (phase: Journal["phase"], wasRunning: boolean, snapshot = "snap0"): Step => ({
+  op: "journal-restore",
+  phase,
+  snapshot,
+  wasRunning,
+});
+const check = (keep = false): Step => ({ op: "snapshot-check", snapshot: SNAP, cur: R, keep });
+const MAKE: Step[] = [
+  { op: "restore-snapshot", snapshot: SNAP, path: NEW },
+  { op: "restore-verify", snapshot: SNAP, path: NEW },
+];
+const SWAP: Step = { op: "swap", cur: R, next: NEW, old: OLD };
+const apply = (action: string, steps: Step[], restores?: string): RootfsPlan =>
+  restores === undefined ? { kind: "apply", action, steps } : { kind: "apply", action, steps, restores };
+const ACTION = "restore rootfs from snapshot snap0";
+
+describe("rootfs-restore: planRestore", () => {
+  const table: [string, Partial<RootfsInspection>, Partial<RootfsPolicy>, RootfsPlan][] = [
+    [
+      "stopped: check, journal, snapshot, verify, swap, remove the replaced rootfs",
+      {},
+      {},
+      apply(
+        ACTION,
+        [
+          check(),
+          jr("copying", false),
+          ...MAKE,
+          jr("swapping", false),
+          SWAP,
+          jr("swapped", false),
+          { op: "remove", path: OLD },
+          { op: "journal-clear" },
+        ],
+        "snap0",
+      ),
+    ],
+    [
+      "stopped, keepBackup: the replaced rootfs stays as rootfs.pre-restore, nested subvolumes allowed",
+      {},
+      { keepBackup: true },
+      apply(
+        ACTION,
+        [
+          check(true),
+          jr("copying", false),
+          ...MAKE,
+          jr("swapping", false),
+          SWAP,
+          jr("swapped", false),
+          { op: "journal-clear" },
+        ],
+        "snap0",
+      ),
+    ],
+    [
+      "running, ifRunning restart: stopped before the snapshot, started before the removal",
+      { state: "RUNNING" },
+      { ifRunning: "restart" },
+      apply(
+        ACTION,
+        [
+          check(),
+          jr("copying", true),
+          { op: "stop" },
+          ...MAKE,
+          jr("swapping", true),
+          SWAP,
+          jr("swapped", true),
+          { op: "start" },
+          { op: "remove", path: OLD },
+          { op: "journal-clear" },
+        ],
+        "snap0",
+      ),
+    ],
+    [
+      "frozen, ifRunning live: the same as restart (nothing to pre-copy)",
+      { state: "FROZEN" },
+      { ifRunning: "live" },
+      apply(
+        ACTION,
+        [
+          check(),
+          jr("copying", true),
+          { op: "stop" },
+          ...MAKE,
+          jr("swapping", true),
+          SWAP,
+          jr("swapped", true),
+          { op: "start" },
+          { op: "remove", path: OLD },
+          { op: "journal-clear" },
+        ],
+        "snap0",
+      ),
+    ],
+    [
+      "running, ifRunning fail: refused",
+      { state: "RUNNING" },
+      {},
+      {
+        kind: "refuse",
+        reason:
+          'container c1 is RUNNING; stop it first or set ifRunning: "restart" to restore it from snapshot snap0',
+      },
+    ],
+    [
+      "a leftover rootfs.pre-restore (an earlier restore's backup): refused",
+      { exists: { ...insp().exists, "rootfs.pre-restore": true } },
+      { keepBackup: true },
+      {
+        kind: "refuse",
+        reason: `${D}/rootfs.pre-restore already exists (an earlier restore's backup?) and no journal explains it; move it away or delete it (btrfs subvolume delete) and run again`,
+      },
+    ],
+    [
+      "a leftover rootfs.plb-restore: refused",
+      { exists: { ...insp().exists, "rootfs.plb-restore": true } },
+      {},
+      {
+        kind: "refuse",
+        reason: `${D}/rootfs.plb-restore already exists (an earlier restore's backup?) and no journal explains it; move it away or delete it (btrfs subvolume delete) and run again`,
+      },
+    ],
+    [
+      "an immutable rootfs directory cannot be renamed: refused",
+      { rootfsFlags: "----i-----------------" },
+      {},
+      {
+        kind: "refuse",
+        reason: `${R} itself is immutable or append-only (lsattr: ----i-----------------), so it cannot be renamed; clear it with chattr -i -a ${R} and run again`,
+      },
+    ],
+    [
+      "not a subvolume: refused",
+      { rootfsIsSubvolume: false },
+      {},
+      { kind: "refuse", reason: `${R} is not a subvolume; cannot restore it` },
+    ],
+  ];
+  for (const [what, over, pol, want] of table) {
+    it(what, () => {
+      expect(planRestore(insp(over), policy(pol), "snap0")).to.deep.equal(want);
+    });
+  }
+
+  it("the batch's argv: each op with its argument count, the snapshot path and the keep flag", () => {
+    const plan = planRestore(insp(), policy(), "snap0") as Extract<RootfsPlan, { kind: "apply" }>;
+    expect(batchArgs(L, "c1", plan.steps)).to.deep.equal([
+      L,
+      "c1",
+      ...["snapshot-check", "3", SNAP, R, "0"],
+      ...["journal-restore", "3", "copying", "snap0", "0"],
+      ...["restore-snapshot", "2", SNAP, NEW],
+      ...["restore-verify", "2", SNAP, NEW],
+      ...["journal-restore", "3", "swapping", "snap0", "0"],
+      ...["swap", "3", R, NEW, OLD],
+      ...["journal-restore", "3", "swapped", "snap0", "0"],
+      ...["remove", "1", OLD],
+      ...["journal-clear", "0"],
+    ]);
+  });
+});
+
+describe("rootfs-restore: an interrupted restore resumes from its journal (planConvert and planRevert)", () => {
+  const j = (phase: Journal["phase"], wasRunning: boolean): Journal => ({
+    op: "restore",
+    phase,
+    wasRunning,
+    snapshot: "snap0",
+  });
+  const has = (...names: string[]) => ({
+    ...insp().exists,
+    ...Object.fromEntries(names.map((n) => [n, true])),
+  });
+  const ROLLBACK = "roll back an interrupted restore from snapshot snap0 (not yet swapped)";
+  const table: [string, Partial<RootfsInspection>, Partial<RootfsPolicy>, RootfsPlan][] = [
+    [
+      "copying: the writable snapshot is discarded (the restore is then done again)",
+      { journal: j("copying", false), exists: has("rootfs.plb-restore") },
+      {},
+      apply(ROLLBACK, [{ op: "discard", path: NEW }, { op: "journal-clear" }]),
+    ],
+    [
+      "copying, was running and now stopped: discarded and started again",
+      { journal: j("copying", true), exists: has("rootfs.plb-restore") },
+      {},
+      apply(ROLLBACK, [{ op: "discard", path: NEW }, { op: "start" }, { op: "journal-clear" }]),
+    ],
+    [
+      "swapping, the rootfs still in place and no rootfs.pre-restore: not started, rolled back",
+      { journal: j("swapping", true), exists: has("rootfs.plb-restore"), state: "RUNNING" },
+      {},
+      apply(ROLLBACK, [{ op: "discard", path: NEW }, { op: "journal-clear" }]),
+    ],
+    [
+      "swapping, first rename done (rootfs missing): the swap is completed",
+      {
+        journal: j("swapping", false),
+        rootfs: "missing",
+        rootfsIsSubvolume: false,
+        exists: has("rootfs.plb-restore", "rootfs.pre-restore"),
+      },
+      {},
+      apply("resume an interrupted restore from snapshot snap0 (complete the swap)", [
+        SWAP,
+        jr("swapped", false),
+      ]),
+    ],
+    [
+      "swapping, both renames done: the swap step finds it done; journal swapped",
+      { journal: j("swapping", true), exists: has("rootfs.pre-restore") },
+      {},
+      apply("resume an interrupted restore from snapshot snap0 (complete the swap)", [
+        SWAP,
+        jr("swapped", true),
+      ]),
+    ],
+    [
+      "swapped: start, remove the replaced rootfs, clear; completes the restore of snap0",
+      { journal: j("swapped", true), exists: has("rootfs.pre-restore") },
+      {},
+      apply(
+        "resume an interrupted restore from snapshot snap0 (finish)",
+        [{ op: "start" }, { op: "remove", path: OLD }, { op: "journal-clear" }],
+        "snap0",
+      ),
+    ],
+    [
+      "swapped, already running and the replaced rootfs gone: only clear",
+      { journal: j("swapped", true), state: "RUNNING" },
+      {},
+      apply("resume an interrupted restore from snapshot snap0 (finish)", [{ op: "journal-clear" }], "snap0"),
+    ],
+    [
+      "swapped with keepBackup: the replaced rootfs is kept",
+      { journal: j("swapped", false), exists: has("rootfs.pre-restore") },
+      { keepBackup: true },
+      apply("resume an interrupted restore from snapshot snap0 (finish)", [{ op: "journal-clear" }], "snap0"),
+    ],
+  ];
+  for (const [what, over, pol, want] of table) {
+    it(what, () => {
+      expect(planConvert(insp(over), policy(pol))).to.deep.equal(want);
+    });
+  }
+  it("a delete with onDelete revert resumes the restore first", () => {
+    expect(planRevert(insp({ journal: j("copying", false) }), policy())).to.deep.equal(
+      apply(ROLLBACK, [{ op: "discard", path: NEW }, { op: "journal-clear" }]),
+    );
+  });
+});
+
+describe("rootfs-restore: parseJournal of a restore", () => {
+  it("reads the snapshot's name", () => {
+    expect(parseJournal("op=restore\nphase=swapping\nsnapshot=snap-1.a\nwas_running=1\n")).to.deep.equal({
+      op: "restore",
+      phase: "swapping",
+      wasRunning: true,
+      snapshot: "snap-1.a",
+    });
+  });
+  for (const text of [
+    "op=restore\nphase=copying\nwas_running=0\n",
+    "op=restore\nphase=copying\nsnapshot=../x\nwas_running=0\n",
+    "op=restore\nphase=copying\nsnapshot=a b\nwas_running=0\n",
+    "op=restore\nphase=copying\nsnapshot=\nwas_running=0\n",
+  ]) {
+    it(`refuses a missing or invalid snapshot name: ${JSON.stringify(text)}`, () => {
+      expect(() => parseJournal(text)).to.throw(
+        Error,
+        `unrecognised journal ${JSON.stringify(text)}: bad snapshot name`,
+      );
+    });
+  }
+  it("refuses a live conversion's phase in a restore journal", () => {
+    const text = "op=restore\nphase=precopying\nsnapshot=s\nwas_running=1\n";
+    expect(() => parseJournal(text)).to.throw(Error, `unrecognised journal ${JSON.stringify(text)}`);
+  });
+});
+
+describe("rootfs-restore: restoreRequested (when a run restores)", () => {
+  const inputs = (restoreFrom?: string): RootfsInputs => {
+    const res = validate(rootfsArgsSchema, {
+      connection: { host: "h1" },
+      container: "c1",
+      ...(restoreFrom === undefined ? {} : { restoreFrom }),
+    });
+    if (!res.ok) throw new Error(JSON.stringify(res.failures));
+    return res.value;
+  };
+  const table: [
+    string,
+    { restoreFrom?: string | null } | undefined,
+    string | undefined,
+    string | undefined,
+  ][] = [
+    ["create with restoreFrom", undefined, "a", "a"],
+    ["create without", undefined, undefined, undefined],
+    ["update, set for the first time", {}, "a", "a"],
+    ["update, changed", { restoreFrom: "a" }, "b", "b"],
+    ["update, unchanged: never again", { restoreFrom: "a" }, "a", undefined],
+    ["update, removed: nothing", { restoreFrom: "a" }, undefined, undefined],
+    ["update from state that stored null", { restoreFrom: null }, "a", "a"],
+  ];
+  for (const [what, olds, news, want] of table) {
+    it(what, () => {
+      expect(restoreRequested(olds as never, inputs(news))).to.equal(want);
+    });
+  }
+  it("restoreFrom is validated like a container name", () => {
+    const res = validate(rootfsArgsSchema, {
+      connection: { host: "h1" },
+      container: "c1",
+      restoreFrom: "../x",
+    });
+    expect(res).to.deep.equal({
+      ok: false,
+      failures: [
+        {
+          property: "restoreFrom",
+          reason:
+            "must be a container name: 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit, without '..' or '/'",
+        },
+      ],
+    });
+  });
+});
