@@ -4,7 +4,8 @@
  * captured into the serialized provider. What both providers share is in core/provider-base.ts.
  */
 import { inspectRootfsBatched, runBatched } from "../transport/batch";
-import { UserError } from "../core/errors";
+import { RemoteCommandError, UserError } from "../core/errors";
+import { ExitCode } from "../transport/exit-codes";
 import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspection";
 import { scriptArgv } from "../transport/remote-scripts";
 import { guardProviderProcess } from "../core/process-guard";
@@ -196,7 +197,7 @@ async function planAndApplyUntilDone(
     if (plan.kind === "refuse") throw base.refuse(inputs, remote, plan.reason, done);
     if (plan.kind === "done") return { insp, adopted: plan.adopted && done.length === 0 };
     base.log(inputs, remote, `${verb}: ${plan.action}`);
-    await applySteps(remote, inputs, plan.steps, insp);
+    await applySteps(remote, inputs, plan.steps, insp, done);
     done.push(plan.action);
     onApplied?.(plan);
   }
@@ -241,6 +242,7 @@ async function applySteps(
   inputs: RootfsInputs,
   steps: Step[],
   insp: RootfsInspection,
+  done: readonly string[] = [],
 ): Promise<void> {
   const started: Step["op"][] = [];
   const wasRunning = steps.some((s) => (s.op === "journal" || s.op === "journal-restore") && s.wasRunning);
@@ -260,6 +262,9 @@ async function applySteps(
     }
     if (batch.length) await runBatch(remote, inputs, batch, started);
   } catch (e) {
+    // A restore's first step refused the snapshot before anything changed: the host's reason, as a refusal.
+    if (started.length === 1 && started[0] === "snapshot-check" && e instanceof RemoteCommandError)
+      if (e.code === ExitCode.REFUSED) throw base.refuse(inputs, remote, e.stderr.trim(), done);
     // Rolled back before the swap started, or when the swap itself failed: it refuses before its first
     // rename (a container started by hand meanwhile), and the rollback's own check refuses after it.
     if ((!started.includes("swap") || started.at(-1) === "swap") && partial)

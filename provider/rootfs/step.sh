@@ -337,12 +337,12 @@ live_catchup() ( # SRC DST WORKDIR (holding ref, whose mtime is the threshold) D
 # subvolume itself, never what its entries point to.
 snapshot_ok() { # SNAP (<d>/snaps/NAME)
   for p in "${1%/*}" "$1" "$1/rootfs"; do
-    if [ -L "$p" ]; then fail "$p is a symlink; refusing to restore $name from it (rootfs left as it was): snapshots are real directories under $d/snaps, remove the symlink and make the snapshot again"; fi
+    if [ -L "$p" ]; then fail "$p is a symlink, not a snapshot's own directory (restoreFrom never follows one); remove it and make the snapshot again"; fi
   done
-  [ -d "$1" ] || fail "there is no snapshot ${1##*/} of $name ($1 is missing); rootfs left as it was: make the snapshot first or correct restoreFrom"
-  is_subvol "$1/rootfs" || fail "$1/rootfs is not a btrfs subvolume; rootfs left as it was: make the snapshot again"
+  [ -d "$1" ] || fail "there is no snapshot ${1##*/} of $name: $1 is missing; make the snapshot first (LxcSnapshot or lxc-snapshot) or correct restoreFrom"
+  is_subvol "$1/rootfs" || fail "$1/rootfs is not a btrfs subvolume, so not a snapshot of $name; make the snapshot again"
   [ "$(btrfs property get -ts "$1/rootfs" ro 2>/dev/null)" = ro=true ] ||
-    fail "$1/rootfs is not read-only (btrfs property get -ts $1/rootfs ro); rootfs left as it was: restore only from a read-only snapshot (set it with btrfs property set -ts $1/rootfs ro true)"
+    fail "$1/rootfs is not read-only, so it may have changed since it was taken; restore only from a read-only snapshot (btrfs property set -ts $1/rootfs ro true, if you know it is intact)"
 }
 # The value of one field of `btrfs subvolume show DIR` (UUID, Parent UUID...).
 subvol_value() { btrfs subvolume show "$1" 2>/dev/null | sed -n "s/^[[:space:]]*$2:[[:space:]]*//p" | head -n 1; }
@@ -580,7 +580,7 @@ snapshot-check) # SNAP CUR KEEP: the snapshot is usable, and (KEEP 0) CUR holds 
   snapshot_ok "$1"
   if [ "$3" = 0 ]; then
     nested=$(btrfs subvolume list -o "$2") || fail "cannot list the subvolumes below $2"
-    [ -z "$nested" ] || fail "$2 holds nested subvolumes (${nested##* path }...), which the removal of the replaced rootfs would lose; rootfs left as it was: set keepBackup: true (they stay in rootfs.pre-restore) or move them out first"
+    [ -z "$nested" ] || fail "$2 holds nested subvolumes (${nested##* path }...), which removing the replaced rootfs would lose; set keepBackup: true (they stay in rootfs.pre-restore) or move them out first"
   fi
   ;;
 journal-restore) # PHASE SNAPSHOT WAS_RUNNING: as journal, with the snapshot's name

@@ -14,7 +14,8 @@ import {
   type RootfsPolicy,
   type Step,
 } from "../../../provider/rootfs/plan";
-import { restoreRequested } from "../../../provider/rootfs/provider";
+import { diff, restoreRequested } from "../../../provider/rootfs/provider";
+import { logged } from "../../support/log";
 import { batchArgs } from "../../../provider/rootfs/steps";
 
 const L = "/var/lib/lxc";
@@ -392,5 +393,25 @@ describe("rootfs-restore: restoreRequested (when a run restores)", () => {
         },
       ],
     });
+  });
+});
+
+describe("rootfs-restore: the preview", () => {
+  const i = (restoreFrom?: string) =>
+    rootfsArgsSchema.parse({ connection: { host: "192.0.2.1" }, container: "c1", restoreFrom });
+  it("diff logs what will be restored, from the inputs alone (192.0.2.1 is unreachable)", async () => {
+    const { result, lines } = await logged(async () => diff({ ...i(), restoredFrom: null }, i("s1")));
+    expect(result).to.deep.equal({ changes: true, replaces: [] });
+    expect(lines).to.deep.equal([
+      "[lxc-btrfs] c1: rootfs will be restored from snapshot s1 (/var/lib/lxc/c1/snaps/s1/rootfs)",
+    ]);
+  });
+  it("no line when restoreFrom is unchanged or removed", async () => {
+    const { result, lines } = await logged(async () => [diff(i("s1"), i("s1")), diff(i("s1"), i())]);
+    expect(result).to.deep.equal([
+      { changes: false, replaces: [] },
+      { changes: true, replaces: [] },
+    ]);
+    expect(lines).to.deep.equal([]);
   });
 });
