@@ -81,6 +81,23 @@ const SWAP: Step = { op: "swap", cur: R, next: NEW, old: OLD };
 const apply = (action: string, steps: Step[], restores?: string): RootfsPlan =>
   restores === undefined ? { kind: "apply", action, steps } : { kind: "apply", action, steps, restores };
 const ACTION = "restore rootfs from snapshot snap0";
+/** The restore of a running container (restart, or live, which restores the same way). */
+const RESTORE_RUNNING = apply(
+  ACTION,
+  [
+    check(),
+    jr("copying", true),
+    { op: "stop" },
+    ...MAKE,
+    jr("swapping", true),
+    SWAP,
+    jr("swapped", true),
+    { op: "start" },
+    { op: "remove", path: OLD },
+    { op: "journal-clear" },
+  ],
+  "snap0",
+);
 
 describe("rootfs-restore: planRestore", () => {
   const table: [string, Partial<RootfsInspection>, Partial<RootfsPolicy>, RootfsPlan][] = [
@@ -125,43 +142,13 @@ describe("rootfs-restore: planRestore", () => {
       "running, ifRunning restart: stopped before the snapshot, started before the removal",
       { state: "RUNNING" },
       { ifRunning: "restart" },
-      apply(
-        ACTION,
-        [
-          check(),
-          jr("copying", true),
-          { op: "stop" },
-          ...MAKE,
-          jr("swapping", true),
-          SWAP,
-          jr("swapped", true),
-          { op: "start" },
-          { op: "remove", path: OLD },
-          { op: "journal-clear" },
-        ],
-        "snap0",
-      ),
+      RESTORE_RUNNING,
     ],
     [
       "frozen, ifRunning live: the same as restart (nothing to pre-copy)",
       { state: "FROZEN" },
       { ifRunning: "live" },
-      apply(
-        ACTION,
-        [
-          check(),
-          jr("copying", true),
-          { op: "stop" },
-          ...MAKE,
-          jr("swapping", true),
-          SWAP,
-          jr("swapped", true),
-          { op: "start" },
-          { op: "remove", path: OLD },
-          { op: "journal-clear" },
-        ],
-        "snap0",
-      ),
+      RESTORE_RUNNING,
     ],
     [
       "running, ifRunning fail: refused",
