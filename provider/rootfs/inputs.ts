@@ -29,6 +29,7 @@ export const rootfsArgsSchema = z
      * LxcSnapshot and lxc-snapshot make them): when set on create, or changed, the rootfs becomes a writable
      * snapshot of it (the container's changes since are replaced). Left unchanged, it never restores again;
      * removed, it changes nothing. The replaced rootfs is kept as rootfs.pre-restore when keepBackup is set.
+     * A running container follows ifRunning; "live" restores as "restart" does (a snapshot needs no pre-copy).
      */
     restoreFrom: containerName.optional(),
     /** "retain" (default) leaves the subvolume on delete; "revert" turns it back into a plain directory. */
