@@ -4,7 +4,12 @@
  */
 import { expect } from "chai";
 import { validate } from "../../../provider/core/inputs";
-import { type Journal, parseJournal, type RootfsInspection } from "../../../provider/rootfs/inspection";
+import {
+  type Journal,
+  parseJournal,
+  parseRootfsInspection,
+  type RootfsInspection,
+} from "../../../provider/rootfs/inspection";
 import { type RootfsInputs, rootfsArgsSchema } from "../../../provider/rootfs/inputs";
 import {
   planConvert,
@@ -16,6 +21,7 @@ import {
 } from "../../../provider/rootfs/plan";
 import { diff, restoreRequested } from "../../../provider/rootfs/provider";
 import { logged } from "../../support/log";
+import { fixture } from "../fixtures";
 import { batchArgs } from "../../../provider/rootfs/steps";
 
 const L = "/var/lib/lxc";
@@ -400,5 +406,31 @@ describe("rootfs-restore: the preview", () => {
       { changes: true, replaces: [] },
     ]);
     expect(lines).to.deep.equal([]);
+  });
+});
+
+describe("rootfs-restore: a real inspection of a restore cut between its two renames", () => {
+  // capture.sh restore: the restore's steps up to its swapping journal, then rootfs -> rootfs.pre-restore.
+  const raw = fixture("inspect-restore-swapping.bin");
+  const lxc = /btrfs:(\/\S+)\/rs\/rootfs/.exec(raw)?.[1] as string;
+  it("parses the journal with its snapshot, the missing rootfs and both restore trees", () => {
+    const insp = parseRootfsInspection(raw);
+    expect(insp.journal).to.deep.equal({
+      op: "restore",
+      phase: "swapping",
+      wasRunning: false,
+      snapshot: "s",
+    });
+    expect(insp).to.include({ rootfs: "missing", rootfsIsSubvolume: false, state: "STOPPED" });
+    expect(insp.exists).to.include({ "rootfs.plb-restore": true, "rootfs.pre-restore": true });
+  });
+  it("plans completing the swap", () => {
+    const d = `${lxc}/rs`;
+    expect(planConvert(parseRootfsInspection(raw), policy({ container: "rs", lxcPath: lxc }))).to.deep.equal(
+      apply("resume an interrupted restore from snapshot s (complete the swap)", [
+        { op: "swap", cur: `${d}/rootfs`, next: `${d}/rootfs.plb-restore`, old: `${d}/rootfs.pre-restore` },
+        { op: "journal-restore", phase: "swapped", snapshot: "s", wasRunning: false },
+      ]),
+    );
   });
 });
