@@ -131,22 +131,25 @@ describe("LxcSubvolumeRootfs restoreFrom: rollback in place (h1)", function () {
 
   it('a running container with ifRunning "restart" ends RUNNING on the restored tree; keepBackup keeps the replaced rootfs', async () => {
     await convertedWithSnapshot("s2");
-    const snapManifest = await manifest(h1, `${D}/snaps/s2/rootfs`);
+    // The container's own boot writes to its tree (busybox's init): data/ is what it never touches.
+    const snapData = await manifest(h1, `${D}/snaps/s2/rootfs/data`);
+    const snapUuid = await field(`${D}/snaps/s2/rootfs`, "UUID");
     await sh(`cd "$1/rootfs" && ${CHANGES}`, D);
-    const changed = await manifest(h1, `${D}/rootfs`);
+    const changedData = await manifest(h1, `${D}/rootfs/data`);
     const oldUuid = await field(`${D}/rootfs`, "UUID");
     await sh('lxc-start -n "$1" && lxc-wait -n "$1" -s RUNNING -t 30', name);
     const { outs } = await rootfs.create(
       inputs({ restoreFrom: "s2", ifRunning: "restart", keepBackup: true }),
     );
-    expect(outs).to.include({ state: "RUNNING", restoredFrom: "s2" });
+    expect(outs).to.include({ state: "RUNNING", restoredFrom: "s2", restoredSnapshotUuid: snapUuid });
     expect(await state()).to.equal("RUNNING");
     expect(
       await sh('lxc-attach -n "$1" -- /bin/sh -c "cat /data/keep; ls /data/added 2>&1 || true"', name),
     ).to.equal("keep\nls: /data/added: No such file or directory\n");
     await sh('lxc-stop -k -n "$1"', name);
-    expect(await manifest(h1, `${D}/rootfs`)).to.equal(snapManifest);
-    expect(await manifest(h1, `${D}/rootfs.pre-restore`)).to.equal(changed);
+    expect(await field(`${D}/rootfs`, "Parent UUID")).to.equal(snapUuid);
+    expect(await manifest(h1, `${D}/rootfs/data`)).to.equal(snapData);
+    expect(await manifest(h1, `${D}/rootfs.pre-restore/data`)).to.equal(changedData);
     expect(await field(`${D}/rootfs.pre-restore`, "UUID")).to.equal(oldUuid);
     expect(await sh('ls -A "$1"', D)).to.equal(
       "config\nconfig.pre-btrfs\nrootfs\nrootfs.pre-restore\nsnaps\n",
