@@ -19,8 +19,9 @@ import {
   type RootfsPolicy,
   type Step,
 } from "../../../provider/rootfs/plan";
-import { diff, restoreRequested } from "../../../provider/rootfs/provider";
+import { convergeWith, diff, restoreRequested } from "../../../provider/rootfs/provider";
 import { logged } from "../../support/log";
+import { FakeRemote, out, withLog } from "../fake-remote";
 import { fixture } from "../fixtures";
 import { batchArgs } from "../../../provider/rootfs/steps";
 
@@ -432,5 +433,102 @@ describe("rootfs-restore: a real inspection of a restore cut between its two ren
         { op: "journal-restore", phase: "swapped", snapshot: "s", wasRunning: false },
       ]),
     );
+  });
+});
+
+describe("rootfs-restore: orchestration (FakeRemote replaying a real restore, capture.sh restore)", () => {
+  const before = fixture("restore-rounds-inspect-before.bin");
+  const lxc = /btrfs:(\/\S+)\/rr\/rootfs/.exec(before)?.[1] as string;
+  const d = `${lxc}/rr`;
+  const i = (restoreFrom?: string) =>
+    rootfsArgsSchema.parse({ connection: { host: "fake" }, container: "rr", lxcPath: lxc, restoreFrom });
+  const INSPECT = ["plb-inspect-rootfs", lxc, "rr", "auto"];
+  const batch = (snap: string) => [
+    "plb-step",
+    lxc,
+    "rr",
+    ...["snapshot-check", "3", `${d}/snaps/${snap}`, `${d}/rootfs`, "0"],
+    ...["journal-restore", "3", "copying", snap, "0"],
+    ...["restore-snapshot", "2", `${d}/snaps/${snap}`, `${d}/rootfs.plb-restore`],
+    ...["restore-verify", "2", `${d}/snaps/${snap}`, `${d}/rootfs.plb-restore`],
+    ...["journal-restore", "3", "swapping", snap, "0"],
+    ...["swap", "3", `${d}/rootfs`, `${d}/rootfs.plb-restore`, `${d}/rootfs.pre-restore`],
+    ...["journal-restore", "3", "swapped", snap, "0"],
+    ...["remove", "1", `${d}/rootfs.pre-restore`],
+    ...["journal-clear", "0"],
+  ];
+  const LOG = "[lxc-btrfs] rr on root@fake:22:";
+
+  it("restores in one round: inspect, the restore batch, inspect (done); outputs record the snapshot and its UUID", async () => {
+    const remote = new FakeRemote([
+      out(before),
+      out(fixture("restore-rounds-batch.bin")),
+      out(fixture("restore-rounds-inspect-after.bin")),
+    ]);
+    const t0 = new Date().toISOString();
+    const { log, value, error } = await withLog(() => convergeWith(remote, i("s"), "update", "s"));
+    expect(error).to.equal(undefined);
+    expect(remote.commands).to.deep.equal([INSPECT, batch("s"), INSPECT]);
+    expect(remote.unused).to.equal(0);
+    expect(log).to.deep.equal([`${LOG} update: restore rootfs from snapshot s`]);
+    expect(value).to.include({
+      restoredFrom: "s",
+      restoredSnapshotUuid: "3e950eff-4134-4345-973b-a452b9cde035",
+      subvolumeUuid: "65c8c375-ec34-c247-8a7a-68e9acf9d266",
+      rootfsIsSubvolume: true,
+      interrupted: null,
+    });
+    expect((value?.restoredAt as string) >= t0).to.equal(true);
+  });
+
+  it("no restore requested (restoreFrom unchanged): one inspection, nothing sent, the prior record kept", async () => {
+    const remote = new FakeRemote([out(before)]);
+    const prior = { restoredFrom: "s", restoredSnapshotUuid: "u", restoredAt: "2026-01-01T00:00:00.000Z" };
+    const { value } = await withLog(() => convergeWith(remote, i("s"), "update", undefined, prior));
+    expect(remote.commands).to.deep.equal([INSPECT]);
+    expect(value).to.include(prior);
+  });
+
+  it("a snapshot refused by the batch's first step: the host's reason as a refusal, no rollback sent", async () => {
+    const remote = new FakeRemote([
+      out(before),
+      {
+        code: 3,
+        stdout: fixture("restore-rounds-refused.bin"),
+        stderr: fixture("restore-rounds-refused.err"),
+      },
+    ]);
+    const { error } = await withLog(() => convergeWith(remote, i("nope"), "create", "nope"));
+    expect(error?.message).to.equal(
+      `LxcSubvolumeRootfs rr on root@fake:22: there is no snapshot nope of rr: ${d}/snaps/nope is missing; make the snapshot first (LxcSnapshot or lxc-snapshot) or correct restoreFrom. Nothing was changed.`,
+    );
+    expect(remote.commands).to.deep.equal([INSPECT, batch("nope")]);
+    expect(remote.unused).to.equal(0);
+  });
+
+  it("a batch failing after the writable snapshot was made: rolled back (the swap had not started)", async () => {
+    const marks =
+      "@@step 1 snapshot-check\n@@step 2 journal-restore\n@@step 3 restore-snapshot\n@@step 4 restore-verify\n";
+    const remote = new FakeRemote([
+      out(before),
+      { code: 3, stdout: marks, stderr: "not swapping it in\n" },
+      out("@@step 1 unswapped\n@@step 2 discard\n@@step 3 journal-clear\n"),
+    ]);
+    const { error } = await withLog(() => convergeWith(remote, i("s"), "create", "s"));
+    expect(error?.message).to.equal(
+      `LxcSubvolumeRootfs rr: on root@fake:22: \`${batch("s").join(" ")}\` exited with code 3: not swapping it in`,
+    );
+    expect(remote.commands).to.deep.equal([
+      INSPECT,
+      batch("s"),
+      [
+        "plb-step",
+        lxc,
+        "rr",
+        ...["unswapped", "2", `${d}/rootfs`, `${d}/rootfs.pre-restore`],
+        ...["discard", "1", `${d}/rootfs.plb-restore`],
+        ...["journal-clear", "0"],
+      ],
+    ]);
   });
 });
