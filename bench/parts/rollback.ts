@@ -9,7 +9,7 @@
  */
 import { convergeWith } from "../../provider/rootfs/provider";
 import { openRemote } from "../../provider/transport/ssh";
-import { type BenchContext, quietly, rootfsInputs, warmRemote } from "../lib/context";
+import { type BenchContext, medianRoundTrip, quietly, rootfsInputs, warmRemote } from "../lib/context";
 import { destroy, LXC, settle, sh, timedOnHost } from "../lib/host";
 import { makeTemplate, templateName } from "./conversion";
 
@@ -53,14 +53,7 @@ export async function benchRollback(ctx: BenchContext, entries: number): Promise
       await sh(h, PREPARE, tpl, ...NAMES);
       await settle(h);
       const remote = await warmRemote(ctx, h);
-      const rtts: number[] = [];
-      for (let k = 0; k < 10; k++) {
-        const s = performance.now();
-        await remote.check(["true"]);
-        rtts.push(performance.now() - s);
-      }
-      rtts.sort((a, b) => a - b);
-      res.rtt.push((rtts[4] + rtts[5]) / 2);
+      res.rtt.push(await medianRoundTrip(remote, 10));
       const ours = async () => {
         const inputs = { ...rootfsInputs(ctx, h, NAMES[0]), restoreFrom: "s" };
         const s = performance.now();
