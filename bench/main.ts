@@ -4,7 +4,8 @@
  * run by run; see bench/lib/report.ts for how they are summarized and judged.
  *
  *   node main.js                 run everything (env: BENCH_RUNS, BENCH_SIZES, BENCH_SCALE, BENCH_PARTS,
- *                                BENCH_BUDGET_S, BENCH_DOWNTIME_ENTRIES, BENCH_DOWNTIME_HOST)
+ *                                BENCH_BUDGET_S, BENCH_DOWNTIME_ENTRIES, BENCH_DOWNTIME_HOST,
+ *                                BENCH_ROLLBACK_ENTRIES)
  *   node main.js --cleanup       remove every bench- container from h1 and h2
  *   node main.js --report FILE   render RESULTS.md and chart.svg again from a results.json
  */
@@ -30,6 +31,7 @@ import {
 import { benchDowntime } from "./parts/downtime";
 import { benchFleet } from "./parts/fleet";
 import { benchPreview } from "./parts/preview";
+import { benchRollback } from "./parts/rollback";
 import { benchScale, parseScale } from "./parts/scale";
 import { benchTransport } from "./parts/transport";
 
@@ -137,9 +139,9 @@ async function runAll(): Promise<BenchResults> {
     budgetMs: Number(process.env.BENCH_BUDGET_S ?? "1200") * 1000,
   });
   const t0 = process.env.BENCH_T0 ? Number(process.env.BENCH_T0) : ctx.started;
-  const parts = (process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,transport,conversion,downtime").split(
-    ",",
-  );
+  const parts = (
+    process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,transport,conversion,downtime,rollback"
+  ).split(",");
   const sizes = parseSizes(process.env.BENCH_SIZES ?? "1k,debian,10k,50k,100k");
   const res: BenchResults = {
     version: 1,
@@ -215,6 +217,9 @@ async function runAll(): Promise<BenchResults> {
     await attempt("downtime", async () => {
       const host = ctx.btrfsHosts.find((h) => h.name === (process.env.BENCH_DOWNTIME_HOST ?? "h2"));
       res.downtime = await benchDowntime(ctx, Number(process.env.BENCH_DOWNTIME_ENTRIES ?? "100000"), host);
+    });
+    await attempt("rollback", async () => {
+      res.rollback = await benchRollback(ctx, Number(process.env.BENCH_ROLLBACK_ENTRIES ?? "100000"));
     });
   } finally {
     res.otherTestRuns = others.stop();

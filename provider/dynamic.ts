@@ -64,7 +64,7 @@ function lazy(load: () => Impl): () => Impl {
 export const rootfs = provider(
   lazy(() => {
     const m = require("./rootfs/provider") as typeof import("./rootfs/provider");
-    return { ...m, diff: m.diffRootfs } as unknown as Impl;
+    return m as unknown as Impl;
   }),
 );
 

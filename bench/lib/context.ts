@@ -84,3 +84,15 @@ export async function quietly<T>(ctx: BenchContext, fn: () => Promise<T>): Promi
     console.log = orig;
   }
 }
+
+/** The median of N `true` round trips on a connected Remote, ms. */
+export async function medianRoundTrip(remote: Remote, n: number): Promise<number> {
+  const rtts: number[] = [];
+  for (let k = 0; k < n; k++) {
+    const s = performance.now();
+    await remote.check(["true"]);
+    rtts.push(performance.now() - s);
+  }
+  rtts.sort((a, b) => a - b);
+  return n % 2 ? rtts[(n - 1) / 2] : (rtts[n / 2 - 1] + rtts[n / 2]) / 2;
+}

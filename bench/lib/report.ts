@@ -6,6 +6,7 @@
 import type { CloneResult } from "../parts/clone";
 import type { ConversionResult } from "../parts/conversion";
 import type { DowntimeResult } from "../parts/downtime";
+import type { RollbackResult } from "../parts/rollback";
 import { FLEET_TREE_ENTRIES, type FleetResult, MAX_PER_HOST, PER_HOST } from "../parts/fleet";
 import { PREVIEW_RESOURCES, type PreviewResult } from "../parts/preview";
 import { type TransportResult, transportSection } from "../parts/transport";
@@ -42,6 +43,8 @@ export interface BenchResults {
   transport?: TransportResult;
   conversions: ConversionResult[];
   downtime?: DowntimeResult;
+  /** restoreFrom on a stopped container against a bare snapshot + two renames + one round trip. */
+  rollback?: RollbackResult;
   skipped: { tag: string; reason: string }[];
   errors: { part: string; message: string }[];
   notes: { postDotfiles?: string; postGuardSkips?: boolean; merged?: string };
@@ -61,6 +64,18 @@ function convLabel(c: ConversionResult): string {
 /** Every figure of the report, in order, with its target where the issue set one. */
 export function computeFigures(res: BenchResults): Figure[] {
   const figs: Figure[] = [];
+  const rb = res.rollback;
+  if (rb) {
+    const floor = rb.floor.map((ms, i) => ms + rb.rtt[i]);
+    figs.push({
+      group: `Rollback in place (restoreFrom) of a stopped container (${rb.entries} entries)`,
+      label: "ours / (btrfs subvolume snapshot + two renames + one SSH round trip)",
+      ratio: summarize(pairRatios(rb.ours, floor)),
+      target: { op: "<=", value: 2, text: "≤ 2×" },
+      oursMs: med(rb.ours),
+      baseMs: med(floor),
+    });
+  }
   const dt = res.downtime;
   if (dt) {
     const group = `Downtime of a running container (${dt.entries} entries)`;

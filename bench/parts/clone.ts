@@ -7,7 +7,14 @@
 import * as clone from "../../provider/clone/provider";
 import { convergeWith } from "../../provider/rootfs/provider";
 import { cloneArgsSchema } from "../../provider/clone/inputs";
-import { type BenchContext, quietly, rootConnection, rootfsInputs, warmRemote } from "../lib/context";
+import {
+  type BenchContext,
+  medianRoundTrip,
+  quietly,
+  rootConnection,
+  rootfsInputs,
+  warmRemote,
+} from "../lib/context";
 import { hostExec } from "../../test/support/fleet";
 import { createBusybox, destroy, LXC, settle, sh, spaceUsage, timedOnHost } from "../lib/host";
 
@@ -157,14 +164,7 @@ export async function benchClone(ctx: BenchContext): Promise<CloneResult> {
   ctx.log(`clone: sources ready in ${res.setupMs} ms; ${probe}`);
   for (let i = 0; i < ctx.runs; i++) {
     const remote = await warmRemote(ctx, h);
-    const rtts: number[] = [];
-    for (let k = 0; k < 10; k++) {
-      const s = performance.now();
-      await remote.check(["true"]);
-      rtts.push(performance.now() - s);
-    }
-    rtts.sort((a, b) => a - b);
-    res.rtt.push((rtts[4] + rtts[5]) / 2);
+    res.rtt.push(await medianRoundTrip(remote, 10));
     for (const [j, s] of CLONE_SIZES.entries()) {
       const r = res.sizes[j];
       const name = `bench-cl-${s.tag}`;

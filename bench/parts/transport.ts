@@ -14,7 +14,7 @@ import * as clone from "../../provider/clone/provider";
 import { cloneArgsSchema } from "../../provider/clone/inputs";
 import { convergeWith } from "../../provider/rootfs/provider";
 import { closeAllConnections, openRemote } from "../../provider/transport/ssh";
-import { type BenchContext, quietly, rootConnection, rootfsInputs } from "../lib/context";
+import { type BenchContext, medianRoundTrip, quietly, rootConnection, rootfsInputs } from "../lib/context";
 import { cloneTemplate, createBusybox, destroy, LXC, settle, sh, timedOnHost } from "../lib/host";
 import { type CommandTiming, timedRemote } from "../lib/remote-timing";
 import { FLOOR_SCRIPT, makeTemplate, templateName } from "./conversion";
@@ -127,14 +127,7 @@ export async function benchTransport(ctx: BenchContext): Promise<TransportResult
       const r = tmp.modes[mode];
       const remote = openRemote(rootfsInputs(ctx, h, SRC).connection);
       await remote.check(["true"]);
-      const rtts: number[] = [];
-      for (let k = 0; k < 20; k++) {
-        const t = performance.now();
-        await remote.check(["true"]);
-        rtts.push(performance.now() - t);
-      }
-      rtts.sort((a, b) => a - b);
-      r.rtt.push((rtts[9] + rtts[10]) / 2);
+      r.rtt.push(await medianRoundTrip(remote, 20));
 
       // clone: the provider's own create, through a warm connection; its commands timed by the trace
       const name = "bench-tr-cl";

@@ -24,6 +24,14 @@ export const rootfsArgsSchema = z
     nestedSubvolumes: z.enum(["fail", "keep"]).default("fail"),
     /** Keep the original directory as rootfs.pre-btrfs instead of deleting it. Default false. */
     keepBackup: z.boolean().default(false),
+    /**
+     * The name of a read-only snapshot of the container (`<lxcPath>/<container>/snaps/<name>/rootfs`, as
+     * LxcSnapshot and lxc-snapshot make them): when set on create, or changed, the rootfs becomes a writable
+     * snapshot of it (the container's changes since are replaced). Left unchanged, it never restores again;
+     * removed, it changes nothing. The replaced rootfs is kept as rootfs.pre-restore when keepBackup is set.
+     * A running container follows ifRunning; "live" restores as "restart" does (a snapshot needs no pre-copy).
+     */
+    restoreFrom: containerName.optional(),
     /** "retain" (default) leaves the subvolume on delete; "revert" turns it back into a plain directory. */
     onDelete: z.enum(["retain", "revert"]).default("retain"),
   })

@@ -66,7 +66,7 @@ for n; do
     h="${h}rootfs_flags=${v##*"$nl"}$nl"
     ;;
   esac
-  for x in rootfs.plb-new rootfs.pre-btrfs rootfs.plb-old rootfs.plb-dir config.pre-btrfs; do
+  for x in rootfs.plb-new rootfs.pre-btrfs rootfs.plb-old rootfs.plb-dir config.pre-btrfs rootfs.plb-restore rootfs.pre-restore; do
     if [ -e "$d/$x" ] || [ -L "$d/$x" ]; then h="${h}exists_$x=1$nl"; else h="${h}exists_$x=0$nl"; fi
   done
   s=STOPPED

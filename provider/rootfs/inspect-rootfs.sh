@@ -31,7 +31,7 @@ elif [ -d "$r" ]; then
   if [ "$mode" != 0 ]; then f=$(lsattr -d -- "$r" 2>/dev/null) && kv rootfs_flags "${f%% *}"; fi
 elif [ -e "$r" ]; then kv rootfs other
 else kv rootfs missing; fi
-for x in rootfs.plb-new rootfs.pre-btrfs rootfs.plb-old rootfs.plb-dir config.pre-btrfs; do
+for x in rootfs.plb-new rootfs.pre-btrfs rootfs.plb-old rootfs.plb-dir config.pre-btrfs rootfs.plb-restore rootfs.pre-restore; do
   if [ -e "$d/$x" ] || [ -L "$d/$x" ]; then kv "exists_$x" 1; else kv "exists_$x" 0; fi
 done
 state=$(lxc-info -n "$name" -P "$lxcpath" -s -H 2>/dev/null)

@@ -2,11 +2,14 @@
  * Parsers for what the inspect scripts print, pure. They fail closed: output we do not recognise is an
  * error, never a guess (btrfs-progs 6.2, the version tested, has no JSON output).
  */
+import { CONTAINER_NAME } from "../core/inputs";
 import { type BackingStore, classifyBackingStore, findRootfsLines } from "../host/lxc-config";
 import { parseSubvolumeFields, type SubvolumeInfo, unescapeMountinfo } from "../host/subvolume";
 
 export interface Journal {
-  op: "convert" | "revert";
+  op: "convert" | "revert" | "restore";
+  /** A restore's snapshot name (snaps/<name>). */
+  snapshot?: string;
   /** precopying and catching-up: the two phases of a live conversion before its verification. */
   phase: "copying" | "precopying" | "catching-up" | "swapping" | "swapped";
   wasRunning: boolean;
@@ -122,12 +125,20 @@ export function parseJournal(text: string): Journal | undefined {
   const op = m.get("op");
   const phase = m.get("phase");
   if (
-    (op !== "convert" && op !== "revert") ||
-    !["copying", "precopying", "catching-up", "swapping", "swapped"].includes(phase as string)
+    (op !== "convert" && op !== "revert" && op !== "restore") ||
+    !["copying", "precopying", "catching-up", "swapping", "swapped"].includes(phase as string) ||
+    (op === "restore" && !["copying", "swapping", "swapped"].includes(phase as string))
   ) {
     throw new Error(`unrecognised journal ${JSON.stringify(text.slice(0, 200))}`);
   }
-  return { op, phase: phase as Journal["phase"], wasRunning: m.get("was_running") === "1" };
+  const journal: Journal = { op, phase: phase as Journal["phase"], wasRunning: m.get("was_running") === "1" };
+  if (op === "restore") {
+    const snapshot = m.get("snapshot") ?? "";
+    if (!CONTAINER_NAME.test(snapshot) || snapshot.includes(".."))
+      throw new Error(`unrecognised journal ${JSON.stringify(text.slice(0, 200))}: bad snapshot name`);
+    journal.snapshot = snapshot;
+  }
+  return journal;
 }
 
 /** The backing store the config names, for outputs; "missing" when there is no usable line. */

@@ -36,6 +36,12 @@ export interface RootfsOutputs extends RootfsInputs {
   state: string;
   /** Set by read when a conversion was interrupted; the next update resumes or rolls it back. */
   interrupted: string | null;
+  /** The snapshot the rootfs was last restored from by this resource (restoreFrom), or null. */
+  restoredFrom: string | null;
+  /** That snapshot's subvolume UUID (the restored rootfs's Parent UUID), or null. */
+  restoredSnapshotUuid: string | null;
+  /** When that restore completed (ISO 8601, UTC), or null. */
+  restoredAt: string | null;
 }
 
 /** Every input key, for the class (the schema's keys; the compiler checks this list against them). */
@@ -46,6 +52,7 @@ export const ROOTFS_INPUT_KEYS = {
   ifRunning: true,
   nestedSubvolumes: true,
   keepBackup: true,
+  restoreFrom: true,
   onDelete: true,
 } as const satisfies Record<keyof RootfsInputs, true>;
 
@@ -63,4 +70,7 @@ export const ROOTFS_OUTPUT_KEYS = {
   bytes: true,
   state: true,
   interrupted: true,
+  restoredFrom: true,
+  restoredSnapshotUuid: true,
+  restoredAt: true,
 } as const satisfies Record<Exclude<keyof RootfsOutputs, keyof RootfsInputs>, true>;

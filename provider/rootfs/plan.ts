@@ -11,6 +11,11 @@
  *            -> journal(catching-up) -> stop -> catch-up (only what changed since the pre-copy started)
  *            -> verify -> the same swap and finish as convert, the start before the removal
  *   revert:  the same with a plain directory rootfs.plb-dir and the old subvolume as rootfs.plb-old.
+ *   restore (restoreFrom, a converted rootfs): snapshot-check -> journal(copying) -> [stop]
+ *            -> writable snapshot snaps/<name>/rootfs -> rootfs.plb-restore -> verify (its Parent UUID is the
+ *            snapshot's) -> journal(swapping) -> swap (rootfs -> rootfs.pre-restore, rootfs.plb-restore
+ *            -> rootfs) -> journal(swapped) -> [start] -> rootfs.pre-restore removed unless keepBackup.
+ *            Interrupted before the swap started, it is rolled back (and done again); after, finished.
  * The original tree is never changed before its copy is verified and swapped in.
  */
 import { createHash } from "node:crypto";
@@ -44,12 +49,24 @@ export type Step =
   | { op: "swap"; cur: string; next: string; old: string }
   | { op: "write-config"; expectedSha: string; content: string; backupName: string }
   | { op: "move-nested"; from: string; to: string }
-  | { op: "remove"; path: string };
+  | { op: "remove"; path: string }
+  /**
+   * Refuses unless `snapshot` (snaps/<name>) and its parent are real directories and its rootfs a
+   * read-only subvolume, and (unless `keep`) `cur` holds no nested subvolume. Changes nothing.
+   */
+  | { op: "snapshot-check"; snapshot: string; cur: string; keep: boolean }
+  /** The journal of a restore: `journal` with the snapshot's name. */
+  | { op: "journal-restore"; phase: Journal["phase"]; snapshot: string; wasRunning: boolean }
+  /** A writable snapshot of `snapshot`/rootfs at `path` (the snapshot checked again first). */
+  | { op: "restore-snapshot"; snapshot: string; path: string }
+  /** Refuses unless `path` is writable and a snapshot of exactly `snapshot`/rootfs, still read-only. */
+  | { op: "restore-verify"; snapshot: string; path: string };
 
 export type RootfsPlan =
   | { kind: "refuse"; reason: string }
   | { kind: "done"; adopted: boolean }
-  | { kind: "apply"; action: string; steps: Step[] };
+  /** `restores`: the snapshot whose restore this plan completes (the provider then records it). */
+  | { kind: "apply"; action: string; steps: Step[]; restores?: string };
 
 export interface RootfsPaths {
   dir: string;
@@ -58,6 +75,8 @@ export interface RootfsPaths {
   backup: string;
   revertDir: string;
   revertOld: string;
+  restoreNew: string;
+  restoreOld: string;
 }
 
 export function rootfsPaths(lxcPath: string, container: string): RootfsPaths {
@@ -69,6 +88,8 @@ export function rootfsPaths(lxcPath: string, container: string): RootfsPaths {
     backup: `${dir}/rootfs.pre-btrfs`,
     revertDir: `${dir}/rootfs.plb-dir`,
     revertOld: `${dir}/rootfs.plb-old`,
+    restoreNew: `${dir}/rootfs.plb-restore`,
+    restoreOld: `${dir}/rootfs.pre-restore`,
   };
 }
 
@@ -122,6 +143,7 @@ function stepsFinishing(j: Journal, p: RootfsPolicy, paths: RootfsPaths, insp: R
 /** Finishes or rolls back an interrupted operation found in the journal. */
 function planResume(insp: RootfsInspection, p: RootfsPolicy, paths: RootfsPaths): RootfsPlan {
   const j = insp.journal as Journal;
+  if (j.op === "restore") return planResumeRestore(j, insp, p, paths);
   // Before the swap nothing of the original changed: discard the copy and start the container again if
   // it ran (a live conversion may have stopped it; one still running is left running).
   if (j.phase === "copying" || j.phase === "precopying" || j.phase === "catching-up") {
@@ -308,4 +330,101 @@ export function planRevert(insp: RootfsInspection, p: RootfsPolicy): RootfsPlan 
   }
   const plan = stepsCopyAndSwap("revert", insp, { ...p, nestedSubvolumes: "keep" }, paths);
   return typeof plan === "string" ? { kind: "refuse", reason: plan } : plan;
+}
+
+/** The directory of snapshot `name` of the container: LXC's lxc-snapshot layout. */
+export function snapshotDir(paths: RootfsPaths, name: string): string {
+  return `${paths.dir}/snaps/${name}`;
+}
+
+/**
+ * Plans making the rootfs a writable snapshot of snapshot `name`, once the conversion is done (the
+ * provider asks only then, and only when restoreFrom is new: an unchanged restoreFrom never restores
+ * again). ifRunning "live" restores as "restart" does: a snapshot is taken in O(1), there is nothing
+ * to pre-copy, so the downtime is the stop, the snapshot, two renames and the start.
+ */
+export function planRestore(insp: RootfsInspection, p: RootfsPolicy, name: string): RootfsPlan {
+  const paths = rootfsPaths(p.lxcPath, p.container);
+  const refuse = (reason: string): RootfsPlan => ({ kind: "refuse", reason });
+  if (!insp.rootfsIsSubvolume) return refuse(`${paths.rootfs} is not a subvolume; cannot restore it`);
+  for (const leftover of ["rootfs.plb-restore", "rootfs.pre-restore"]) {
+    if (insp.exists[leftover]) {
+      return refuse(
+        `${paths.dir}/${leftover} already exists (an earlier restore's backup?) and no journal explains it; move it away or delete it (btrfs subvolume delete) and run again`,
+      );
+    }
+  }
+  if (/[ia]/.test(insp.rootfsFlags.replace(/-/g, ""))) {
+    return refuse(
+      `${paths.rootfs} itself is immutable or append-only (lsattr: ${insp.rootfsFlags}), so it cannot be renamed; clear it with chattr -i -a ${paths.rootfs} and run again`,
+    );
+  }
+  const running = insp.state === "RUNNING" || insp.state === "FROZEN";
+  if (running && p.ifRunning === "fail") {
+    return refuse(
+      `container ${p.container} is ${insp.state}; stop it first or set ifRunning: "restart" to restore it from snapshot ${name}`,
+    );
+  }
+  const snap = snapshotDir(paths, name);
+  const steps: Step[] = [
+    { op: "snapshot-check", snapshot: snap, cur: paths.rootfs, keep: p.keepBackup },
+    { op: "journal-restore", phase: "copying", snapshot: name, wasRunning: running },
+  ];
+  if (running) steps.push({ op: "stop" });
+  steps.push(
+    { op: "restore-snapshot", snapshot: snap, path: paths.restoreNew },
+    { op: "restore-verify", snapshot: snap, path: paths.restoreNew },
+    { op: "journal-restore", phase: "swapping", snapshot: name, wasRunning: running },
+    { op: "swap", cur: paths.rootfs, next: paths.restoreNew, old: paths.restoreOld },
+    { op: "journal-restore", phase: "swapped", snapshot: name, wasRunning: running },
+  );
+  if (running) steps.push({ op: "start" });
+  if (!p.keepBackup) steps.push({ op: "remove", path: paths.restoreOld });
+  steps.push({ op: "journal-clear" });
+  return { kind: "apply", action: `restore rootfs from snapshot ${name}`, steps, restores: name };
+}
+
+/**
+ * An interrupted restore: before its swap started, the writable snapshot is discarded (the provider
+ * then restores again: the original was never touched); after, the swap and the cleanup are finished.
+ */
+function planResumeRestore(
+  j: Journal,
+  insp: RootfsInspection,
+  p: RootfsPolicy,
+  paths: RootfsPaths,
+): RootfsPlan {
+  const name = j.snapshot as string;
+  const hasOld = insp.exists["rootfs.pre-restore"] === true;
+  const swapStarted = insp.rootfs === "missing" || hasOld;
+  if (j.phase === "copying" || (j.phase === "swapping" && !swapStarted)) {
+    const steps: Step[] = [{ op: "discard", path: paths.restoreNew }];
+    if (j.wasRunning && insp.state !== "RUNNING") steps.push({ op: "start" });
+    steps.push({ op: "journal-clear" });
+    return {
+      kind: "apply",
+      action: `roll back an interrupted restore from snapshot ${name} (not yet swapped)`,
+      steps,
+    };
+  }
+  if (j.phase === "swapping") {
+    return {
+      kind: "apply",
+      action: `resume an interrupted restore from snapshot ${name} (complete the swap)`,
+      steps: [
+        { op: "swap", cur: paths.rootfs, next: paths.restoreNew, old: paths.restoreOld },
+        { op: "journal-restore", phase: "swapped", snapshot: name, wasRunning: j.wasRunning },
+      ],
+    };
+  }
+  const steps: Step[] = [];
+  if (j.wasRunning && insp.state !== "RUNNING") steps.push({ op: "start" });
+  if (hasOld && !p.keepBackup) steps.push({ op: "remove", path: paths.restoreOld });
+  steps.push({ op: "journal-clear" });
+  return {
+    kind: "apply",
+    action: `resume an interrupted restore from snapshot ${name} (finish)`,
+    steps,
+    restores: name,
+  };
 }

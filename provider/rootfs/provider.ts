@@ -4,12 +4,13 @@
  * captured into the serialized provider. What both providers share is in core/provider-base.ts.
  */
 import { inspectRootfsBatched, runBatched } from "../transport/batch";
-import { UserError } from "../core/errors";
+import { RemoteCommandError, UserError } from "../core/errors";
+import { ExitCode } from "../transport/exit-codes";
 import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspection";
 import { scriptArgv } from "../transport/remote-scripts";
 import { guardProviderProcess } from "../core/process-guard";
-import { ProviderBase } from "../core/provider-base";
-import { planConvert, planRevert, type RootfsPlan, type RootfsPolicy, type Step } from "./plan";
+import { ProviderBase, sameValue } from "../core/provider-base";
+import { planConvert, planRestore, planRevert, type RootfsPlan, type RootfsPolicy, type Step } from "./plan";
 import type { CheckFailure } from "../core/inputs";
 import { type RootfsInputs, rootfsArgsSchema } from "./inputs";
 import type { RootfsOutputs } from "./outputs";
@@ -55,19 +56,47 @@ export function diffRootfs(
   return { changes: replaces.length > 0 || changed || drifted, replaces };
 }
 
+/**
+ * Pure: the snapshot a create or an update must restore the rootfs from: restoreFrom when it is set on
+ * create or changed since the last run. An unchanged restoreFrom never restores again (that would replace
+ * what the container wrote since), and a removed one restores nothing.
+ */
+export function restoreRequested(
+  olds: Partial<RootfsOutputs> | undefined,
+  news: RootfsInputs,
+): string | undefined {
+  if (news.restoreFrom === undefined) return undefined;
+  return olds && sameValue(olds.restoreFrom, news.restoreFrom) ? undefined : news.restoreFrom;
+}
+
+/** The same diff as diffRootfs, saying in the log (no network) what a restore will do. */
+export function diff(
+  olds: Partial<RootfsOutputs>,
+  news: RootfsInputs,
+): { changes: boolean; replaces: string[] } {
+  const d = diffRootfs(olds, news);
+  const snap = restoreRequested(olds, news);
+  if (snap && d.replaces.length === 0)
+    console.log(
+      `[lxc-btrfs] ${news.container}: rootfs will be restored from snapshot ${snap} (${news.lxcPath}/${news.container}/snaps/${snap}/rootfs)`,
+    );
+  return d;
+}
+
 export async function create(news: RootfsInputs): Promise<{ id: string; outs: RootfsOutputs }> {
   const inputs = base.parse(news);
-  const outs = await convergeWith(openRemote(inputs.connection), inputs, "create");
+  const outs = await convergeWith(openRemote(inputs.connection), inputs, "create", inputs.restoreFrom);
   return { id: base.resourceId(inputs), outs };
 }
 
 export async function update(
   _id: string,
-  _olds: RootfsOutputs,
+  olds: RootfsOutputs,
   news: RootfsInputs,
 ): Promise<{ outs: RootfsOutputs }> {
   const inputs = base.parse(news);
-  return { outs: await convergeWith(openRemote(inputs.connection), inputs, "update") };
+  const restore = restoreRequested(olds, inputs);
+  return { outs: await convergeWith(openRemote(inputs.connection), inputs, "update", restore, olds) };
 }
 
 export async function read(
@@ -98,16 +127,42 @@ function policyOf(i: RootfsInputs): RootfsPolicy {
   };
 }
 
-/** Converts (or adopts) through any Remote: the SSH one in the provider, a recording one in tests. */
+/**
+ * Converts (or adopts) through any Remote: the SSH one in the provider, a recording one in tests; then,
+ * when `restore` names a snapshot, restores the rootfs from it, once (a plan that completes it, a resumed
+ * one included, satisfies the request).
+ */
 export async function convergeWith(
   remote: Remote,
   inputs: RootfsInputs,
   verb = "create",
+  restore?: string,
+  prior?: Partial<RootfsOutputs>,
 ): Promise<RootfsOutputs> {
+  let pending = restore;
+  let restoredAt: string | undefined;
+  const planner = (insp: RootfsInspection): RootfsPlan => {
+    const plan = planConvert(insp, policyOf(inputs));
+    return plan.kind === "done" && pending ? planRestore(insp, policyOf(inputs), pending) : plan;
+  };
+  const onApplied = (plan: Extract<RootfsPlan, { kind: "apply" }>) => {
+    if (pending && plan.restores === pending) {
+      pending = undefined;
+      restoredAt = new Date().toISOString();
+    }
+  };
   const { insp, adopted } = await base.guard(inputs, () =>
-    planAndApplyUntilDone(remote, inputs, (i) => planConvert(i, policyOf(inputs)), verb),
+    planAndApplyUntilDone(remote, inputs, planner, verb, onApplied),
   );
-  return toOutputs(inputs, remote, insp, adopted);
+  const outs = toOutputs(inputs, remote, insp, adopted, prior);
+  if (restoredAt)
+    return {
+      ...outs,
+      restoredFrom: restore ?? null,
+      restoredSnapshotUuid: insp.subvolume?.parentUuid ?? null,
+      restoredAt,
+    };
+  return outs;
 }
 
 /** Turns the subvolume back into a plain directory with a dir: config, through any Remote. */
@@ -127,6 +182,7 @@ async function planAndApplyUntilDone(
   inputs: RootfsInputs,
   planner: (insp: RootfsInspection) => RootfsPlan,
   verb: string,
+  onApplied?: (plan: Extract<RootfsPlan, { kind: "apply" }>) => void,
 ): Promise<{ insp: RootfsInspection; adopted: boolean }> {
   const done: string[] = [];
   let first: RootfsInspection | undefined;
@@ -141,8 +197,9 @@ async function planAndApplyUntilDone(
     if (plan.kind === "refuse") throw base.refuse(inputs, remote, plan.reason, done);
     if (plan.kind === "done") return { insp, adopted: plan.adopted && done.length === 0 };
     base.log(inputs, remote, `${verb}: ${plan.action}`);
-    await applySteps(remote, inputs, plan.steps, insp);
+    await applySteps(remote, inputs, plan.steps, insp, done);
     done.push(plan.action);
+    onApplied?.(plan);
   }
   throw new UserError(
     base.message(inputs, remote, `the host did not settle after ${MAX_PLAN_ROUNDS} rounds; run again`),
@@ -185,12 +242,13 @@ async function applySteps(
   inputs: RootfsInputs,
   steps: Step[],
   insp: RootfsInspection,
+  done: readonly string[] = [],
 ): Promise<void> {
   const started: Step["op"][] = [];
-  const wasRunning = steps.some((s) => s.op === "journal" && s.wasRunning);
-  const partial = steps.find((s) => s.op === "subvol-create" || s.op === "mkdir-new") as
-    | { path: string }
-    | undefined;
+  const wasRunning = steps.some((s) => (s.op === "journal" || s.op === "journal-restore") && s.wasRunning);
+  const partial = steps.find(
+    (s) => s.op === "subvol-create" || s.op === "mkdir-new" || s.op === "restore-snapshot",
+  ) as { path: string } | undefined;
   try {
     // Each batch ends with a verification (its report is judged here before anything is swapped) or
     // with the last step.
@@ -204,6 +262,9 @@ async function applySteps(
     }
     if (batch.length) await runBatch(remote, inputs, batch, started);
   } catch (e) {
+    // A restore's first step refused the snapshot before anything changed: the host's reason, as a refusal.
+    if (started.length === 1 && started[0] === "snapshot-check" && e instanceof RemoteCommandError)
+      if (e.code === ExitCode.REFUSED) throw base.refuse(inputs, remote, e.stderr.trim(), done);
     // Rolled back before the swap started, or when the swap itself failed: it refuses before its first
     // rename (a container started by hand meanwhile), and the rollback's own check refuses after it.
     if ((!started.includes("swap") || started.at(-1) === "swap") && partial)
@@ -330,5 +391,8 @@ function toOutputs(
     interrupted: insp.journal
       ? `${insp.journal.op} interrupted in phase ${insp.journal.phase} on ${remote.target}`
       : null,
+    restoredFrom: prior?.restoredFrom ?? null,
+    restoredSnapshotUuid: prior?.restoredSnapshotUuid ?? null,
+    restoredAt: prior?.restoredAt ?? null,
   };
 }

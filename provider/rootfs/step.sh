@@ -410,6 +410,22 @@ remove_tree() {
   fi
 }
 
+# ---- Restore (restoreFrom): the rootfs becomes a writable snapshot of snaps/NAME/rootfs ------------------
+# Refuses unless the snapshot's directories (snaps and snaps/NAME) are real directories and its rootfs a
+# read-only subvolume, none of them a symlink: nothing here follows one, and btrfs snapshots the
+# subvolume itself, never what its entries point to.
+snapshot_ok() { # SNAP (<d>/snaps/NAME)
+  for p in "${1%/*}" "$1" "$1/rootfs"; do
+    if [ -L "$p" ]; then fail "$p is a symlink, not a snapshot's own directory (restoreFrom never follows one); remove it and make the snapshot again"; fi
+  done
+  [ -d "$1" ] || fail "there is no snapshot ${1##*/} of $name: $1 is missing; make the snapshot first (LxcSnapshot or lxc-snapshot) or correct restoreFrom"
+  is_subvol "$1/rootfs" || fail "$1/rootfs is not a btrfs subvolume, so not a snapshot of $name; make the snapshot again"
+  [ "$(btrfs property get -ts "$1/rootfs" ro 2>/dev/null)" = ro=true ] ||
+    fail "$1/rootfs is not read-only, so it may have changed since it was taken; restore only from a read-only snapshot (btrfs property set -ts $1/rootfs ro true, if you know it is intact)"
+}
+# The value of one field of `btrfs subvolume show DIR` (UUID, Parent UUID...).
+subvol_value() { btrfs subvolume show "$1" 2>/dev/null | sed -n "s/^[[:space:]]*$2:[[:space:]]*//p" | head -n 1; }
+
 # ---- The steps ---------------------------------------------------------------------------------------------
 step() {
 op=$1
@@ -613,6 +629,33 @@ start)          # idempotent: a rollback may find the container still running (f
                 # frozen by someone since (it runs; lxc-start would fail on it)
   case $(lxc-info -n "$name" -P "$lxcpath" -s -H 2>/dev/null) in RUNNING | FROZEN) return 0 ;; esac
   start_and_wait "$name" "$lxcpath"
+  ;;
+snapshot-check) # SNAP CUR KEEP: the snapshot is usable, and (KEEP 0) CUR holds no nested subvolume to lose
+  snapshot_ok "$1"
+  if [ "$3" = 0 ]; then
+    nested=$(btrfs subvolume list -o "$2") || fail "cannot list the subvolumes below $2"
+    [ -z "$nested" ] || fail "$2 holds nested subvolumes (${nested##* path }...), which removing the replaced rootfs would lose; set keepBackup: true (they stay in rootfs.pre-restore) or move them out first"
+  fi
+  ;;
+journal-restore) # PHASE SNAPSHOT WAS_RUNNING: as journal, with the snapshot's name
+  printf 'op=restore\nphase=%s\nsnapshot=%s\nwas_running=%s\n' "$1" "$2" "$3" >"$j.tmp"
+  sync -f "$j.tmp" 2>/dev/null || sync
+  mv -f "$j.tmp" "$j"
+  sync_dir "$d"
+  ;;
+restore-snapshot) # SNAP NEW: a writable snapshot of SNAP/rootfs at NEW
+  snapshot_ok "$1"
+  if [ -e "$2" ] || [ -L "$2" ]; then fail "$2 already exists"; fi
+  btrfs subvolume snapshot "$1/rootfs" "$2" >/dev/null
+  ;;
+restore-verify) # SNAP NEW: NEW is a writable snapshot of exactly SNAP/rootfs, which is still read-only
+  snapshot_ok "$1"
+  is_subvol "$2" || fail "$2 is not a subvolume; not swapping it in"
+  su=$(subvol_value "$1/rootfs" UUID) pu=$(subvol_value "$2" "Parent UUID")
+  if [ -z "$su" ] || [ "$su" != "$pu" ]; then
+    fail "$2 is not a snapshot of $1/rootfs (its Parent UUID is ${pu:-unknown}, the snapshot's UUID ${su:-unknown}); not swapping it in"
+  fi
+  [ "$(btrfs property get -ts "$2" ro 2>/dev/null)" = ro=false ] || fail "$2 is not writable; not swapping it in"
   ;;
 *) fail "unknown step $op" ;;
 esac

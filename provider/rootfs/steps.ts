@@ -29,6 +29,13 @@ export function stepArgs(step: Step): string[] {
       return [step.expectedSha, step.backupName];
     case "move-nested":
       return [step.from, step.to];
+    case "snapshot-check":
+      return [step.snapshot, step.cur, step.keep ? "1" : "0"];
+    case "journal-restore":
+      return [step.phase, step.snapshot, step.wasRunning ? "1" : "0"];
+    case "restore-snapshot":
+    case "restore-verify":
+      return [step.snapshot, step.path];
   }
 }
 

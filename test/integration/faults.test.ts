@@ -183,6 +183,73 @@ describe("fault matrix: each step × link cut, sshd killed, provider SIGKILL, di
     after(() => destroy(name));
   });
 
+  describe("LxcSubvolumeRootfs restore (restoreFrom)", () => {
+    const name = "it-fault-rs";
+    const D = `${LXC}/${name}`;
+    const inputs = rootfsArgsSchema.parse({ connection, container: name, restoreFrom: "s" });
+    const exists = async (p: string) => (await sh('[ -e "$1" ] && echo y || echo n', p)) === "y\n";
+    // The failpoints are the restore's steps (see provider/rootfs/plan.ts): journal-restore is its first
+    // journal (copying), the later ones are covered by the steps they precede.
+    const steps = [
+      "journal-restore",
+      "restore-snapshot",
+      "restore-verify",
+      "swap",
+      "remove",
+      "journal-clear",
+    ];
+    for (const step of steps) {
+      for (const f of FAULTS) {
+        it(`${step} × ${f}: the old or the restored rootfs is in place; the next run ends restored, the snapshot untouched`, async () => {
+          await destroy(name);
+          // Already converted (lxc-create -B btrfs), with flags, hardlinks and 2000 files; a read-only
+          // snapshot of it made by hand, then the container's tree changed.
+          await sh(
+            `lxc-create -n "$1" -t busybox -B btrfs >/dev/null 2>&1 && printf "lxc.net.0.type = empty\\n" >>"$2/config" && mkdir "$2/rootfs/bulk" && cd "$2/rootfs/bulk" && seq 1 2000 | xargs touch && ln 1 hard && cd .. && ${FLAGGED_TREE} && ` +
+              'mkdir -p "$2/snaps/s" && btrfs subvolume snapshot -r "$2/rootfs" "$2/snaps/s/rootfs" >/dev/null && cp "$2/config" "$2/snaps/s/config" && date >"$2/snaps/s/ts" && ' +
+              'cd "$2/rootfs" && echo new >bulk/new && rm bulk/7 && echo more >>etc/zstd && chattr -i etc/locked && echo x >>etc/locked && setfattr -n user.x -v 1 bulk/1',
+            name,
+            D,
+          );
+          const snap = await manifest(h1, `${D}/snaps/s/rootfs`);
+          const changed = await manifest(h1, `${D}/rootfs`);
+          const snapUuid = await sh(
+            'btrfs subvolume show "$1" | sed -n "s/^[[:space:]]*UUID:[[:space:]]*//p"',
+            `${D}/snaps/s/rootfs`,
+          );
+          const how = await strike("rootfs", inputs, name, step, f);
+          // Never neither: the old tree, the restored one, or (between the two renames) both beside it.
+          if (await exists(`${D}/rootfs`)) {
+            expect([changed, snap]).to.include(await manifest(h1, `${D}/rootfs`));
+            if (await exists(`${D}/rootfs.pre-restore`))
+              expect(await manifest(h1, `${D}/rootfs.pre-restore`)).to.equal(changed);
+          } else {
+            expect(await manifest(h1, `${D}/rootfs.pre-restore`)).to.equal(changed);
+            expect(await manifest(h1, `${D}/rootfs.plb-restore`)).to.equal(snap);
+          }
+          const { result, lines } = await logged(() => rootfs.create(inputs));
+          const recovery = lines
+            .find((l) => / (roll back|resume) an interrupted/.test(l))
+            ?.replace(/^.*: /, "");
+          expect(result.outs).to.include({
+            restoredFrom: "s",
+            restoredSnapshotUuid: snapUuid.trim(),
+            interrupted: null,
+          });
+          expect(await manifest(h1, `${D}/rootfs`)).to.equal(snap);
+          expect(await manifest(h1, `${D}/snaps/s/rootfs`)).to.equal(snap);
+          expect(await sh('btrfs property get -ts "$1"', `${D}/snaps/s/rootfs`)).to.equal("ro=true\n");
+          expect(await sh('ls -A "$1"', D)).to.equal("config\nrootfs\nsnaps\n");
+          expect(await subvolumes(name)).to.equal(`${D}/rootfs\n${D}/snaps/s/rootfs\n`);
+          matrix.push(
+            `restore ${step.padEnd(16)} × ${f.padEnd(16)} -> faulted run ${how.startsWith("failed") ? "failed" : "succeeded"}; next run: ${recovery ?? (lines.some((l) => l.includes("restore rootfs")) ? "restored" : "found it done")}; restored exactly`,
+          );
+        });
+      }
+    }
+    after(() => destroy(name));
+  });
+
   describe("LxcSnapshotClone create", () => {
     const src = "it-fault-src";
     const name = "it-fault-cl";

@@ -50,6 +50,7 @@ describe("provider-base: inputs", () => {
       "ifRunning",
       "nestedSubvolumes",
       "keepBackup",
+      "restoreFrom",
       "onDelete",
     ]);
     const cloneBase = new ProviderBase({

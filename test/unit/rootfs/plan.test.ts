@@ -118,6 +118,8 @@ describe("rootfs-plan: rootfsPaths and requiredFreeBytes", () => {
       backup: BAK,
       revertDir: RDIR,
       revertOld: ROLD,
+      restoreNew: `${D}/rootfs.plb-restore`,
+      restoreOld: `${D}/rootfs.pre-restore`,
     });
   });
 

@@ -32,6 +32,9 @@ function outputs(i: RootfsInputs = inputs(), over: Partial<RootfsOutputs> = {}):
     bytes: 3970426,
     state: "STOPPED",
     interrupted: null,
+    restoredFrom: null,
+    restoredSnapshotUuid: null,
+    restoredAt: null,
     ...over,
   };
 }

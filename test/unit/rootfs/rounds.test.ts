@@ -98,6 +98,9 @@ function converted(over: Partial<RootfsOutputs> = {}): RootfsOutputs {
     bytes: 3970426,
     state: "STOPPED",
     interrupted: null,
+    restoredFrom: null,
+    restoredSnapshotUuid: null,
+    restoredAt: null,
     ...over,
   };
 }
