@@ -32,12 +32,13 @@ enter_snaps() {
   [ "$(pwd -P)" = "$real/snaps" ] || fail "$sdir was replaced while in use"
 }
 # Deletes the subvolume $1 (relative to snaps/) and every subvolume below it, after clearing their
-# read-only flags (a read-only parent keeps its nested ones). Walks the tree only if the plain delete fails.
+# read-only flags (a read-only parent keeps its nested ones: all are cleared first, then deleted deepest
+# first). Walks the tree only if the plain delete fails, which it does when there are nested ones.
 delete_tree() {
   btrfs property set -ts "$1" ro false
   if btrfs subvolume delete "$1" >/dev/null 2>&1; then return 0; fi
-  find "$1" -depth -type d -inum "$SUBVOL_INO" -exec sh -c '
-    for s; do btrfs property set -ts "$s" ro false && btrfs subvolume delete "$s" >/dev/null || exit 1; done' plb-del {} +
+  find "$1" -mindepth 1 -type d -inum "$SUBVOL_INO" -exec btrfs property set -ts {} ro false \;
+  find "$1" -depth -type d -inum "$SUBVOL_INO" -exec btrfs subvolume delete {} + >/dev/null
 }
 # Removes a build left by a make cut short (in snaps/), thawing the container first if that build froze it.
 drop_making() {
@@ -106,18 +107,18 @@ place_nested() {
   realroot=$(cd -P -- "$ctd/rootfs" && pwd -P)
   while :; do
     placed=$(find "$tmp/rootfs" -mindepth 1 -type d -inum 2 -exec sh -c '
-      sr=$1 br=$2; shift 2
+      sr=$1 br=$2 ino=$3; shift 3
       for p; do
         rel=${p#"$br"/}
         at=$(cd -P -- "$sr/$rel" 2>/dev/null && pwd -P) || at=
-        if [ "$at" != "$sr/$rel" ] || [ "$(stat -c %i -- "$at")" != 256 ]; then
+        if [ "$at" != "$sr/$rel" ] || [ "$(stat -c %i -- "$at")" != "$ino" ]; then
           printf "%s: not a subvolume reached through real directories in the container any more; not snapshotting it\n" "$sr/$rel" >&2
           exit 1
         fi
         rmdir -- "$p"
         btrfs subvolume snapshot -- "$at" "$p" >/dev/null
         printf "%s\n" "$rel"
-      done' plb-nested "$realroot" "$tmp/rootfs" {} +)
+      done' plb-nested "$realroot" "$tmp/rootfs" "$SUBVOL_INO" {} +)
     [ -n "$placed" ] || break
     printf '%s\n' "$placed" >>"$tmp/nested"
   done
