@@ -7,6 +7,8 @@
  */
 import { readFileSync } from "node:fs";
 import { expect } from "chai";
+import { cloneArgsSchema } from "../../provider/clone/inputs";
+import * as clone from "../../provider/clone/provider";
 import { type SnapshotInputs, snapshotArgsSchema } from "../../provider/snapshot/inputs";
 import * as snapshot from "../../provider/snapshot/provider";
 import { script } from "../../provider/transport/remote-scripts";
@@ -54,6 +56,7 @@ printf '#!/bin/sh\\ntrap "exit 0" PWR TERM\\n/usr/local/sbin/plb-writer &\\nwhil
 printf '#!/bin/sh\\ni=0\\nwhile :; do i=$((i+1)); echo $i >/srv/counter.tmp; mv /srv/counter.tmp /srv/counter; echo $i >>/srv/log; [ $((i %% 50)) = 0 ] && echo $i >/srv/f$((i %% 500)); done\\n' >"$r/usr/local/sbin/plb-writer"
 chmod 755 "$r/usr/local/sbin/plb-init" "$r/usr/local/sbin/plb-writer"
 printf 'lxc.init.cmd = /usr/local/sbin/plb-init\\nlxc.net.0.type = empty\\n' >>"/var/lib/lxc/$1/config"
+printf 'lxc.net.1.type = macvlan\\nlxc.net.1.link = eth0\\nlxc.net.1.macvlan.mode = bridge\\nlxc.net.1.hwaddr = 00:16:3e:5a:5a:01\\n' >>"/var/lib/lxc/$1/config"
 echo x >"$r/srv/xattr" && setfattr -n user.plb -v 1 "$r/srv/xattr"
 touch "$r/srv/nocow" && chattr +C "$r/srv/nocow" && echo nocow >"$r/srv/nocow"
 mkdir "$r/srv/noatime" && chattr +A "$r/srv/noatime"
@@ -202,6 +205,49 @@ describe("LxcSnapshot on the fleet", function () {
         deleteBeforeReplace: true,
       });
       await sh('btrfs property set -ts "$1" ro true', frozenOuts.rootfsPath);
+    });
+
+    it("a clone of the snapshot boots as itself, is writable and shares nothing with the snapshot", async () => {
+      const CL = "it-snapclone";
+      const before = await manifest(host, frozenOuts.path);
+      const a = cloneArgsSchema.parse({ connection, source: CT, snapshot: "pre", name: CL, start: true });
+      try {
+        const { result } = await logged(() => clone.create(a));
+        const outs = result.outs;
+        expect(outs).to.include({
+          state: "RUNNING",
+          parentUuid: frozenOuts.uuid,
+          actualHostname: CL,
+          adopted: false,
+        });
+        expect(outs.drift).to.deep.equal([]);
+        expect(outs.hwaddrs).to.have.length(1);
+        expect(outs.hwaddrs[0]).to.not.equal("00:16:3e:5a:5a:01");
+        expect(await roOf(outs.rootfsPath)).to.equal("ro=false");
+        const attach = async (...cmd: string[]) =>
+          (await sh('lxc-attach -n "$1" -- "$@"', CL, ...cmd)).trim();
+        expect(await attach("cat", "/proc/sys/kernel/hostname")).to.equal(CL);
+        expect(await attach("cat", "/sys/class/net/eth0/address")).to.equal(outs.hwaddrs[0]);
+        expect(await attach("cat", "/etc/hostname")).to.equal(CL);
+        // The clone's writer runs on its own tree; the snapshot does not change.
+        await attach("sh", "-c", "echo clone-only >/root/clone-only");
+        expect(await manifest(host, frozenOuts.path)).to.equal(before);
+        expect(await sh('cat "$1/config" | grep -c "it-snapdeb/snaps" || true', `${LXC}/${CL}`)).to.equal(
+          "0\n",
+        );
+        expect((await clone.read("", outs)).props?.drift).to.deep.equal([]);
+        await logged(() => clone.del("", outs));
+        expect(await manifest(host, frozenOuts.path)).to.equal(before);
+      } finally {
+        await destroyContainers(host, CL);
+      }
+    });
+
+    it("a clone of a snapshot that does not exist is refused, naming it", async () => {
+      const a = cloneArgsSchema.parse({ connection, source: CT, snapshot: "nosuch", name: "it-snapnone" });
+      expect(await rejectionOf(logged(() => clone.create(a)))).to.equal(
+        `LxcSnapshotClone it-snapnone (from ${CT} snapshot nosuch) on ${TARGET}: source ${CT} has no snapshot nosuch (${LXC}/${CT}/snaps/nosuch does not exist); declare the LxcSnapshot and pass it in this clone's dependsOn. Nothing was changed.`,
+      );
     });
 
     it("delete removes exactly its own subvolume and files; the container and other snapshots stay", async () => {

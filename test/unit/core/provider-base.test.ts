@@ -64,6 +64,7 @@ describe("provider-base: inputs", () => {
       "lxcPath",
       "source",
       "name",
+      "snapshot",
       "ifSourceRunning",
       "start",
       "hostname",

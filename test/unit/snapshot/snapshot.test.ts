@@ -19,6 +19,10 @@ import {
   takeProblem,
 } from "../../../provider/snapshot/plan";
 import { createSnapshotWith, diffSnapshot, update } from "../../../provider/snapshot/provider";
+import { cloneArgsSchema } from "../../../provider/clone/inputs";
+import { parseCloneInspection } from "../../../provider/clone/inspection";
+import { sourceProblem } from "../../../provider/clone/plan";
+import { diffClone } from "../../../provider/clone/provider";
 import { validate } from "../../../provider/core/inputs";
 import { FakeRemote, out, withLog } from "../fake-remote";
 import { fixture, SNAP_LXC } from "../fixtures";
@@ -331,6 +335,37 @@ describe("LxcSnapshot: create through a fake remote", () => {
     const { error } = await withLog(() => createSnapshotWith(remote, inputs()));
     expect(error?.message).to.equal(
       `LxcSnapshot s1 (of sn) on root@fake:22: ${SNAP_LXC}/sn/snaps/s1 appeared while the snapshot was being made; choose another name or remove it. Nothing was changed.`,
+    );
+  });
+});
+
+describe("LxcSnapshotClone of a snapshot: the source side is the snapshot", () => {
+  const read = parseCloneInspection(fixture("clone-inspect.bin"));
+
+  it("clone.sh is given SOURCE/snaps/SNAPSHOT, and a snapshot input change replaces the clone", () => {
+    const a = cloneArgsSchema.parse({
+      connection: { host: "h" },
+      source: "web1",
+      snapshot: "pre",
+      name: "w",
+    });
+    expect(diffClone({ ...a, snapshot: undefined }, a).replaces).to.deep.equal(["snapshot"]);
+    expect(diffClone({ ...a, snapshot: "other" }, a).replaces).to.deep.equal(["snapshot"]);
+  });
+
+  it("a missing snapshot, or one that is not a btrfs snapshot with its config, is refused", () => {
+    expect(
+      sourceProblem({ ...read, source: { dir: "missing", isSubvolume: false } }, "/l", "web1", "pre"),
+    ).to.equal(
+      "source web1 has no snapshot pre (/l/web1/snaps/pre does not exist); declare the LxcSnapshot and pass it in this clone's dependsOn",
+    );
+    expect(sourceProblem(read, "/l", "web1", "pre")).to.equal(
+      "/l/web1/snaps/pre is not a snapshot with a btrfs subvolume rootfs and a btrfs: config pointing at it, so it cannot be snapshot-cloned",
+    );
+    const cfg = "lxc.rootfs.path = btrfs:/l/web1/snaps/pre/rootfs\n";
+    expect(sourceProblem({ ...read, sourceConfig: cfg }, "/l", "web1", "pre")).to.equal(undefined);
+    expect(sourceProblem({ ...read, sourceConfig: cfg, hasLxcCopy: false }, "/l", "web1", "pre")).to.equal(
+      "cloning a snapshot needs lxc-copy (LXC >= 2.0); install lxc",
     );
   });
 });
