@@ -1,4 +1,5 @@
 /** What snapshot.sh's `inspect` (and the end of `make` and `delete`) prints, parsed. Pure; fails closed. */
+import { splitSections } from "../host/sections";
 import { parseSubvolumeFields, type SubvolumeInfo } from "../host/subvolume";
 
 /** What is at a path, as the script names it without following a symlink. */
@@ -109,16 +110,8 @@ export function parseSnapshotInspection(out: string): SnapshotInspection {
       throw new Error(`unrecognised snapshot inspection line ${JSON.stringify(line.slice(0, 100))}`);
     kv.set(line.slice(0, eq), line.slice(eq + 1));
   }
-  const sections = new Map<string, string[]>();
-  let cur = "";
-  for (const item of out.slice(first).split("\0")) {
-    if (SECTIONS.includes(item) && !sections.has(item)) {
-      cur = item;
-      sections.set(cur, []);
-    } else if (cur) sections.get(cur)?.push(item);
-  }
-  const text = (k: string) =>
-    (sections.get(k) ?? []).filter((x, i, a) => x !== "" || i < a.length - 1).join("\0");
+  const sections = splitSections(out.slice(first), SECTIONS);
+  const text = sections.text;
   const show = text("@@snap_show");
   const frozen = kv.get("frozen_ns");
   return {
@@ -137,7 +130,7 @@ export function parseSnapshotInspection(out: string): SnapshotInspection {
     ts: text("@@snap_ts"),
     snapNested: text("@@snap_nested").split("\n").filter(Boolean),
     config: text("@@config"),
-    nested: (sections.get("@@nested") ?? []).filter(Boolean),
+    nested: sections.items("@@nested").filter(Boolean),
     frozenNs: frozen === undefined ? undefined : Number(frozen),
     stateAtSnapshot: kv.get("state"),
     thawed: kv.get("thawed") === "1",

@@ -14,7 +14,7 @@ import * as snapshot from "../../provider/snapshot/provider";
 import { script } from "../../provider/transport/remote-scripts";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, loadInventory, manifest } from "../support/fleet";
-import { destroyContainers, hostSh, makeBusybox, rejectionOf, waitFor } from "../support/host";
+import { destroyContainers, failpoint, hostSh, makeBusybox, rejectionOf, waitFor } from "../support/host";
 import { logged } from "../support/log";
 
 const inv = loadInventory();
@@ -23,7 +23,6 @@ const key = readFileSync(inv.users.root.privateKeyPath as string, "utf8");
 const connection = { host: host.address, privateKey: key, knownHostsPath: inv.knownHostsPath };
 const TARGET = `root@${host.address}:22`;
 const LXC = "/var/lib/lxc";
-const HOLD = "/run/plb-hold";
 const LOCAL = "/var/cache/pulumi-lxc-btrfs/debian-bookworm-minbase.lxc";
 
 const sh = (s: string, ...a: string[]) => hostSh(host, s, ...a);
@@ -76,17 +75,9 @@ async function convertedBusybox(name: string): Promise<void> {
   await sh('lxc-create -n "$1" -t busybox -B btrfs >/dev/null 2>&1', name);
 }
 
-async function held(name: string, point: string): Promise<void> {
-  await sh('mkdir -p "$1" && rm -f "$2.reached" && : >"$2"', HOLD, `${HOLD}/${name}.${point}`);
-}
-async function reached(name: string, point: string): Promise<void> {
-  await waitFor(
-    `${HOLD}/${name}.${point}.reached`,
-    async () => (await sh('[ -e "$1.reached" ] && echo y || true', `${HOLD}/${name}.${point}`)) === "y\n",
-    120_000,
-  );
-}
-const release = (name: string, point: string) => sh('rm -f "$1" "$1.reached"', `${HOLD}/${name}.${point}`);
+const held = (name: string, point: string) => failpoint(host, name, point).set();
+const reached = (name: string, point: string) => failpoint(host, name, point).reached();
+const release = (name: string, point: string) => failpoint(host, name, point).release();
 
 /** Starts snapshot.sh make on the host in its own process group (as the provider would); its pgid. */
 async function makeOnHost(container: string, name: string, ifRunning: string): Promise<string> {
