@@ -20,6 +20,7 @@ state_of() { if state=$(lxc-info -n "$ct" -P "$lxcpath" -s -H 2>/dev/null); then
 # cd into snaps/ (made when missing and $1 is 1; returns 1 when missing and $1 is 0), never through a symlink.
 enter_snaps() {
   kind_of "$ctd"
+  if [ "$k" = missing ] && [ "$1" = 0 ]; then return 1; fi
   [ "$k" = dir ] || fail "$ctd is $k, not the container's directory"
   kind_of "$sdir"
   case $k in
@@ -117,6 +118,8 @@ place_nested() {
         fi
         rmdir -- "$p"
         btrfs subvolume snapshot -- "$at" "$p" >/dev/null
+        # The directory holding it keeps the mtime it has in the container (the rmdir and the snapshot set it).
+        touch -c -m -r "$(dirname -- "$at")" -- "$(dirname -- "$p")"
         printf "%s\n" "$rel"
       done' plb-nested "$realroot" "$tmp/rootfs" "$SUBVOL_INO" {} +)
     [ -n "$placed" ] || break
