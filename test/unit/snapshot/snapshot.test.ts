@@ -330,6 +330,14 @@ describe("LxcSnapshot: create through a fake remote", () => {
     expect(remote.commands).to.have.length(1);
   });
 
+  it("an unreadable report after the make says the snapshot was made, and that a next run starts from it", async () => {
+    const remote = new FakeRemote([out(fixture("snapshot-inspect-none.bin")), out("garbage\n")]);
+    const { error } = await withLog(() => createSnapshotWith(remote, inputs()));
+    expect(error?.message).to.equal(
+      "LxcSnapshot s1 (of sn) on root@fake:22: cannot read the host's inspection: unrecognised snapshot inspection output. This run had already changed the host (made the snapshot); run again: it starts from what it finds there.",
+    );
+  });
+
   it("a name taken between the inspection and the make: refused, nothing made", async () => {
     const remote = new FakeRemote([out(fixture("snapshot-inspect-none.bin")), { code: 4, stderr: "exists" }]);
     const { error } = await withLog(() => createSnapshotWith(remote, inputs()));
