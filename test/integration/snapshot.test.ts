@@ -274,7 +274,7 @@ describe("LxcSnapshot on the fleet", function () {
       await held("cut", "frozen");
       const pgid = await makeOnHost(CT, "cut", "freeze");
       await reached("cut", "frozen");
-      await sh('kill -9 -- "-$1"', pgid);
+      await sh('/bin/kill -s KILL -- "-$1"', pgid);
       await release("cut", "frozen");
       expect(await state(CT)).to.equal("FROZEN");
       expect(await leftovers(CT)).to.equal(".plb-making-cut\n");
@@ -300,7 +300,7 @@ describe("LxcSnapshot on the fleet", function () {
       await held("term", "frozen");
       const pgid = await makeOnHost(CT, "term", "freeze");
       await reached("term", "frozen");
-      await sh('kill -TERM -- "-$1"', pgid);
+      await sh('/bin/kill -s TERM -- "-$1"', pgid);
       await release("term", "frozen");
       await waitFor("the thaw", async () => (await state(CT)) === "RUNNING");
       await waitFor("the build's removal", async () => (await leftovers(CT)) === "");
@@ -310,7 +310,7 @@ describe("LxcSnapshot on the fleet", function () {
       await held("late", "rename");
       const pgid = await makeOnHost(CT, "late", "freeze");
       await reached("late", "rename");
-      await sh('kill -9 -- "-$1"', pgid);
+      await sh('/bin/kill -s KILL -- "-$1"', pgid);
       await release("late", "rename");
       expect(await state(CT)).to.equal("RUNNING");
       expect(await leftovers(CT)).to.equal(".plb-making-late\n");
