@@ -4,7 +4,7 @@
  * directory, so the name resolves to the copy of this package the program has installed, wherever that is:
  * the state names no path of the machine that wrote it.
  *
- * Besides forwarding to rootfs/provider.ts and clone/provider.ts, it
+ * Besides forwarding to rootfs/provider.ts, clone/provider.ts and snapshot/provider.ts, it
  * - takes connection secrets from the stack config in `configure` (transport/credentials.ts), and
  * - rewrites state written by 0.1.0, whose stored provider `require`s the implementation by absolute path
  *   (`ROOTFS_IMPL: "/…/dist/provider/rootfs-provider.js"`): `diff` reports a change for such a resource and
@@ -73,5 +73,13 @@ export const clone = provider(
   lazy(() => {
     const m = require("./clone/provider") as typeof import("./clone/provider");
     return { ...m, diff: m.diffClone } as unknown as Impl;
+  }),
+);
+
+/** LxcSnapshot. */
+export const snapshot = provider(
+  lazy(() => {
+    const m = require("./snapshot/provider") as typeof import("./snapshot/provider");
+    return { ...m, diff: m.diffSnapshot } as unknown as Impl;
   }),
 );

@@ -7,6 +7,10 @@ set -eu
 op=$1 lxcpath=$2 src=$3 name=$4
 shift 4
 sd=$lxcpath/$src cd=$lxcpath/$name
+# SOURCE may name a read-only snapshot of a container, SRC/snaps/SNAP (LxcSnapshot's and LXC's layout):
+# the clone is then made from it (op_copy_snapshot), and the source side of the inspection is the snapshot.
+snap=
+case $src in */snaps/*) snap=${src##*/} src=${src%%/*} ;; esac
 # Sets $state to what lxc-info says (UNKNOWN if it says nothing), or to "" if lxc-info fails. A variable,
 # not $(state_of): a subshell for the function would be one more fork.
 state_of() { if state=$(lxc-info -n "$1" -P "$lxcpath" -s -H 2>/dev/null); then state=${state:-UNKNOWN}; else state=; fi; }
@@ -177,6 +181,13 @@ op_destroy() { # stop if running, remove nested subvolumes deepest first, then l
   fi
   rm -f -- "$lxcpath/.plb-making-$name"
 }
+op_copy_snapshot() { # a writable snapshot clone of the read-only snapshot $sd (SRC/snaps/SNAP)
+  # LXC sees <lxcpath>/SRC/snaps as a directory of containers holding one named SNAP; it must be reached
+  # through real directories only, or lxc-copy would snapshot whatever a symlink there points at.
+  { [ ! -L "$lxcpath/$src/snaps" ] && [ ! -L "$sd" ] && is_subvol "$sd/rootfs"; } ||
+    fail "$sd: snaps/ or the snapshot is a symlink, or its rootfs is not a subvolume; not cloning it"
+  lxc-copy -n "$snap" -N "$name" -P "$lxcpath/$src/snaps" -p "$lxcpath" -s -B btrfs -K
+}
 
 case $op in
 inspect|destroy) "op_$op" "$@" ;;
@@ -186,7 +197,7 @@ make)           # MODE TOOL NESTED(0|1): snapshot (the source is unfrozen or res
   # Checked once, before the marker: a marker says that what is there is ours.
   if [ -e "$cd" ]; then printf '%s\n' "$cd already exists" >&2; exit "$EXIT_NAME_TAKEN"; fi
   : >"$lxcpath/.plb-making-$name"
-  op_snapshot "$1" "$2"
+  if [ -n "$snap" ]; then op_copy_snapshot; else op_snapshot "$1" "$2"; fi
   hold "$name" nested
   if [ "$3" = 1 ]; then op_nested; fi
   op_inspect made

@@ -17,6 +17,11 @@ export const cloneArgsSchema = z
     source: containerName,
     /** The clone's name. */
     name: containerName,
+    /**
+     * Clone a snapshot of the source instead of the source itself: the name of a read-only snapshot in
+     * `<lxcPath>/<source>/snaps/` (an LxcSnapshot's `name`). The source's state does not matter then.
+     */
+    snapshot: containerName.optional(),
     /** "fail" (default), "freeze" (freeze the source for the instant of the snapshot) or "restart". */
     ifSourceRunning: z.enum(["fail", "freeze", "restart"]).default("fail"),
     /** Start the clone after creating it. Default false. */

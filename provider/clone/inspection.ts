@@ -1,4 +1,5 @@
 /** What clone.sh's `inspect` prints about a source and its clone, parsed. Pure; fails closed. */
+import { splitSections } from "../host/sections";
 import { parseSubvolumeFields, type SubvolumeInfo } from "../host/subvolume";
 
 export interface SideInfo {
@@ -68,17 +69,8 @@ export function parseCloneInspection(out: string): CloneInspection {
     }
     return info;
   };
-  const items = out.slice(first).split("\0");
-  const sections = new Map<string, string[]>();
-  let cur = "";
-  for (const item of items) {
-    if (SECTIONS.includes(item) && !sections.has(item)) {
-      cur = item;
-      sections.set(cur, []);
-    } else if (cur) sections.get(cur)?.push(item);
-  }
-  const text = (k: string) =>
-    (sections.get(k) ?? []).filter((x, i, a) => x !== "" || i < a.length - 1).join("\0");
+  const sections = splitSections(out.slice(first), SECTIONS);
+  const text = sections.text;
   return {
     making: kv.get("making") === "1",
     hasLxcCopy: kv.get("has_lxc_copy") === "1",
@@ -86,7 +78,8 @@ export function parseCloneInspection(out: string): CloneInspection {
     source: side("source"),
     clone: side("clone"),
     // "NAME MAC" lines, one item of newline-separated lines (or, as older scripts print it, an item each).
-    hwaddrs: (sections.get("@@hwaddrs") ?? [])
+    hwaddrs: sections
+      .items("@@hwaddrs")
       .flatMap((x) => x.split("\n"))
       .filter(Boolean)
       .map((x) => {
@@ -97,6 +90,6 @@ export function parseCloneInspection(out: string): CloneInspection {
     cloneConfig: text("@@clone_config"),
     cloneHostname: text("@@clone_hostname").trim(),
     cloneHosts: text("@@clone_hosts"),
-    nested: (sections.get("@@nested") ?? []).filter(Boolean),
+    nested: sections.items("@@nested").filter(Boolean),
   };
 }

@@ -38,6 +38,7 @@ export const CLONE_INPUT_KEYS = {
   lxcPath: true,
   source: true,
   name: true,
+  snapshot: true,
   ifSourceRunning: true,
   start: true,
   hostname: true,

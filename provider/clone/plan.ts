@@ -24,8 +24,17 @@ export function adoptProblem(
   return undefined;
 }
 
-/** Why the source cannot be snapshot-cloned, or undefined when it can. */
-export function sourceProblem(insp: CloneInspection, lxcPath: string, source: string): string | undefined {
+/**
+ * Why the source cannot be snapshot-cloned, or undefined when it can. With `snapshot`, the inspection's
+ * source side is that snapshot of the source (`<lxcPath>/<source>/snaps/<snapshot>`), and it is checked.
+ */
+export function sourceProblem(
+  insp: CloneInspection,
+  lxcPath: string,
+  source: string,
+  snapshot?: string,
+): string | undefined {
+  if (snapshot !== undefined) return snapshotSourceProblem(insp, lxcPath, source, snapshot);
   if (insp.source.dir === "missing") return `source container ${source} does not exist in ${lxcPath}`;
   if (insp.source.fstype !== "btrfs") return `source ${source} is on ${insp.source.fstype}, not btrfs`;
   const cfg = checkRootfsConfig(insp.sourceConfig, `${lxcPath}/${source}/rootfs`);
@@ -35,6 +44,22 @@ export function sourceProblem(insp: CloneInspection, lxcPath: string, source: st
       `declare an LxcSubvolumeRootfs for ${source} and pass it in this clone's dependsOn`
     );
   }
+  return undefined;
+}
+
+function snapshotSourceProblem(
+  insp: CloneInspection,
+  lxcPath: string,
+  source: string,
+  snapshot: string,
+): string | undefined {
+  const at = `${lxcPath}/${source}/snaps/${snapshot}`;
+  if (insp.source.dir === "missing")
+    return `source ${source} has no snapshot ${snapshot} (${at} does not exist); declare the LxcSnapshot and pass it in this clone's dependsOn`;
+  if (!insp.hasLxcCopy) return "cloning a snapshot needs lxc-copy (LXC >= 2.0); install lxc";
+  const cfg = checkRootfsConfig(insp.sourceConfig, `${at}/rootfs`);
+  if (!insp.source.isSubvolume || !cfg.ok || cfg.store !== "btrfs")
+    return `${at} is not a snapshot with a btrfs subvolume rootfs and a btrfs: config pointing at it, so it cannot be snapshot-cloned`;
   return undefined;
 }
 

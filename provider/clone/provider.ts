@@ -33,12 +33,12 @@ guardProviderProcess();
 const base = new ProviderBase<CloneInputs>({
   type: "LxcSnapshotClone",
   schema: cloneArgsSchema,
-  label: (i) => `${i.name} (from ${i.source})`,
+  label: (i) => `${i.name} (from ${i.source}${i.snapshot ? ` snapshot ${i.snapshot}` : ""})`,
   logLabel: (i) => `clone ${i.name}`,
   container: (i) => i.name,
 });
 
-const REPLACE_KEYS = ["source", "name", "lxcPath"] as const;
+const REPLACE_KEYS = ["source", "snapshot", "name", "lxcPath"] as const;
 
 export async function check(
   _olds: unknown,
@@ -115,7 +115,7 @@ export async function createCloneWith(
     // What this create changed on the host so far, for messages that stop it.
     const done: string[] = [];
     let insp = await inspect(remote, inputs);
-    const problem = sourceProblem(insp, inputs.lxcPath, inputs.source);
+    const problem = sourceProblem(insp, inputs.lxcPath, inputs.source, inputs.snapshot);
     if (problem) throw base.refuse(inputs, remote, problem);
     if (insp.clone.dir === "present" && insp.making) {
       // A create cut off between the snapshot and the end of the fixups (connection lost, provider killed)
@@ -171,7 +171,9 @@ function desired(i: CloneInputs) {
 }
 
 function cloneArgv(i: CloneInputs, op: string, ...args: string[]): string[] {
-  return scriptArgv("clone", [op, i.lxcPath, i.source, i.name, ...args]);
+  // A snapshot of the source goes as SOURCE/snaps/SNAPSHOT: clone.sh clones that (names hold no "/").
+  const source = i.snapshot ? `${i.source}/snaps/${i.snapshot}` : i.source;
+  return scriptArgv("clone", [op, i.lxcPath, source, i.name, ...args]);
 }
 
 async function inspect(
@@ -189,7 +191,8 @@ async function makeClone(
   insp: CloneInspection,
   done: readonly string[],
 ): Promise<CloneInspection> {
-  const running = insp.source.state === "RUNNING" || insp.source.state === "FROZEN";
+  // A snapshot is read-only: whatever the source does, there is nothing to freeze or stop.
+  const running = !i.snapshot && (insp.source.state === "RUNNING" || insp.source.state === "FROZEN");
   if (running && i.ifSourceRunning === "fail") {
     throw base.refuse(
       i,

@@ -14,6 +14,7 @@ const SCRIPT_DIRS = {
   "inspect-many": "rootfs",
   step: "rootfs",
   clone: "clone",
+  snapshot: "snapshot",
   discover: "fleet",
   batch: "transport",
 } as const;

@@ -14,6 +14,7 @@ import {
 } from "../support/fleet";
 import { exampleStack, fleetAccess } from "../support/examples";
 import { hostSh } from "../support/host";
+import { previewChanges as changes } from "../support/pulumi";
 
 const inv = loadInventory();
 const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
@@ -85,6 +86,44 @@ describe("examples/ with the real Pulumi CLI", function () {
     );
     await ex.run(["destroy", "--yes", "--skip-preview"]);
     expect(await hostSh(h1, "ls /var/lib/lxc")).to.not.include("web1-clone");
+  });
+
+  it("restore-point snapshots web2 with a clone of the snapshot; each preview shows exactly the next step", async () => {
+    const ex = await exampleStack("restore-point", "ex", {
+      host: h1.address,
+      container: "web2",
+      tryClone: true,
+      ...fleetAccess(inv),
+    });
+    const snaps = "/var/lib/lxc/web2/snaps";
+    expect(changes((await ex.run(["preview"])).stdout)).to.deep.equal([
+      "rehearsal create",
+      "restore-point create",
+      "rootfs create",
+    ]);
+    await ex.run(["up", "--yes", "--skip-preview"]);
+    const outs = JSON.parse((await ex.run(["stack", "output", "--json"])).stdout);
+    expect(outs.snapshotPath).to.equal(`${snaps}/pre-upgrade`);
+    expect(outs.snapshotParentUuid).to.equal(outs.containerUuid);
+    expect(outs.rehearsalParentUuid).to.equal(outs.snapshotUuid);
+    expect(outs.frozenMs).to.equal(null); // web2 is stopped
+    expect(await hostSh(h1, `btrfs property get -ts ${snaps}/pre-upgrade/rootfs ro`)).to.equal("ro=true\n");
+    expect(await hostSh(h1, "lxc-snapshot -n web2 -L | cut -d' ' -f1-2")).to.equal(
+      `pre-upgrade (${snaps})\n`,
+    );
+    expect(noChanges((await ex.run(["preview"])).stdout)).to.equal(true);
+    // The upgrade went well: the restore point (and its clone) go, nothing else.
+    await ex.run(["config", "set", "restorePoint", "false"]);
+    expect(changes((await ex.run(["preview"])).stdout)).to.deep.equal([
+      "rehearsal delete",
+      "restore-point delete",
+    ]);
+    await ex.run(["up", "--yes", "--skip-preview"]);
+    expect(await hostSh(h1, `ls -A ${snaps}; ls /var/lib/lxc | grep -c '^web2-clone$' || true`)).to.equal(
+      "0\n",
+    );
+    expect(await hostSh(h1, "stat -c %i /var/lib/lxc/web2/rootfs")).to.equal("256\n");
+    await ex.run(["destroy", "--yes", "--skip-preview"]);
   });
 
   it("fleet rolls out canary first, hosts in parallel, never over the per-host limit, and previews with no SSH", async () => {

@@ -16,7 +16,7 @@ import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/input
 import * as rootfs from "../../provider/rootfs/provider";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FaultAction, type FleetHost, fault, loadInventory, manifest } from "../support/fleet";
-import { destroyContainers, hostSh, waitFor } from "../support/host";
+import { destroyContainers, failpoint, HOLD, hostSh, waitFor } from "../support/host";
 import { logged } from "../support/log";
 
 const inv = loadInventory();
@@ -24,7 +24,6 @@ const inv = loadInventory();
 const host = inv.hosts.find((h) => h.name === "h4") as FleetHost;
 const key = readFileSync(inv.users.root.privateKeyPath as string, "utf8");
 const LXC = "/var/lib/lxc";
-const HOLD = "/run/plb-hold";
 const LOCAL = "/var/cache/pulumi-lxc-btrfs/debian-bookworm-minbase.lxc";
 
 const sh = (script: string, ...args: string[]) => hostSh(host, script, ...args);
@@ -111,17 +110,9 @@ const belowTop = (m: string) =>
 
 const state = async (name: string) => (await sh('lxc-info -n "$1" -s -H', name)).trim();
 
-async function held(name: string, point: string): Promise<void> {
-  await sh('mkdir -p "$1" && rm -f "$2.reached" && : >"$2"', HOLD, `${HOLD}/${name}.${point}`);
-}
-async function reached(name: string, point: string): Promise<void> {
-  await waitFor(
-    `${HOLD}/${name}.${point}.reached`,
-    async () => (await sh('[ -e "$1.reached" ] && echo y || true', `${HOLD}/${name}.${point}`)) === "y\n",
-    120_000,
-  );
-}
-const release = (name: string, point: string) => sh('rm -f "$1" "$1.reached"', `${HOLD}/${name}.${point}`);
+const held = (name: string, point: string) => failpoint(host, name, point).set();
+const reached = (name: string, point: string) => failpoint(host, name, point).reached();
+const release = (name: string, point: string) => failpoint(host, name, point).release();
 
 /**
  * Starts a create held at each of `points` and waits until it reached the first; `failed` is what it

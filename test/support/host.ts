@@ -86,3 +86,24 @@ export async function waitFor(what: string, cond: () => Promise<boolean>, ms = 3
   }
   throw new Error(`timed out waiting for ${what}`);
 }
+
+/** Where the remote scripts' failpoints live: `/run/plb-hold/NAME.POINT` (prelude.sh `hold`). */
+export const HOLD = "/run/plb-hold";
+
+/**
+ * The failpoint NAME.POINT on the host: `set` makes the scripts wait there, `reached` waits (2 minutes at
+ * most) until one does, `release` lets it go on.
+ */
+export function failpoint(host: FleetHost, name: string, point: string) {
+  const file = `${HOLD}/${name}.${point}`;
+  return {
+    set: () => hostSh(host, 'mkdir -p "$1" && rm -f "$2.reached" && : >"$2"', HOLD, file),
+    reached: () =>
+      waitFor(
+        `${file}.reached`,
+        async () => (await hostSh(host, '[ -e "$1.reached" ] && echo y || true', file)) === "y\n",
+        120_000,
+      ),
+    release: () => hostSh(host, 'rm -f "$1" "$1.reached"', file),
+  };
+}

@@ -59,3 +59,6 @@ export const ROUNDS_LXC = "/tmp/plb-capture.ym700g/mnt/lxc";
 
 /** lxcPath of the capture run of `capture.sh clone-rounds`: the clones' part of the rounds, captured again. */
 export const CLONE_ROUNDS_LXC = "/tmp/plb-capture.nsWmiR/mnt/lxc";
+
+/** lxcPath of the capture run of `capture.sh snapshot`: snapshot.sh's inspections, makes and delete. */
+export const SNAP_LXC = "/tmp/plb-capture.ILPqD6/mnt/lxc";

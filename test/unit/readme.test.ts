@@ -12,6 +12,8 @@ import { cloneArgsSchema } from "../../provider/clone/inputs";
 import { CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS } from "../../provider/clone/outputs";
 import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import { ROOTFS_INPUT_KEYS, ROOTFS_OUTPUT_KEYS } from "../../provider/rootfs/outputs";
+import { snapshotArgsSchema } from "../../provider/snapshot/inputs";
+import { SNAPSHOT_INPUT_KEYS, SNAPSHOT_OUTPUT_KEYS } from "../../provider/snapshot/outputs";
 import { connectionSchema } from "../../provider/transport/connection";
 import { ROOT } from "./fixtures";
 
@@ -60,6 +62,7 @@ describe("README: the input and output tables list exactly the keys the code def
   for (const [name, schema, inputKeys, outputKeys] of [
     ["LxcSubvolumeRootfs", rootfsArgsSchema, ROOTFS_INPUT_KEYS, ROOTFS_OUTPUT_KEYS],
     ["LxcSnapshotClone", cloneArgsSchema, CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS],
+    ["LxcSnapshot", snapshotArgsSchema, SNAPSHOT_INPUT_KEYS, SNAPSHOT_OUTPUT_KEYS],
   ] as const) {
     const text = section(`### \`${name}\``);
 

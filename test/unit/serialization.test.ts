@@ -7,6 +7,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { expect } from "chai";
 import { cloneProvider } from "../../provider/clone/resource";
+import { snapshotProvider } from "../../provider/snapshot/resource";
 import { rootfsProvider } from "../../provider/rootfs/resource";
 import { ROOT } from "./fixtures";
 
@@ -26,6 +27,7 @@ describe("serialized providers", () => {
   for (const [name, provider, kind] of [
     ["rootfsProvider", rootfsProvider, "rootfs"],
     ["cloneProvider", cloneProvider, "clone"],
+    ["snapshotProvider", snapshotProvider, "snapshot"],
   ] as const) {
     it(`${name} serializes to about 2 KB that names the package, no path and nothing else`, async () => {
       const { text, containsSecrets } = await serialized(provider);
@@ -48,10 +50,11 @@ describe("serialized providers", () => {
       const { text } = await serialized(provider);
       // The provider process compiles the text as a module of its working directory (the program's).
       const loaded = requireFromString(text, path.join(ROOT, "program.js")).handler();
-      const news =
-        kind === "rootfs"
-          ? { connection: { host: "h1" }, container: "web1" }
-          : { connection: { host: "h1" }, source: "web1", name: "web1-c" };
+      const news = {
+        rootfs: { connection: { host: "h1" }, container: "web1" },
+        clone: { connection: { host: "h1" }, source: "web1", name: "web1-c" },
+        snapshot: { connection: { host: "h1" }, container: "web1", name: "pre" },
+      }[kind];
       const res = await loaded.check!({}, news);
       expect(res.failures).to.equal(undefined);
       expect(res.inputs).to.deep.include({ lxcPath: "/var/lib/lxc" });

@@ -65,6 +65,7 @@ describe("provider-base: inputs", () => {
       "lxcPath",
       "source",
       "name",
+      "snapshot",
       "ifSourceRunning",
       "start",
       "hostname",

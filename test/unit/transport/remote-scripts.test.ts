@@ -31,6 +31,7 @@ describe("remote-scripts: every script goes out after the prelude", () => {
       "inspect-many",
       "step",
       "clone",
+      "snapshot",
       "discover",
       "batch",
     ]);
