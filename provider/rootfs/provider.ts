@@ -14,7 +14,14 @@ import type { CheckFailure } from "../core/inputs";
 import { type RootfsInputs, rootfsArgsSchema } from "./inputs";
 import type { RootfsOutputs } from "./outputs";
 import { checked, describeTarget, openRemote, type Remote } from "../transport/ssh";
-import { batchArgs, compareTreeReports, nextStepMarker, verifyReport } from "./steps";
+import {
+  batchArgs,
+  compareTreeReports,
+  nextStepMarker,
+  stepBatches,
+  verifyDiffArgs,
+  verifyReport,
+} from "./steps";
 
 export type { RootfsOutputs } from "./outputs";
 
@@ -191,18 +198,16 @@ async function applySteps(
   const partial = steps.find((s) => s.op === "subvol-create" || s.op === "mkdir-new") as
     | { path: string }
     | undefined;
+  // Each batch ends with a verification (its report is judged here before anything is swapped) or with
+  // the last step; a copy or catch-up shares its batch with its verification (see stepBatches).
+  const batches = stepBatches(steps);
   try {
-    // Each batch ends with a verification (its report is judged here before anything is swapped) or
-    // with the last step.
-    let batch: Step[] = [];
-    for (const step of steps) {
-      batch.push(step);
-      if (step.op !== "verify") continue;
+    for (const batch of batches) {
       const out = await runBatch(remote, inputs, batch, started);
-      await judgeVerification(remote, inputs, step, verifyReport(out, batch.length), insp);
-      batch = [];
+      const last = batch[batch.length - 1];
+      if (last.op === "verify")
+        await judgeVerification(remote, inputs, last, verifyReport(out, batch.length), insp);
     }
-    if (batch.length) await runBatch(remote, inputs, batch, started);
   } catch (e) {
     // Rolled back before the swap started, or when the swap itself failed: it refuses before its first
     // rename (a container started by hand meanwhile), and the rollback's own check refuses after it.
@@ -286,9 +291,7 @@ async function judgeVerification(
     );
     return;
   }
-  const diffArgs = [step.a, step.b]; // step.sh takes each op as OP NARGS ARG...
-  const argv = [inputs.lxcPath, inputs.container, "verify-diff", String(diffArgs.length), ...diffArgs];
-  const diff = await remote.run(scriptArgv("step", argv));
+  const diff = await remote.run(scriptArgv("step", verifyDiffArgs(inputs.lxcPath, inputs.container, step)));
   throw new UserError(
     base.message(
       inputs,

@@ -1,13 +1,22 @@
-/** rootfs/steps.ts: the argv of a step batch, and reading back what step.sh prints (real captured output). */
+/**
+ * rootfs/steps.ts: which steps run together and their argv, held to step.sh's own list of ops, and reading
+ * back what step.sh prints (real captured output).
+ */
 import { expect } from "chai";
 import type { Step } from "../../../provider/rootfs/plan";
 import {
   batchArgs,
   compareTreeReports,
+  handOffProblem,
   hardlinkGroups,
   nextStepMarker,
+  STEP_OPS,
+  stepBatches,
+  verifyDiffArgs,
   verifyReport,
 } from "../../../provider/rootfs/steps";
+import { script } from "../../../provider/transport/remote-scripts";
+import { caseArms } from "../../support/shell-case";
 import { fixture } from "../fixtures";
 
 /** Items joined as the verify step prints them: each followed by NUL. */
@@ -15,27 +24,121 @@ const z = (...items: string[]) => items.map((x) => `${x}\0`).join("");
 
 const D = "/var/lib/lxc/c1";
 
+const R = `${D}/rootfs`;
+const NEW = `${D}/rootfs.plb-new`;
+const BAK = `${D}/rootfs.pre-btrfs`;
+
+/** The first batch of a live conversion, as planConvert makes it. */
+const LIVE_FIRST: Step[] = [
+  { op: "journal", phase: "precopying", kind: "convert", wasRunning: true },
+  { op: "subvol-create", path: NEW },
+  { op: "precopy", from: R, to: NEW, total: 100_000 },
+  { op: "journal", phase: "catching-up", kind: "convert", wasRunning: true },
+  { op: "stop" },
+  { op: "catchup", from: R, to: NEW },
+  { op: "verify", a: R, b: NEW },
+];
+/** What follows the verification in a conversion (planConvert, ifRunning "restart" or "live"). */
+const SWAP_AND_FINISH: Step[] = [
+  { op: "journal", phase: "swapping", kind: "convert", wasRunning: true },
+  { op: "swap", cur: R, next: NEW, old: BAK },
+  { op: "journal", phase: "swapped", kind: "convert", wasRunning: true },
+  { op: "move-nested", from: BAK, to: R },
+  { op: "start" },
+  { op: "remove", path: BAK },
+  { op: "journal-clear" },
+];
+const COPY_FIRST: Step[] = [
+  { op: "journal", phase: "copying", kind: "convert", wasRunning: true },
+  { op: "stop" },
+  { op: "subvol-create", path: NEW },
+  { op: "copy", from: R, to: NEW, total: 1000 },
+  { op: "verify", a: R, b: NEW },
+];
+
+describe("rootfs steps: step.sh's ops are the Step union's (the contract between the two)", () => {
+  it("step.sh's `step` dispatch, as sent, has an arm for every op of Step, plus verify-diff, and refuses others", () => {
+    const arms = caseArms(script("step"), "step");
+    // verify-diff: the provider's own op (verifyDiffArgs), never in a plan.
+    expect([...arms].sort()).to.deep.equal([...STEP_OPS, "verify-diff", "*"].sort());
+    expect(arms.at(-1)).to.equal("*");
+    expect(new Set(arms).size).to.equal(arms.length);
+    expect(STEP_OPS).to.have.length(16);
+  });
+
+  it("verify-diff takes the verification's two trees as step.sh takes any op: OP NARGS ARG...", () => {
+    expect(verifyDiffArgs("/var/lib/lxc", "c1", { op: "verify", a: R, b: NEW })).to.deep.equal([
+      "/var/lib/lxc",
+      "c1",
+      ...["verify-diff", "2", R, NEW],
+    ]);
+  });
+});
+
+describe("rootfs steps: stepBatches (a copy or catch-up shares its batch with its verification)", () => {
+  it("a conversion runs as a batch up to each verification, then the rest", () => {
+    expect(stepBatches([...COPY_FIRST, ...SWAP_AND_FINISH])).to.deep.equal([COPY_FIRST, SWAP_AND_FINISH]);
+    expect(stepBatches([...LIVE_FIRST, ...SWAP_AND_FINISH])).to.deep.equal([LIVE_FIRST, SWAP_AND_FINISH]);
+    expect(stepBatches(SWAP_AND_FINISH)).to.deep.equal([SWAP_AND_FINISH]);
+    expect(stepBatches([])).to.deep.equal([]);
+  });
+
+  const refused: [string, Step[], string][] = [
+    [
+      "a copy with no verification after it",
+      COPY_FIRST.slice(0, -1),
+      `the copy of ${R} into ${NEW} is not followed by their verify in its batch`,
+    ],
+    [
+      "a catch-up followed by the verification of other trees",
+      [...LIVE_FIRST.slice(0, -1), { op: "verify", a: R, b: `${D}/other` }],
+      `the catchup of ${R} into ${NEW} is followed by the verify of ${R} against ${D}/other`,
+    ],
+    [
+      "a copy, then a catch-up before the verification",
+      [{ op: "copy", from: R, to: NEW, total: 1 }, { op: "catchup", from: R, to: NEW }, COPY_FIRST[4]],
+      `the copy of ${R} is followed by a catchup before its verify`,
+    ],
+  ];
+  for (const [what, steps, problem] of refused) {
+    it(`refuses ${what}: as a plan, and as one batch`, () => {
+      expect(handOffProblem(steps)).to.equal(problem);
+      expect(() => stepBatches([...steps, ...SWAP_AND_FINISH])).to.throw(
+        Error,
+        `internal error: a plan whose steps cannot run: ${problem}`,
+      );
+      expect(() => batchArgs("/var/lib/lxc", "c1", steps)).to.throw(
+        Error,
+        `internal error: a step batch that cannot run: ${problem}`,
+      );
+    });
+  }
+
+  it("a batch cut between a copy and its verification is refused, whichever side it is cut on", () => {
+    for (let cut = 1; cut < COPY_FIRST.length; cut++) {
+      const before = COPY_FIRST.slice(0, cut);
+      const hasCopy = before.some((s) => s.op === "copy");
+      expect(handOffProblem(before), `cut at ${cut}`).to.equal(
+        hasCopy ? `the copy of ${R} into ${NEW} is not followed by their verify in its batch` : undefined,
+      );
+    }
+    expect(handOffProblem(COPY_FIRST)).to.equal(undefined);
+    expect(handOffProblem(LIVE_FIRST)).to.equal(undefined);
+  });
+});
+
 describe("rootfs steps: the argv of a live conversion's first batch", () => {
   it("precopy carries source, copy and progress interval; catchup source and copy; journal phases by name", () => {
-    const steps: Step[] = [
-      { op: "journal", phase: "precopying", kind: "convert", wasRunning: true },
-      { op: "subvol-create", path: `${D}/rootfs.plb-new` },
-      { op: "precopy", from: `${D}/rootfs`, to: `${D}/rootfs.plb-new`, total: 100_000 },
-      { op: "journal", phase: "catching-up", kind: "convert", wasRunning: true },
-      { op: "stop" },
-      { op: "catchup", from: `${D}/rootfs`, to: `${D}/rootfs.plb-new` },
-      { op: "verify", a: `${D}/rootfs`, b: `${D}/rootfs.plb-new` },
-    ];
-    expect(batchArgs("/var/lib/lxc", "c1", steps)).to.deep.equal([
+    expect(batchArgs("/var/lib/lxc", "c1", LIVE_FIRST)).to.deep.equal([
       "/var/lib/lxc",
       "c1",
       ...["journal", "3", "precopying", "convert", "1"],
-      ...["subvol-create", "1", `${D}/rootfs.plb-new`],
-      ...["precopy", "3", `${D}/rootfs`, `${D}/rootfs.plb-new`, "10000"],
+      ...["subvol-create", "1", NEW],
+      ...["precopy", "3", R, NEW, "10000"],
       ...["journal", "3", "catching-up", "convert", "1"],
       ...["stop", "0"],
-      ...["catchup", "2", `${D}/rootfs`, `${D}/rootfs.plb-new`],
-      ...["verify", "2", `${D}/rootfs`, `${D}/rootfs.plb-new`],
+      ...["catchup", "2", R, NEW],
+      ...["verify", "2", R, NEW],
     ]);
   });
 });
