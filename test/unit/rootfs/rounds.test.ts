@@ -6,6 +6,7 @@
 import { expect } from "chai";
 import { convergeWith, type RootfsOutputs } from "../../../provider/rootfs/provider";
 import { type RootfsInputs, rootfsArgsSchema } from "../../../provider/rootfs/inputs";
+import { describeArgv, UserError } from "../../../provider/core/errors";
 import { validate } from "../../../provider/core/inputs";
 import { FakeRemote, out, type Reply, withLog } from "../fake-remote";
 import { fixture, ROUNDS_LXC } from "../fixtures";
@@ -301,5 +302,26 @@ describe("rootfs orchestration: rollback of a failed batch (FakeRemote)", () => 
     expect(log[log.length - 1]).to.equal(
       `${LOG} rollback incomplete (on root@fake:22: \`${ROLLBACK.join(" ")}\` exited with code 3: btrfs: busy); the journal stays and the next run finishes it`,
     );
+  });
+});
+
+describe("rootfs orchestration: a malformed batch reply (FakeRemote)", () => {
+  it("fails each resource in the batch under its own name, with the host and the batch command", async () => {
+    // Two conversions at once: their inspections go out as one inspect-many.sh, whose reply is unreadable.
+    const remote = new FakeRemote([out("@@plb-item 0 0 3 0\nabc@@plb-item 7 0 0 0\n")]);
+    const { value: settled } = await withLog(() =>
+      Promise.allSettled([convergeWith(remote, inputs("cv")), convergeWith(remote, inputs("cvr"))]),
+    );
+    const errors = (settled ?? []).map((r) => (r.status === "rejected" ? (r.reason as Error) : undefined));
+    expect(remote.commands.map((c) => c.filter((a) => !a.includes("\n")))).to.deep.equal([
+      ["plb-inspect-many", L, "auto", "cv", "cvr"],
+    ]);
+    const cmd = `on root@fake:22: \`${describeArgv(remote.calls[0].argv)}\` exited with code 0\nhint: its output could not be read: unrecognised batch output at item 1`;
+    expect(describeArgv(remote.calls[0].argv)).to.match(/^plb-inspect-many \S.*\.\.\. \/\S+ auto cv cvr$/);
+    expect(errors.map((e) => e instanceof UserError && e.stack === e.message)).to.deep.equal([true, true]);
+    expect(errors.map((e) => e?.message)).to.deep.equal([
+      `LxcSubvolumeRootfs cv: ${cmd}`,
+      `LxcSubvolumeRootfs cvr: ${cmd}`,
+    ]);
   });
 });
