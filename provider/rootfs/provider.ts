@@ -5,6 +5,7 @@
  */
 import { inspectRootfsBatched, runBatched } from "../transport/batch";
 import { UserError } from "../core/errors";
+import { Downtime } from "./downtime";
 import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspection";
 import { scriptArgv } from "../transport/remote-scripts";
 import { guardProviderProcess } from "../core/process-guard";
@@ -136,6 +137,7 @@ async function planAndApplyUntilDone(
   verb: string,
 ): Promise<{ insp: RootfsInspection; adopted: boolean }> {
   const done: string[] = [];
+  const downtime = new Downtime();
   let first: RootfsInspection | undefined;
   for (let round = 0; round < MAX_PLAN_ROUNDS; round++) {
     // Walk (count the tree) only when it will be copied: adopting a converted rootfs costs no walk, and a
@@ -148,7 +150,7 @@ async function planAndApplyUntilDone(
     if (plan.kind === "refuse") throw base.refuse(inputs, remote, plan.reason, done);
     if (plan.kind === "done") return { insp, adopted: plan.adopted && done.length === 0 };
     base.log(inputs, remote, `${verb}: ${plan.action}`);
-    await applySteps(remote, inputs, plan.steps, insp);
+    await applySteps(remote, inputs, plan.steps, insp, downtime);
     done.push(plan.action);
   }
   throw new UserError(
@@ -192,6 +194,7 @@ async function applySteps(
   inputs: RootfsInputs,
   steps: Step[],
   insp: RootfsInspection,
+  downtime: Downtime,
 ): Promise<void> {
   const started: Step["op"][] = [];
   const wasRunning = steps.some((s) => s.op === "journal" && s.wasRunning);
@@ -203,7 +206,7 @@ async function applySteps(
   const batches = stepBatches(steps);
   try {
     for (const batch of batches) {
-      const out = await runBatch(remote, inputs, batch, started);
+      const out = await runBatch(remote, inputs, batch, started, downtime);
       const last = batch[batch.length - 1];
       if (last.op === "verify")
         await judgeVerification(remote, inputs, last, verifyReport(out, batch.length), insp);
@@ -218,6 +221,7 @@ async function applySteps(
         partial.path,
         wasRunning,
         steps.find((s) => s.op === "swap"),
+        downtime,
       );
     throw e;
   }
@@ -229,6 +233,7 @@ async function rollback(
   partial: string,
   wasRunning: boolean,
   swap: Extract<Step, { op: "swap" }> | undefined,
+  downtime: Downtime,
 ): Promise<void> {
   // The swap's marker may be lost with the link that failed the batch: the host checks it has not started.
   const steps: Step[] = swap ? [{ op: "unswapped", cur: swap.cur, old: swap.old }] : [];
@@ -236,7 +241,7 @@ async function rollback(
   if (wasRunning) steps.push({ op: "start" });
   steps.push({ op: "journal-clear" });
   try {
-    await runBatch(remote, inputs, steps, []);
+    await runBatch(remote, inputs, steps, [], downtime);
   } catch (e) {
     base.log(
       inputs,
@@ -246,29 +251,37 @@ async function rollback(
   }
 }
 
+/**
+ * Runs one batch, logging the copy's progress and the container's stop and start (see Downtime): a step
+ * has ended when the next one's marker comes, or, for the last, when the batch succeeds.
+ */
 async function runBatch(
   remote: Remote,
   inputs: RootfsInputs,
   steps: Step[],
   started: Step["op"][],
+  downtime: Downtime,
 ): Promise<string> {
   const copy = steps.find((s) => s.op === "copy" || s.op === "precopy");
-  if (copy)
-    base.log(inputs, remote, `copying ${copy.total} entries (reflink: metadata only, no data blocks)`);
   const config = steps.find((s) => s.op === "write-config");
   let seen = 0;
+  const say = (line: string | undefined) => line && base.log(inputs, remote, line);
   const res = await remote.check(scriptArgv("step", batchArgs(inputs.lxcPath, inputs.container, steps)), {
     stdin: config?.content,
     onStdoutLine: (l) => {
       const op = nextStepMarker(l, steps, seen);
       if (op) {
+        if (seen > 0) say(downtime.ended(steps[seen - 1].op));
         seen++;
         started.push(op);
+        say(downtime.started(op));
+        if (op === copy?.op) say(`copying ${copy.total} entries (reflink: metadata only, no data blocks)`);
       }
       const m = /^progress (\d+)$/.exec(l);
       if (m && copy) base.log(inputs, remote, `copied ${m[1]}/${copy.total} entries`);
     },
   });
+  if (seen > 0) say(downtime.ended(steps[seen - 1].op));
   return res.stdout;
 }
 

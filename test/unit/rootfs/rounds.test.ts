@@ -8,7 +8,7 @@ import { convergeWith, type RootfsOutputs } from "../../../provider/rootfs/provi
 import { type RootfsInputs, rootfsArgsSchema } from "../../../provider/rootfs/inputs";
 import { describeArgv, UserError } from "../../../provider/core/errors";
 import { validate } from "../../../provider/core/inputs";
-import { FakeRemote, out, type Reply, withLog } from "../fake-remote";
+import { batchOps, FakeRemote, out, type Reply, stepMarkers, withLog } from "../fake-remote";
 import { fixture, ROUNDS_LXC } from "../fixtures";
 
 const L = ROUNDS_LXC;
@@ -322,6 +322,91 @@ describe("rootfs orchestration: a malformed batch reply (FakeRemote)", () => {
     expect(errors.map((e) => e?.message)).to.deep.equal([
       `LxcSubvolumeRootfs cv: ${cmd}`,
       `LxcSubvolumeRootfs cvr: ${cmd}`,
+    ]);
+  });
+});
+
+describe("rootfs orchestration: the container's downtime in the log (FakeRemote)", () => {
+  /** Log lines with the measured downtime replaced by N (the pure Downtime test pins the number). */
+  const logOf = (log: string[]) => log.map((l) => l.replace(/after \d+\.\ds$/, "after Ns"));
+  const CVR = "[lxc-btrfs] cvr on root@fake:22:";
+  const VERIFIED_CVR = `${CVR} verified 308 entries: types, modes, owners, sizes, mtimes, links, devices, hardlinks, inode flags, xattrs (btrfs compression property included)`;
+  const DOWNTIME = [
+    `${CVR} starting the container`,
+    `${CVR} the container runs again: downtime ends after Ns`,
+  ];
+
+  for (const ifRunning of ["restart", "live"] as const) {
+    it(`ifRunning "${ifRunning}": the stop says downtime starts, the start done says when it ended`, async () => {
+      const remote = new FakeRemote([
+        out(fixture("rounds-inspect-running.bin")),
+        stepMarkers(fixture("verify-ok.bin")),
+        stepMarkers(),
+        // cv's converted inspection, as cvr's: what the next round finds.
+        out(fixture("rounds-inspect-subvol.bin").split(`${C}/`).join(`${L}/cvr/`)),
+      ]);
+      const { log, error } = await withLog(() => convergeWith(remote, inputs("cvr", { ifRunning })));
+      expect(error?.message).to.equal(undefined);
+      const ops = remote.commands.map(batchOps);
+      expect(ops.slice(1, 3)).to.deep.equal(
+        ifRunning === "restart"
+          ? [
+              ["journal", "stop", "subvol-create", "copy", "verify"],
+              [
+                "journal",
+                "swap",
+                "journal",
+                "write-config",
+                "move-nested",
+                "start",
+                "remove",
+                "journal-clear",
+              ],
+            ]
+          : [
+              ["journal", "subvol-create", "precopy", "journal", "stop", "catchup", "verify"],
+              [
+                "journal",
+                "swap",
+                "journal",
+                "write-config",
+                "move-nested",
+                "start",
+                "remove",
+                "journal-clear",
+              ],
+            ],
+      );
+      expect(logOf(log)).to.deep.equal([
+        `${CVR} create: convert rootfs to a subvolume`,
+        ...(ifRunning === "restart"
+          ? [
+              `${CVR} stopping the container: downtime starts`,
+              `${CVR} copying 304 entries (reflink: metadata only, no data blocks)`,
+            ]
+          : [
+              `${CVR} copying 304 entries (reflink: metadata only, no data blocks)`,
+              `${CVR} stopping the container: downtime starts`,
+            ]),
+        VERIFIED_CVR,
+        ...DOWNTIME,
+      ]);
+    });
+  }
+
+  it("a failed batch after the stop: the rollback's start ends the downtime", async () => {
+    const remote = new FakeRemote([
+      out(fixture("rounds-inspect-running.bin")),
+      failed("@@step 1 journal\n@@step 2 stop\n@@step 3 subvol-create\n@@step 4 copy\n", "cp: boom"),
+      stepMarkers(),
+    ]);
+    const { log, error } = await withLog(() => convergeWith(remote, inputs("cvr", { ifRunning: "restart" })));
+    expect(error?.message).to.match(/exited with code 3: cp: boom$/);
+    expect(logOf(log)).to.deep.equal([
+      `${CVR} create: convert rootfs to a subvolume`,
+      `${CVR} stopping the container: downtime starts`,
+      `${CVR} copying 304 entries (reflink: metadata only, no data blocks)`,
+      ...DOWNTIME,
     ]);
   });
 });
