@@ -9,7 +9,7 @@ export type { LxcConnectionArgs } from "./core/resource";
 export { LxcSubvolumeRootfs, type LxcSubvolumeRootfsArgs, rootfsProvider } from "./rootfs/resource";
 export type { CloneOutputs } from "./clone/outputs";
 export type { RootfsOutputs } from "./rootfs/outputs";
-export type { ConnectionArgs } from "./transport/connection";
+export type { ConnectionArgs } from "./core/connection";
 export {
   type DiscoverHostArgs,
   type DiscoverOptions,

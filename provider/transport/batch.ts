@@ -8,7 +8,8 @@
  */
 import { RemoteCommandError } from "../core/errors";
 import { type ScriptName, script, scriptArgv } from "./remote-scripts";
-import { type Remote, type RunResult, trace } from "./ssh";
+import type { Remote, RunResult } from "./remote";
+import { trace } from "./util";
 
 /** How long a first request waits for others to join it: short next to a round trip (~ms). */
 const BATCH_WINDOW_MS = 3;

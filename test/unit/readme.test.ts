@@ -9,7 +9,7 @@ import { cloneArgsSchema } from "../../provider/clone/inputs";
 import { CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS } from "../../provider/clone/outputs";
 import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import { ROOTFS_INPUT_KEYS, ROOTFS_OUTPUT_KEYS } from "../../provider/rootfs/outputs";
-import { connectionSchema } from "../../provider/transport/connection";
+import { connectionSchema } from "../../provider/core/connection";
 import { ROOT } from "./fixtures";
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
