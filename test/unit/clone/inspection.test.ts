@@ -13,19 +13,22 @@ import {
   SV_UUID,
 } from "../fixtures";
 
+/** The source sv as both captured inspections see it. */
+const SV_SIDE: CloneInspection["source"] = {
+  dir: "present",
+  fstype: "btrfs",
+  state: "STOPPED",
+  isSubvolume: true,
+  subvolume: { id: 256, uuid: SV_UUID, parentUuid: null, generation: 7 },
+};
+
 describe("clone inspection: parseCloneInspection on real clone.sh inspect output", () => {
   it("a real lxc-copy -s snapshot clone of a subvolume container", () => {
     expect(parseCloneInspection(fixture("clone-inspect.bin"))).to.deep.equal({
       making: false,
       hasLxcCopy: true,
       hasLxcClone: false,
-      source: {
-        dir: "present",
-        fstype: "btrfs",
-        state: "STOPPED",
-        isSubvolume: true,
-        subvolume: { id: 256, uuid: SV_UUID, parentUuid: null, generation: 7 },
-      },
+      source: SV_SIDE,
       clone: {
         dir: "present",
         fstype: "btrfs",
@@ -47,13 +50,7 @@ describe("clone inspection: parseCloneInspection on real clone.sh inspect output
       making: false,
       hasLxcCopy: true,
       hasLxcClone: false,
-      source: {
-        dir: "present",
-        fstype: "btrfs",
-        state: "STOPPED",
-        isSubvolume: true,
-        subvolume: { id: 256, uuid: SV_UUID, parentUuid: null, generation: 7 },
-      },
+      source: SV_SIDE,
       clone: { dir: "missing", isSubvolume: false },
       hwaddrs: HWADDRS,
       sourceConfig: SV_CONFIG,

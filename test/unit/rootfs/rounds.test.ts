@@ -348,34 +348,20 @@ describe("rootfs orchestration: the container's downtime in the log (FakeRemote)
       const { log, error } = await withLog(() => convergeWith(remote, inputs("cvr", { ifRunning })));
       expect(error?.message).to.equal(undefined);
       const ops = remote.commands.map(batchOps);
+      const FINISH = [
+        "journal",
+        "swap",
+        "journal",
+        "write-config",
+        "move-nested",
+        "start",
+        "remove",
+        "journal-clear",
+      ];
       expect(ops.slice(1, 3)).to.deep.equal(
         ifRunning === "restart"
-          ? [
-              ["journal", "stop", "subvol-create", "copy", "verify"],
-              [
-                "journal",
-                "swap",
-                "journal",
-                "write-config",
-                "move-nested",
-                "start",
-                "remove",
-                "journal-clear",
-              ],
-            ]
-          : [
-              ["journal", "subvol-create", "precopy", "journal", "stop", "catchup", "verify"],
-              [
-                "journal",
-                "swap",
-                "journal",
-                "write-config",
-                "move-nested",
-                "start",
-                "remove",
-                "journal-clear",
-              ],
-            ],
+          ? [["journal", "stop", "subvol-create", "copy", "verify"], FINISH]
+          : [["journal", "subvol-create", "precopy", "journal", "stop", "catchup", "verify"], FINISH],
       );
       expect(logOf(log)).to.deep.equal([
         `${CVR} create: convert rootfs to a subvolume`,

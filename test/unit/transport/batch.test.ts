@@ -17,24 +17,7 @@ import { fixtureBytes } from "../fixtures";
 /** A batch command as flush hands it to splitBatchOutput (the script texts shortened). */
 const CMD: BatchCommand = {
   target: "root@h1:22",
-  argv: [
-    "sh",
-    "-c",
-    "BATCH",
-    "plb-batch",
-    "INSPECT",
-    "3",
-    "4",
-    "/l",
-    "a",
-    "0",
-    "/l",
-    "b",
-    "0",
-    "/l",
-    "c",
-    "0",
-  ],
+  argv: ["sh", "-c", "BATCH", ..."plb-batch INSPECT 3 4 /l a 0 /l b 0 /l c 0".split(" ")],
   res: { code: 0, stderr: "" },
 };
 
