@@ -25,7 +25,7 @@ export class Downtime {
     if (op !== "start") return undefined;
     const since = this.stoppedAt;
     this.stoppedAt = undefined;
-    if (since === undefined) return "the container runs again (it was stopped before this run)";
-    return `the container runs again: downtime ends after ${((this.now() - since) / 1000).toFixed(1)}s`;
+    if (since === undefined) return "the container is running (it was stopped before this run)";
+    return `the container is running: downtime ends after ${((this.now() - since) / 1000).toFixed(1)}s`;
   }
 }

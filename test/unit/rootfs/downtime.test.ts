@@ -17,14 +17,14 @@ describe("rootfs downtime: when the container goes down and comes back, in the l
     ).to.deep.equal([
       "stopping the container: downtime starts",
       "starting the container",
-      "the container runs again: downtime ends after 12.3s",
+      "the container is running: downtime ends after 12.3s",
     ]);
   });
 
   it("a start with no stop in this run (an earlier run stopped it) has no time to tell", () => {
     expect(lines(["move-nested", "start", "journal-clear"], [])).to.deep.equal([
       "starting the container",
-      "the container runs again (it was stopped before this run)",
+      "the container is running (it was stopped before this run)",
     ]);
   });
 
@@ -32,10 +32,10 @@ describe("rootfs downtime: when the container goes down and comes back, in the l
     expect(lines(["stop", "start", "stop", "start", "stop"], [0, 50, 1_000, 61_000, 70_000])).to.deep.equal([
       "stopping the container: downtime starts",
       "starting the container",
-      "the container runs again: downtime ends after 0.1s",
+      "the container is running: downtime ends after 0.1s",
       "stopping the container: downtime starts",
       "starting the container",
-      "the container runs again: downtime ends after 60.0s",
+      "the container is running: downtime ends after 60.0s",
       "stopping the container: downtime starts",
     ]);
   });

@@ -333,7 +333,7 @@ describe("rootfs orchestration: the container's downtime in the log (FakeRemote)
   const VERIFIED_CVR = `${CVR} verified 308 entries: types, modes, owners, sizes, mtimes, links, devices, hardlinks, inode flags, xattrs (btrfs compression property included)`;
   const DOWNTIME = [
     `${CVR} starting the container`,
-    `${CVR} the container runs again: downtime ends after Ns`,
+    `${CVR} the container is running: downtime ends after Ns`,
   ];
 
   for (const ifRunning of ["restart", "live"] as const) {
