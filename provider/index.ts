@@ -12,7 +12,7 @@ export type { CloneOutputs } from "./clone/outputs";
 export type { RootfsOutputs } from "./rootfs/outputs";
 export { LxcSnapshot, type LxcSnapshotArgs, snapshotProvider } from "./snapshot/resource";
 export type { SnapshotOutputs } from "./snapshot/outputs";
-export type { ConnectionArgs } from "./transport/connection";
+export type { ConnectionArgs } from "./core/connection";
 export {
   type DiscoverHostArgs,
   type DiscoverOptions,

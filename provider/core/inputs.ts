@@ -4,7 +4,7 @@
  * Everything a user types is validated before any command runs on a host: container names and paths are
  * restricted to what cannot be misread by a shell or escape the LXC directory. `check()` turns zod issues
  * into `{property: "connection.port", reason}` failures. Each resource's own schema is in its folder
- * (rootfs/inputs.ts, clone/inputs.ts); the connection's is in transport/connection.ts.
+ * (rootfs/inputs.ts, clone/inputs.ts); the connection's is in connection.ts.
  */
 import { z } from "zod";
 

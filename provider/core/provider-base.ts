@@ -5,7 +5,7 @@
  * Loaded only in the provider process (it holds a zod schema). Pure apart from `log`.
  */
 import type { z } from "zod";
-import type { Connection } from "../transport/connection";
+import type { Connection } from "./connection";
 import { UserError } from "./errors";
 import { type CheckFailure, checkInputs, parseInputsOrThrow } from "./inputs";
 

@@ -7,7 +7,7 @@
  * and no secret is ever captured (pulumi/pulumi#5294, #13960). The implementation is in dynamic.ts.
  */
 import type * as pulumi from "@pulumi/pulumi";
-import type { ConnectionArgs } from "../transport/connection";
+import type { ConnectionArgs } from "./connection";
 
 /** What a class takes: each field of T, or a promise or Output of it (docs carry over from T). */
 export type Inputs<T> = { [K in keyof T]: pulumi.Input<T[K]> };

@@ -14,7 +14,7 @@ import {
 import type { LxcConnectionArgs } from "../core/resource";
 import { LxcSnapshotClone } from "../clone/resource";
 import { LxcSubvolumeRootfs, type LxcSubvolumeRootfsArgs } from "../rootfs/resource";
-import type { ConnectionArgs } from "../transport/connection";
+import type { ConnectionArgs } from "../core/connection";
 
 export interface DiscoverOptions {
   lxcPath?: string;
@@ -34,7 +34,7 @@ export async function discoverContainers(
 ): Promise<DiscoveredContainer[]> {
   const { validate, absolutePath, formatFailures } =
     require("../core/inputs") as typeof import("../core/inputs");
-  const { connectionSchema } = require("../transport/connection") as typeof import("../transport/connection");
+  const { connectionSchema } = require("../core/connection") as typeof import("../core/connection");
   const { openRemote, closeConnection } = require("../transport/ssh") as typeof import("../transport/ssh");
   const { scriptArgv } =
     require("../transport/remote-scripts") as typeof import("../transport/remote-scripts");

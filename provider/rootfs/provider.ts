@@ -6,6 +6,7 @@
 import { inspectRootfsBatched, runBatched } from "../transport/batch";
 import { RemoteCommandError, UserError } from "../core/errors";
 import { ExitCode } from "../transport/exit-codes";
+import { Downtime } from "./downtime";
 import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspection";
 import { scriptArgv } from "../transport/remote-scripts";
 import { guardProviderProcess } from "../core/process-guard";
@@ -15,7 +16,14 @@ import type { CheckFailure } from "../core/inputs";
 import { type RootfsInputs, rootfsArgsSchema } from "./inputs";
 import type { RootfsOutputs } from "./outputs";
 import { checked, describeTarget, openRemote, type Remote } from "../transport/ssh";
-import { batchArgs, compareTreeReports, nextStepMarker, verifyReport } from "./steps";
+import {
+  batchArgs,
+  compareTreeReports,
+  nextStepMarker,
+  stepBatches,
+  verifyDiffArgs,
+  verifyReport,
+} from "./steps";
 
 export type { RootfsOutputs } from "./outputs";
 
@@ -185,6 +193,7 @@ async function planAndApplyUntilDone(
   onApplied?: (plan: Extract<RootfsPlan, { kind: "apply" }>) => void,
 ): Promise<{ insp: RootfsInspection; adopted: boolean }> {
   const done: string[] = [];
+  const downtime = new Downtime();
   let first: RootfsInspection | undefined;
   for (let round = 0; round < MAX_PLAN_ROUNDS; round++) {
     // Walk (count the tree) only when it will be copied: adopting a converted rootfs costs no walk, and a
@@ -197,7 +206,7 @@ async function planAndApplyUntilDone(
     if (plan.kind === "refuse") throw base.refuse(inputs, remote, plan.reason, done);
     if (plan.kind === "done") return { insp, adopted: plan.adopted && done.length === 0 };
     base.log(inputs, remote, `${verb}: ${plan.action}`);
-    await applySteps(remote, inputs, plan.steps, insp, done);
+    await applySteps(remote, inputs, plan.steps, insp, downtime, done);
     done.push(plan.action);
     onApplied?.(plan);
   }
@@ -242,6 +251,7 @@ async function applySteps(
   inputs: RootfsInputs,
   steps: Step[],
   insp: RootfsInspection,
+  downtime: Downtime,
   done: readonly string[] = [],
 ): Promise<void> {
   const started: Step["op"][] = [];
@@ -249,18 +259,16 @@ async function applySteps(
   const partial = steps.find(
     (s) => s.op === "subvol-create" || s.op === "mkdir-new" || s.op === "restore-snapshot",
   ) as { path: string } | undefined;
+  // Each batch ends with a verification (its report is judged here before anything is swapped) or with
+  // the last step; a copy or catch-up shares its batch with its verification (see stepBatches).
+  const batches = stepBatches(steps);
   try {
-    // Each batch ends with a verification (its report is judged here before anything is swapped) or
-    // with the last step.
-    let batch: Step[] = [];
-    for (const step of steps) {
-      batch.push(step);
-      if (step.op !== "verify") continue;
-      const out = await runBatch(remote, inputs, batch, started);
-      await judgeVerification(remote, inputs, step, verifyReport(out, batch.length), insp);
-      batch = [];
+    for (const batch of batches) {
+      const out = await runBatch(remote, inputs, batch, started, downtime);
+      const last = batch[batch.length - 1];
+      if (last.op === "verify")
+        await judgeVerification(remote, inputs, last, verifyReport(out, batch.length), insp);
     }
-    if (batch.length) await runBatch(remote, inputs, batch, started);
   } catch (e) {
     // A restore's first step refused the snapshot before anything changed: the host's reason, as a refusal.
     if (started.length === 1 && started[0] === "snapshot-check" && e instanceof RemoteCommandError)
@@ -274,6 +282,7 @@ async function applySteps(
         partial.path,
         wasRunning,
         steps.find((s) => s.op === "swap"),
+        downtime,
       );
     throw e;
   }
@@ -285,6 +294,7 @@ async function rollback(
   partial: string,
   wasRunning: boolean,
   swap: Extract<Step, { op: "swap" }> | undefined,
+  downtime: Downtime,
 ): Promise<void> {
   // The swap's marker may be lost with the link that failed the batch: the host checks it has not started.
   const steps: Step[] = swap ? [{ op: "unswapped", cur: swap.cur, old: swap.old }] : [];
@@ -292,7 +302,7 @@ async function rollback(
   if (wasRunning) steps.push({ op: "start" });
   steps.push({ op: "journal-clear" });
   try {
-    await runBatch(remote, inputs, steps, []);
+    await runBatch(remote, inputs, steps, [], downtime);
   } catch (e) {
     base.log(
       inputs,
@@ -302,29 +312,37 @@ async function rollback(
   }
 }
 
+/**
+ * Runs one batch, logging the copy's progress and the container's stop and start (see Downtime): a step
+ * has ended when the next one's marker comes, or, for the last, when the batch succeeds.
+ */
 async function runBatch(
   remote: Remote,
   inputs: RootfsInputs,
   steps: Step[],
   started: Step["op"][],
+  downtime: Downtime,
 ): Promise<string> {
   const copy = steps.find((s) => s.op === "copy" || s.op === "precopy");
-  if (copy)
-    base.log(inputs, remote, `copying ${copy.total} entries (reflink: metadata only, no data blocks)`);
   const config = steps.find((s) => s.op === "write-config");
   let seen = 0;
+  const say = (line: string | undefined) => line && base.log(inputs, remote, line);
   const res = await remote.check(scriptArgv("step", batchArgs(inputs.lxcPath, inputs.container, steps)), {
     stdin: config?.content,
     onStdoutLine: (l) => {
       const op = nextStepMarker(l, steps, seen);
       if (op) {
+        if (seen > 0) say(downtime.ended(steps[seen - 1].op));
         seen++;
         started.push(op);
+        say(downtime.started(op));
+        if (op === copy?.op) say(`copying ${copy.total} entries (reflink: metadata only, no data blocks)`);
       }
       const m = /^progress (\d+)$/.exec(l);
       if (m && copy) base.log(inputs, remote, `copied ${m[1]}/${copy.total} entries`);
     },
   });
+  if (seen > 0) say(downtime.ended(steps[seen - 1].op));
   return res.stdout;
 }
 
@@ -347,9 +365,7 @@ async function judgeVerification(
     );
     return;
   }
-  const diffArgs = [step.a, step.b]; // step.sh takes each op as OP NARGS ARG...
-  const argv = [inputs.lxcPath, inputs.container, "verify-diff", String(diffArgs.length), ...diffArgs];
-  const diff = await remote.run(scriptArgv("step", argv));
+  const diff = await remote.run(scriptArgv("step", verifyDiffArgs(inputs.lxcPath, inputs.container, step)));
   throw new UserError(
     base.message(
       inputs,

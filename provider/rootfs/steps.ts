@@ -1,5 +1,34 @@
-/** The step batch of a conversion: its argv, and reading what step.sh prints back. Pure. */
+/**
+ * The step batches of a conversion: which steps run together, their argv, and reading what step.sh prints
+ * back. Pure. step.sh's `step` function has an arm for every op of the Step union (STEP_OPS) and for the
+ * provider's own `verify-diff`; a unit test keeps the two lists equal.
+ */
 import type { Step } from "./plan";
+
+/** Every op a plan may put in a batch: exactly the Step union's (the Record type refuses one more or less). */
+const OPS: Record<Step["op"], true> = {
+  journal: true,
+  "journal-clear": true,
+  stop: true,
+  start: true,
+  discard: true,
+  unswapped: true,
+  "subvol-create": true,
+  "mkdir-new": true,
+  copy: true,
+  precopy: true,
+  catchup: true,
+  verify: true,
+  swap: true,
+  "write-config": true,
+  "move-nested": true,
+  remove: true,
+  "snapshot-check": true,
+  "journal-restore": true,
+  "restore-snapshot": true,
+  "restore-verify": true,
+};
+export const STEP_OPS = Object.keys(OPS) as Step["op"][];
 
 export function stepArgs(step: Step): string[] {
   switch (step.op) {
@@ -39,9 +68,76 @@ export function stepArgs(step: Step): string[] {
   }
 }
 
-/** Pure: the argv of one batch: `LXCPATH NAME OP NARGS ARG... OP NARGS ARG...`. */
-export function batchArgs(lxcPath: string, container: string, steps: Step[]): string[] {
-  return [lxcPath, container, ...steps.flatMap((s) => [s.op, String(stepArgs(s).length), ...stepArgs(s)])];
+/** `OP NARGS ARG...`: how step.sh takes each op of a batch. */
+function opArgv(op: string, args: readonly string[]): string[] {
+  return [op, String(args.length), ...args];
+}
+
+type Verify = Extract<Step, { op: "verify" }>;
+type HandsOff = Extract<Step, { op: "copy" | "catchup" }>;
+
+/**
+ * Pure: the argv of one batch: `LXCPATH NAME OP NARGS ARG... OP NARGS ARG...`. Refuses a batch that
+ * separates a copy or catch-up from its verification (see handOffProblem).
+ */
+export function batchArgs(lxcPath: string, container: string, steps: readonly Step[]): string[] {
+  const problem = handOffProblem(steps);
+  if (problem) throw new Error(`internal error: a step batch that cannot run: ${problem}`);
+  return [lxcPath, container, ...steps.flatMap((s) => opArgv(s.op, stepArgs(s)))];
+}
+
+/**
+ * Pure: the batches `steps` run in, in order, each up to and including a verification (whose report the
+ * provider judges before anything after it runs), then the rest. Every batch is checked before the first
+ * runs (see handOffProblem): a plan that breaks the rule is refused with nothing sent.
+ */
+export function stepBatches(steps: readonly Step[]): Step[][] {
+  const batches: Step[][] = [];
+  let batch: Step[] = [];
+  for (const step of steps) {
+    batch.push(step);
+    if (step.op !== "verify") continue;
+    batches.push(batch);
+    batch = [];
+  }
+  if (batch.length) batches.push(batch);
+  for (const b of batches) {
+    const problem = handOffProblem(b);
+    if (problem) throw new Error(`internal error: a plan whose steps cannot run: ${problem}`);
+  }
+  return batches;
+}
+
+/**
+ * Pure: why `batch` cannot run as one step.sh command, or undefined. A `copy` or `catchup` starts the
+ * walks of its source beside its own work and hands them to the `verify` after it through shell variables
+ * of that one step.sh process (the walks' process and directory, and which tree they walk): each must be
+ * followed, in the same batch and before any other copy or catch-up, by the verification of its own two
+ * trees. Split from it, the walks would be killed with the batch, and the verification left to walk again.
+ */
+export function handOffProblem(batch: readonly Step[]): string | undefined {
+  let open: HandsOff | undefined;
+  for (const step of batch) {
+    if (step.op === "verify") {
+      if (open && (step.a !== open.from || step.b !== open.to))
+        return `the ${open.op} of ${open.from} into ${open.to} is followed by the verify of ${step.a} against ${step.b}`;
+      open = undefined;
+    } else if (step.op === "copy" || step.op === "catchup") {
+      if (open) return `the ${open.op} of ${open.from} is followed by a ${step.op} before its verify`;
+      open = step;
+    }
+  }
+  return (
+    open && `the ${open.op} of ${open.from} into ${open.to} is not followed by their verify in its batch`
+  );
+}
+
+/**
+ * Pure: the argv of step.sh's `verify-diff` (an op no plan makes): the first entries that differ between
+ * the trees of a failed verification, for the error message. It runs alone, after the batch.
+ */
+export function verifyDiffArgs(lxcPath: string, container: string, verify: Verify): string[] {
+  return [lxcPath, container, ...opArgv("verify-diff", [verify.a, verify.b])];
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { absolutePath, containerName } from "../core/inputs";
-import { connectionSchema } from "../transport/connection";
+import { connectionSchema } from "../core/connection";
 
 export const snapshotArgsSchema = z
   .object({

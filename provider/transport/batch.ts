@@ -8,7 +8,8 @@
  */
 import { RemoteCommandError } from "../core/errors";
 import { type ScriptName, script, scriptArgv } from "./remote-scripts";
-import { type Remote, type RunResult, trace } from "./ssh";
+import type { Remote, RunResult } from "./remote";
+import { trace } from "./util";
 
 /** How long a first request waits for others to join it: short next to a round trip (~ms). */
 const BATCH_WINDOW_MS = 3;
@@ -100,7 +101,11 @@ function flush(key: string, b: Batch): void {
       let results: RunResult[];
       try {
         if (res.code !== 0) throw new RemoteCommandError(b.remote.target, argv, res.code, res.stderr);
-        results = splitBatchOutput(res.stdoutBytes ?? Buffer.from(res.stdout, "utf8"), items.length);
+        results = splitBatchOutput(res.stdoutBytes ?? Buffer.from(res.stdout, "utf8"), items.length, {
+          target: b.remote.target,
+          argv,
+          res,
+        });
       } catch (e) {
         for (const i of items) i.reject(e);
         return;
@@ -113,18 +118,37 @@ function flush(key: string, b: Batch): void {
   );
 }
 
-/** Pure: batch.sh's framed output, back to one RunResult per item, in order. Fails closed. */
-export function splitBatchOutput(out: Buffer, count: number): RunResult[] {
+/** The batch command whose output is split: what a failure to read it names. */
+export interface BatchCommand {
+  target: string;
+  argv: readonly string[];
+  res: Pick<RunResult, "code" | "stderr">;
+}
+
+/**
+ * Pure: batch.sh's framed output, back to one RunResult per item, in order. Fails closed, with the
+ * RemoteCommandError of the batch command (its host, command and stderr), which each caller's provider
+ * reports under its own resource name, as any failed command.
+ */
+export function splitBatchOutput(out: Buffer, count: number, from: BatchCommand): RunResult[] {
+  const unreadable = (why: string) =>
+    new RemoteCommandError(
+      from.target,
+      from.argv,
+      from.res.code,
+      from.res.stderr,
+      `its output could not be read: ${why}`,
+    );
   const results: RunResult[] = [];
   let at = 0;
   for (let n = 0; n < count; n++) {
     const nl = out.indexOf(0x0a, at);
     const header = nl < 0 ? "" : out.subarray(at, nl).toString("latin1");
     const m = /^@@plb-item (\d+) (\d+) (\d+) (\d+)$/.exec(header);
-    if (!m || Number(m[1]) !== n) throw new Error(`unrecognised batch output at item ${n}`);
+    if (!m || Number(m[1]) !== n) throw unreadable(`unrecognised batch output at item ${n}`);
     const outEnd = nl + 1 + Number(m[3]);
     const errEnd = outEnd + Number(m[4]);
-    if (errEnd > out.length) throw new Error(`truncated batch output at item ${n}`);
+    if (errEnd > out.length) throw unreadable(`truncated batch output at item ${n}`);
     const stdoutBytes = out.subarray(nl + 1, outEnd);
     results.push({
       code: Number(m[2]),
@@ -134,6 +158,6 @@ export function splitBatchOutput(out: Buffer, count: number): RunResult[] {
     });
     at = errEnd;
   }
-  if (at !== out.length) throw new Error("unrecognised batch output after the last item");
+  if (at !== out.length) throw unreadable("unrecognised batch output after the last item");
   return results;
 }

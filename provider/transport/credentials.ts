@@ -10,7 +10,7 @@
  * a value into a message, an output or a resource's state. Pure except for the one module-level setting.
  */
 import { UserError } from "../core/errors";
-import type { JumpConnection } from "./connection";
+import type { JumpConnection } from "../core/connection";
 
 /** The stack config namespace, and the keys read from it. */
 export const CONFIG_NAMESPACE = "lxc-btrfs";

@@ -7,10 +7,10 @@ import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import type { ConnectConfig } from "ssh2";
 import { UserError } from "../core/errors";
-import { describeTarget, type Connection, type JumpConnection } from "./connection";
+import { describeTarget, type Connection, type JumpConnection } from "../core/connection";
 import type { FromConfig } from "./credentials";
 import { describeVerdict, type HostKeyPolicy, type HostKeyVerdict, verifyHostKey } from "./hostkeys";
-import { sleep } from "./pooled-connection";
+import { sleep } from "./util";
 
 const counters = { dials: 0 };
 

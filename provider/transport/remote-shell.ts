@@ -8,17 +8,28 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ClientChannel } from "ssh2";
 import { RemoteCommandError } from "../core/errors";
-import type { Connection } from "./connection";
-import {
-  channelOpenError,
-  ConnectionGone,
-  openChannel,
-  type PooledConnection,
-  releaseSlot,
-  wake,
-} from "./pooled-connection";
-import { buildCommandLine, type RunOptions, type RunResult, trace } from "./remote";
+import type { Connection } from "../core/connection";
+import { ConnectionGone } from "./pooled-connection";
+import { buildCommandLine, type RunOptions, type RunResult } from "./remote";
 import { encodeRequest, LineSplitter, READY, ReplyDecoder } from "./shell-protocol";
+import { trace } from "./util";
+
+/**
+ * What a remote shell needs of the pooled connection it runs on, and all it may do to it (the connection,
+ * pooled-connection.ts, owns the state behind these: channel slots, idle shells, kills under way).
+ */
+export interface ShellConnection {
+  /** The SSH connection is gone. */
+  readonly closed: boolean;
+  /** Opens a channel running `command` on the slot taken for this shell; a failure comes typed (see there). */
+  openChannel(command: string, cb: (err: Error | undefined, channel: ClientChannel) => void): void;
+  /** The shell is ready for another command. */
+  shellIdle(shell: RemoteShell): void;
+  /** The shell's channel closed: it is no longer idle, and its channel slot is free. */
+  shellClosed(shell: RemoteShell): void;
+  /** A kill of a timed-out command is under way: closing the connection waits for it. */
+  trackKill(done: Promise<void>): void;
+}
 
 /** The loop each remote shell runs (shell-loop.sh, beside this file in the source tree and in dist/). */
 let loopText: string | undefined;
@@ -44,7 +55,7 @@ export class ShellUnavailable extends Error {}
 
 /** Opens a channel running shell-loop.sh (under sudo -n when the connection asks for sudo). */
 export function openShell(
-  pc: PooledConnection,
+  pc: ShellConnection,
   conn: Connection,
   target: string,
   /** Runs a command on the same connection (another shell or a channel): the kill of a timed-out group. */
@@ -52,12 +63,11 @@ export function openShell(
 ): Promise<RemoteShell> {
   const command = buildCommandLine(["sh", "-c", shellLoop(), "plb-shell"], conn.sudo);
   return new Promise((resolve, reject) => {
-    openChannel(pc, command, (err: Error | undefined, channel: ClientChannel) => {
+    pc.openChannel(command, (err: Error | undefined, channel: ClientChannel) => {
       if (err) {
-        reject(channelOpenError(pc, target, err));
+        reject(err);
         return;
       }
-      pc.channels.add(channel);
       let head = Buffer.alloc(0);
       let errText = "";
       let ready = false;
@@ -84,10 +94,9 @@ export function openShell(
             (e: Error) =>
               trace(`${target} could not kill the process group of a timed-out command: ${e.message}`),
           );
-          pc.kills.add(done);
-          done.finally(() => pc.kills.delete(done));
+          pc.trackKill(done);
         };
-        const shell = new RemoteShell(pc, pc.idleShells[conn.sudo ? "sudo" : "plain"], channel, target, kill);
+        const shell = new RemoteShell(pc, conn.sudo, channel, target, kill);
         resolve(shell);
         shell.start(head.subarray(m[0].length));
       };
@@ -96,7 +105,6 @@ export function openShell(
       };
       const onClose = () => {
         clearTimeout(timer);
-        pc.channels.delete(channel);
         if (ready) return;
         if (pc.closed)
           reject(new ConnectionGone(`on ${target}: cannot start a command; the SSH connection was lost`));
@@ -132,9 +140,9 @@ export class RemoteShell {
   private errLines: LineSplitter;
 
   constructor(
-    private readonly pc: PooledConnection,
-    /** The connection's idle shells of this shell's kind. */
-    private readonly idle: RemoteShell[],
+    private readonly pc: ShellConnection,
+    /** Runs under sudo: it serves only the commands of callers that ask for sudo. */
+    readonly sudo: boolean,
     private readonly channel: ClientChannel,
     private readonly target: string,
     private readonly kill: (id: string) => void,
@@ -229,8 +237,7 @@ export class RemoteShell {
       this.close();
       return;
     }
-    this.idle.push(this);
-    wake(this.pc);
+    this.pc.shellIdle(this);
   }
 
   private onTimeout(timeoutSec: number): void {
@@ -263,10 +270,7 @@ export class RemoteShell {
 
   private onClose(): void {
     this.closed = true;
-    this.pc.channels.delete(this.channel);
-    const at = this.idle.indexOf(this);
-    if (at >= 0) this.idle.splice(at, 1);
-    releaseSlot(this.pc);
+    this.pc.shellClosed(this);
     const req = this.current;
     this.current = undefined;
     if (!req) return;

@@ -56,8 +56,3 @@ export function buildCommandLine(argv: readonly string[], sudo: boolean): string
   const inner = quoteArgv(["env", "LC_ALL=C", "LANG=C", ...argv]);
   return sudo ? `exec sudo -n -- ${inner}` : `exec ${inner}`;
 }
-
-/** With LXC_BTRFS_TRACE set, one line on stderr (no secrets: targets and shortened argv only). */
-export function trace(msg: string): void {
-  if (process.env.LXC_BTRFS_TRACE) console.error(`[lxc-btrfs trace] ${msg}`);
-}

@@ -12,39 +12,29 @@
  * Host keys are verified before authentication completes, by default against `~/.ssh/known_hosts`.
  *
  * This file is the pool and the routing of each command; the parts are beside it: dial.ts (connecting,
- * host keys, dial errors), pooled-connection.ts (channels and their limit), remote-shell.ts (the shells),
+ * host keys, dial errors), pooled-connection.ts (one connection's state: channels and their limit, idle
+ * shells, closing), remote-shell.ts (the shells),
  * remote.ts (the Remote interface and command lines callers see).
  */
 import { createHash } from "node:crypto";
 import { constants as osConstants } from "node:os";
 import type { ClientChannel } from "ssh2";
 import { describeArgv, RemoteCommandError } from "../core/errors";
-import { type Connection, describeTarget, type JumpConnection } from "./connection";
+import { type Connection, describeTarget, type JumpConnection } from "../core/connection";
 import { withProviderCredentials } from "./credentials";
 import { dial, dialCount } from "./dial";
-import {
-  ChannelRefused,
-  ConnectionGone,
-  channelOpenError,
-  IDLE_CLOSE_MS,
-  learnLimit,
-  MAX_CHANNELS,
-  openChannel,
-  type PooledConnection,
-  REFUSED_PAUSE_MS,
-  REFUSED_RETRIES,
-  releaseSlot,
-  sleep,
-  takeSlot,
-} from "./pooled-connection";
-import { buildCommandLine, checked, type Remote, type RunOptions, type RunResult, trace } from "./remote";
+import { ConnectionGone, PooledConnection } from "./pooled-connection";
+import { buildCommandLine, checked, type Remote, type RunOptions, type RunResult } from "./remote";
 import { openShell, type RemoteShell, ShellUnavailable } from "./remote-shell";
 import { LineSplitter } from "./shell-protocol";
+import { trace } from "./util";
 
-export { buildCommandLine, checked, type Remote, type RunOptions, type RunResult, trace } from "./remote";
-export { describeTarget } from "./connection";
+export { buildCommandLine, checked, type Remote, type RunOptions, type RunResult } from "./remote";
+export { describeTarget } from "../core/connection";
 
-const pool = new Map<string, Promise<PooledConnection>>();
+type Pooled = PooledConnection<RemoteShell>;
+
+const pool = new Map<string, Promise<Pooled>>();
 const counters = { connections: 0 };
 
 /** How many TCP+SSH connections this process opened (tests and benchmarks read this). */
@@ -58,9 +48,7 @@ export async function closeAllConnections(): Promise<void> {
   pool.clear();
   for (const p of all) {
     try {
-      const c = await p;
-      await killsDone(c);
-      shutdown(c);
+      await (await p).close();
     } catch {
       // a failed dial has nothing to close
     }
@@ -78,10 +66,7 @@ export async function closeConnection(given: Connection): Promise<void> {
   if (!p) return;
   pool.delete(key);
   try {
-    const pc = await p;
-    await killsDone(pc);
-    if (pc.busy === 0) shutdown(pc);
-    else pc.closeWhenIdle = true;
+    await (await p).closeWhenIdle();
   } catch {
     // a failed dial has nothing to close
   }
@@ -144,14 +129,14 @@ async function runPooled(
 
 /** Runs argv on the pooled connection pc: in a remote shell, or on a channel of its own. */
 async function runOn(
-  pc: PooledConnection,
+  pc: Pooled,
   conn: Connection,
   target: string,
   argv: readonly string[],
   opts: RunOptions,
 ): Promise<RunResult> {
   const timeoutSec = opts.timeoutSec ?? conn.commandTimeout;
-  pc.busy++;
+  pc.commandStarted();
   try {
     if (transportMode() === "shell") {
       const shell = await takeShell(pc, conn, target);
@@ -160,37 +145,30 @@ async function runOn(
     }
     return await runExec(pc, target, argv, buildCommandLine(argv, conn.sudo), opts, timeoutSec);
   } finally {
-    pc.busy--;
-    idleCheck(pc);
+    pc.commandEnded();
   }
 }
 
 /** A command on a channel of its own (exec), waiting for a channel while the server refuses one. */
 async function runExec(
-  pc: PooledConnection,
+  pc: Pooled,
   target: string,
   argv: readonly string[],
   command: string,
   opts: RunOptions,
   timeoutSec: number,
 ): Promise<RunResult> {
-  for (let refused = 0; ; refused++) {
-    await takeSlot(pc);
-    let others = 0;
+  for (let refusals = 1; ; refusals++) {
+    await pc.takeSlot();
+    let res: RunResult;
     try {
-      return await execOnChannel(pc, target, argv, command, opts, timeoutSec);
+      res = await execOnChannel(pc, target, argv, command, opts, timeoutSec);
     } catch (e) {
-      // A refused channel is back-pressure, not a failure: the server's session limit (MaxSessions) is
-      // lower than ours, or it has not yet freed channels we closed. Learn the limit and wait for a
-      // channel of ours to be released; with none of ours open, pause briefly and try again.
-      if (!(e instanceof ChannelRefused)) throw e;
-      if (refused >= REFUSED_RETRIES) throw e.cause;
-      others = pc.active - 1;
-      learnLimit(pc, others, target);
-    } finally {
-      releaseSlot(pc);
+      await pc.slotFailed(e, refusals); // a refused channel: try again
+      continue;
     }
-    if (others === 0) await sleep(REFUSED_PAUSE_MS);
+    pc.releaseSlot();
+    return res;
   }
 }
 
@@ -198,37 +176,29 @@ async function runExec(
  * An idle remote shell of the connection, or a new one while it has channels to spare; waits for one
  * otherwise. Undefined when remote shells cannot run on this connection (the caller uses exec).
  */
-async function takeShell(
-  pc: PooledConnection,
-  conn: Connection,
-  target: string,
-): Promise<RemoteShell | undefined> {
-  const kind = conn.sudo ? "sudo" : "plain";
-  for (let refused = 0; ; ) {
+async function takeShell(pc: Pooled, conn: Connection, target: string): Promise<RemoteShell | undefined> {
+  for (let refusals = 0; ; ) {
     if (pc.closed)
       throw new ConnectionGone(`on ${target}: cannot start a command; the SSH connection was lost`);
-    if (pc.noShells[kind] !== undefined) return undefined;
-    const idle = pc.idleShells[kind].pop();
+    if (pc.shellsUnavailable(conn.sudo) !== undefined) return undefined;
+    const idle = pc.idleShell(conn.sudo);
     if (idle) return idle;
-    if (pc.active < pc.limit) {
-      pc.active++; // the shell holds this channel until it closes
+    // A new shell holds its slot until its channel closes (RemoteShell tells the connection).
+    if (pc.tryTakeSlot()) {
       try {
         return await openShell(pc, conn, target, (argv) => runOn(pc, conn, target, argv, { timeoutSec: 30 }));
       } catch (e) {
-        releaseSlot(pc);
-        if (e instanceof ShellUnavailable) {
-          pc.noShells[kind] = e.message;
-          trace(`${target} no remote shell (${e.message}); one channel per command`);
-          return undefined;
+        if (!(e instanceof ShellUnavailable)) {
+          await pc.slotFailed(e, ++refusals); // a refused channel: look again
+          continue;
         }
-        if (!(e instanceof ChannelRefused)) throw e;
-        if (++refused >= REFUSED_RETRIES) throw e.cause;
-        learnLimit(pc, pc.active, target);
-        if (pc.active === 0) await sleep(REFUSED_PAUSE_MS);
-        continue;
+        pc.releaseSlot();
+        pc.noShellsFor(conn.sudo, e.message);
+        trace(`${target} no remote shell (${e.message}); one channel per command`);
+        return undefined;
       }
     }
-    await new Promise<void>((resolve) => pc.waiters.push(resolve));
+    await pc.waitForChange();
   }
 }
 
@@ -254,93 +224,30 @@ function poolKey(conn: Connection | JumpConnection, proxy?: JumpConnection): str
   return proxy ? `${self} via ${poolKey(proxy)}` : self;
 }
 
-/** The pooled connection for conn (dialed on first use), kept from closing while a command uses it. */
-async function connectPooled(conn: Connection, target: string): Promise<PooledConnection> {
+/** The pooled connection for conn, dialed on first use; forgotten by the pool once it closes. */
+async function connectPooled(conn: Connection, target: string): Promise<Pooled> {
   const key = poolKey(conn, conn.proxy);
   let p = pool.get(key);
   if (!p) {
-    p = dialPooled(conn, target);
-    pool.set(key, p);
-    p.then(
-      (c) => c.client.on("close", () => pool.get(key) === p && pool.delete(key)),
-      () => pool.delete(key),
-    );
+    const dialed: Promise<Pooled> = dialPooled(conn, target, () => {
+      if (pool.get(key) === dialed) pool.delete(key);
+    });
+    p = dialed;
+    pool.set(key, dialed);
+    dialed.catch(() => pool.get(key) === dialed && pool.delete(key));
   }
-  const pc = await p;
-  if (pc.idleTimer) clearTimeout(pc.idleTimer);
-  pc.idleTimer = undefined;
-  return pc;
+  return p;
 }
 
-/** With no command in progress: close now if asked to, or after IDLE_CLOSE_MS. */
-function idleCheck(pc: PooledConnection): void {
-  if (pc.busy !== 0 || pc.waiters.length !== 0) return;
-  if (pc.closeWhenIdle) {
-    shutdown(pc);
-    return;
-  }
-  if (!pc.closed) {
-    if (pc.idleTimer) clearTimeout(pc.idleTimer);
-    pc.idleTimer = setTimeout(() => {
-      for (const [k, v] of pool) {
-        v.then(
-          (c) => c === pc && pool.delete(k),
-          () => undefined,
-        );
-      }
-      shutdown(pc);
-    }, IDLE_CLOSE_MS);
-    pc.idleTimer.unref();
-  }
-}
-
-/** Waits (10 s at most) for the kills of timed-out commands under way, so that closing does not stop them. */
-async function killsDone(pc: PooledConnection): Promise<void> {
-  if (pc.kills.size === 0) return;
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    Promise.all(pc.kills),
-    new Promise((r) => {
-      timer = setTimeout(r, 10_000);
-    }),
-  ]);
-  clearTimeout(timer);
-}
-
-function shutdown(pc: PooledConnection): void {
-  pc.closed = true;
-  if (pc.idleTimer) clearTimeout(pc.idleTimer);
-  pc.client.end();
-  pc.jump?.end();
-}
-
-/** Dials conn and sets up its pooled connection: every channel is closed when the connection drops. */
-async function dialPooled(conn: Connection, target: string): Promise<PooledConnection> {
+/** Dials conn and sets up its pooled connection (which closes every channel when the connection drops). */
+async function dialPooled(conn: Connection, target: string, forget: () => void): Promise<Pooled> {
   const { client, jump } = await dial(conn, target);
   counters.connections++;
-  const pc: PooledConnection = {
-    client,
-    jump,
-    active: 0,
-    busy: 0,
-    limit: MAX_CHANNELS,
-    waiters: [],
-    closed: false,
-    channels: new Set(),
-    kills: new Set(),
-    idleShells: { plain: [], sudo: [] },
-    noShells: {},
-  };
-  client.on("close", () => {
-    pc.closed = true;
-    jump?.end();
-    for (const ch of pc.channels) ch.close();
-  });
-  return pc;
+  return new PooledConnection<RemoteShell>(client, jump, target, forget);
 }
 
 function execOnChannel(
-  pc: PooledConnection,
+  pc: Pooled,
   target: string,
   argv: readonly string[],
   command: string,
@@ -348,9 +255,9 @@ function execOnChannel(
   timeoutSec: number,
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    openChannel(pc, command, (err: Error | undefined, channel: ClientChannel) => {
+    pc.openChannel(command, (err: Error | undefined, channel: ClientChannel) => {
       if (err) {
-        reject(channelOpenError(pc, target, err));
+        reject(err);
         return;
       }
       const out: Buffer[] = [];
@@ -363,7 +270,6 @@ function execOnChannel(
         channel.signal("KILL");
         channel.close();
       }, timeoutSec * 1000);
-      pc.channels.add(channel);
       channel.on("data", (chunk: Buffer) => {
         out.push(chunk);
         lines?.push(chunk);
@@ -376,7 +282,6 @@ function execOnChannel(
       });
       channel.on("close", () => {
         clearTimeout(timer);
-        pc.channels.delete(channel);
         const stderr = Buffer.concat(errs).toString("utf8");
         const fail = (hint: string) => reject(new RemoteCommandError(target, argv, null, stderr, hint));
         if (timedOut) {

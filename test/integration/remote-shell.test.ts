@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { expect } from "chai";
-import { type ConnectionArgs, connectionSchema } from "../../provider/transport/connection";
+import { type ConnectionArgs, connectionSchema } from "../../provider/core/connection";
 import { closeAllConnections, openRemote, poolStats } from "../../provider/transport/ssh";
 import { type FleetHost, loadInventory } from "../support/fleet";
 import { hostSh, rejectionOf } from "../support/host";

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
-import { connectionSchema, type ConnectionArgs } from "../../provider/transport/connection";
+import { connectionSchema, type ConnectionArgs } from "../../provider/core/connection";
 import { closeAllConnections, openRemote, poolStats } from "../../provider/transport/ssh";
 import { countAccepted, fault, type FleetHost, loadInventory } from "../support/fleet";
 import { rejectionOf } from "../support/host";

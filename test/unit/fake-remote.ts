@@ -11,6 +11,9 @@ export interface Reply {
   stderr?: string;
 }
 
+/** A reply made from the command it answers (step markers for the ops it was sent). */
+export type ReplyTo = (argv: readonly string[]) => Reply;
+
 export interface Call {
   argv: readonly string[];
   stdin?: string;
@@ -23,9 +26,9 @@ export class FakeRemote implements Remote {
   /** Unique per instance, so the batcher (keyed by connection) never joins two tests' inspections. */
   readonly key = `fake-${++serial}`;
   readonly calls: Call[] = [];
-  private readonly replies: Reply[];
+  private readonly replies: (Reply | ReplyTo)[];
 
-  constructor(replies: Reply[]) {
+  constructor(replies: (Reply | ReplyTo)[]) {
     this.replies = [...replies];
   }
 
@@ -44,8 +47,9 @@ export class FakeRemote implements Remote {
       argv,
       ...(opts.stdin === undefined ? {} : { stdin: opts.stdin.toString() }),
     });
-    const reply = this.replies.shift();
-    if (!reply) throw new Error(`FakeRemote: no reply left for ${argv.slice(3).join(" ")}`);
+    const next = this.replies.shift();
+    if (!next) throw new Error(`FakeRemote: no reply left for ${argv.slice(3).join(" ")}`);
+    const reply = typeof next === "function" ? next(argv) : next;
     const stdout = reply.stdout ?? "";
     // As the SSH transport does: each complete line, as it arrives.
     if (opts.onStdoutLine) {
@@ -72,3 +76,21 @@ export function out(stdout: string): Reply {
 }
 
 export { withLog } from "../support/log";
+
+/** The ops of a step batch's argv (`... plb-step LXCPATH NAME OP NARGS ARG...`), in order. */
+export function batchOps(argv: readonly string[]): string[] {
+  const ops: string[] = [];
+  for (let at = argv.indexOf("plb-step") + 3; at > 2 && at < argv.length; at += 2 + Number(argv[at + 1]))
+    ops.push(argv[at]);
+  return ops;
+}
+
+/** step.sh's reply to a batch that succeeds: its marker before each op, then `tail` (a verification's report). */
+export function stepMarkers(tail = ""): ReplyTo {
+  return (argv) => ({
+    stdout:
+      batchOps(argv)
+        .map((op, i) => `@@step ${i + 1} ${op}\n`)
+        .join("") + tail,
+  });
+}

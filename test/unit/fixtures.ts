@@ -62,3 +62,22 @@ export const CLONE_ROUNDS_LXC = "/tmp/plb-capture.nsWmiR/mnt/lxc";
 
 /** lxcPath of the capture run of `capture.sh snapshot`: snapshot.sh's inspections, makes and delete. */
 export const SNAP_LXC = "/tmp/plb-capture.ILPqD6/mnt/lxc";
+
+/** The capture run's snapshot clone cl of the subvolume container sv: their subvolume UUIDs, MACs and configs. */
+export const SV_UUID = "451b3e71-7255-7642-9e24-3d0cf12faf54";
+export const CL_UUID = "d557aa90-1888-a143-9253-252d5036c78b";
+export const SV_MAC = "00:16:3e:1d:8b:5f";
+export const CL_MAC = "00:16:3e:32:4f:ee";
+export const HWADDRS: [string, string][] = [
+  ["cl", CL_MAC],
+  ["d1", "00:16:3e:c0:33:b9"],
+  ["j1", "00:16:3e:ce:e9:b1"],
+  ["n1", "00:16:3e:4d:46:9a"],
+  ["sv", SV_MAC],
+];
+export const SV_CONFIG = busyboxConfig(CAP_LXC, "sv", "btrfs", SV_MAC);
+/** What lxc-copy (LXC 5.0.2) made of sv's config: blank lines dropped, new MAC, rootfs and uts.name moved to the end. */
+export const CL_CONFIG = `${SV_CONFIG.split("\n")
+  .filter((l) => l !== "" && !l.startsWith("lxc.rootfs.path") && !l.startsWith("lxc.uts.name"))
+  .map((l) => l.replace(SV_MAC, CL_MAC))
+  .join("\n")}\nlxc.rootfs.path = btrfs:${CAP_LXC}/cl/rootfs\nlxc.uts.name = cl\n`;

@@ -14,7 +14,7 @@ import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import { ROOTFS_INPUT_KEYS, ROOTFS_OUTPUT_KEYS } from "../../provider/rootfs/outputs";
 import { snapshotArgsSchema } from "../../provider/snapshot/inputs";
 import { SNAPSHOT_INPUT_KEYS, SNAPSHOT_OUTPUT_KEYS } from "../../provider/snapshot/outputs";
-import { connectionSchema } from "../../provider/transport/connection";
+import { connectionSchema } from "../../provider/core/connection";
 import { ROOT } from "./fixtures";
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");

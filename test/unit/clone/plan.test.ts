@@ -12,128 +12,13 @@ import {
 } from "../../../provider/clone/plan";
 import { type CloneInspection, parseCloneInspection } from "../../../provider/clone/inspection";
 import { findHwaddrs } from "../../../provider/host/lxc-config";
-import { busyboxConfig, CAP_LXC, fixture } from "../fixtures";
-
-const SV_UUID = "451b3e71-7255-7642-9e24-3d0cf12faf54";
-const CL_UUID = "d557aa90-1888-a143-9253-252d5036c78b";
-const SV_MAC = "00:16:3e:1d:8b:5f";
-const CL_MAC = "00:16:3e:32:4f:ee";
-const HWADDRS: [string, string][] = [
-  ["cl", CL_MAC],
-  ["d1", "00:16:3e:c0:33:b9"],
-  ["j1", "00:16:3e:ce:e9:b1"],
-  ["n1", "00:16:3e:4d:46:9a"],
-  ["sv", SV_MAC],
-];
-const SV_CONFIG = busyboxConfig(CAP_LXC, "sv", "btrfs", SV_MAC);
-/** What lxc-copy (LXC 5.0.2) made of sv's config: blank lines dropped, new MAC, rootfs and uts.name moved to the end. */
-const CL_CONFIG = `${SV_CONFIG.split("\n")
-  .filter((l) => l !== "" && !l.startsWith("lxc.rootfs.path") && !l.startsWith("lxc.uts.name"))
-  .map((l) => l.replace(SV_MAC, CL_MAC))
-  .join("\n")}\nlxc.rootfs.path = btrfs:${CAP_LXC}/cl/rootfs\nlxc.uts.name = cl\n`;
+import { CAP_LXC, CL_CONFIG, CL_UUID, fixture, SV_UUID } from "../fixtures";
 
 /** A sequence of numbers for rand(), repeated; three per MAC (randomMac draws three bytes). */
 function seq(...xs: number[]): () => number {
   let i = 0;
   return () => xs[i++ % xs.length];
 }
-
-describe("clone-plan: parseCloneInspection on real clone.sh inspect output", () => {
-  it("a real lxc-copy -s snapshot clone of a subvolume container", () => {
-    expect(parseCloneInspection(fixture("clone-inspect.bin"))).to.deep.equal({
-      making: false,
-      hasLxcCopy: true,
-      hasLxcClone: false,
-      source: {
-        dir: "present",
-        fstype: "btrfs",
-        state: "STOPPED",
-        isSubvolume: true,
-        subvolume: { id: 256, uuid: SV_UUID, parentUuid: null, generation: 7 },
-      },
-      clone: {
-        dir: "present",
-        fstype: "btrfs",
-        state: "STOPPED",
-        isSubvolume: true,
-        subvolume: { id: 261, uuid: CL_UUID, parentUuid: SV_UUID, generation: 7 },
-      },
-      hwaddrs: HWADDRS,
-      sourceConfig: SV_CONFIG,
-      cloneConfig: CL_CONFIG,
-      cloneHostname: "cl",
-      cloneHosts: "127.0.0.1\tlocalhost\n127.0.1.1\tsv.example.com sv # was sv\n",
-      nested: ["var/lib/machines"],
-    } satisfies CloneInspection);
-  });
-
-  it("no clone yet: the clone side is missing, its texts empty", () => {
-    expect(parseCloneInspection(fixture("clone-inspect-noclone.bin"))).to.deep.equal({
-      making: false,
-      hasLxcCopy: true,
-      hasLxcClone: false,
-      source: {
-        dir: "present",
-        fstype: "btrfs",
-        state: "STOPPED",
-        isSubvolume: true,
-        subvolume: { id: 256, uuid: SV_UUID, parentUuid: null, generation: 7 },
-      },
-      clone: { dir: "missing", isSubvolume: false },
-      hwaddrs: HWADDRS,
-      sourceConfig: SV_CONFIG,
-      cloneConfig: "",
-      cloneHostname: "",
-      cloneHosts: "",
-      nested: ["var/lib/machines"],
-    } satisfies CloneInspection);
-  });
-
-  it("a directory source: not a subvolume, no subvolume fields", () => {
-    const insp = parseCloneInspection(fixture("clone-inspect-dirsource.bin"));
-    expect(insp.source).to.deep.equal({
-      dir: "present",
-      fstype: "btrfs",
-      state: "STOPPED",
-      isSubvolume: false,
-    });
-    expect(insp.sourceConfig).to.equal(busyboxConfig(CAP_LXC, "d1", "dir", "00:16:3e:c0:33:b9"));
-    expect(insp.nested).to.deep.equal([]);
-  });
-
-  it("fails closed: no sections, an unknown line, a subvolume without fields", () => {
-    const out = fixture("clone-inspect.bin");
-    expect(() => parseCloneInspection(out.slice(0, out.indexOf("@@hwaddrs")))).to.throw(
-      Error,
-      "unrecognised clone inspection output",
-    );
-    expect(() => parseCloneInspection(`ERROR: x\n${out}`)).to.throw(
-      Error,
-      'unrecognised clone inspection line "ERROR: x"',
-    );
-    expect(() => parseCloneInspection(out.replace(/^clone [A-Z].*\n/gm, ""))).to.throw(
-      Error,
-      "unrecognised `btrfs subvolume show` output (a btrfs-progs version this provider does not know)",
-    );
-  });
-
-  it("upper-case MACs from the hwaddr list are lowercased", () => {
-    const out = fixture("clone-inspect.bin").replace(`cl ${CL_MAC}`, `cl ${CL_MAC.toUpperCase()}`);
-    expect(parseCloneInspection(out).hwaddrs[0]).to.deep.equal(["cl", CL_MAC]);
-  });
-  it("reads the MAC list as clone.sh prints it now (newline-separated lines in one item) as before", () => {
-    // clone-inspect.bin was captured when the list went through `tr '\n' '\0'` (an item per line).
-    const old = fixture("clone-inspect.bin");
-    const at = old.indexOf("@@hwaddrs\0") + "@@hwaddrs\0".length;
-    const end = old.indexOf("@@source_config\0");
-    const lines = old.slice(at, end).split("\0").filter(Boolean);
-    expect(lines.length).to.be.greaterThan(1);
-    const now = `${old.slice(0, at)}${lines.join("\n")}\n\0${old.slice(end)}`;
-    expect(parseCloneInspection(now)).to.deep.equal(parseCloneInspection(old));
-    const none = `${old.slice(0, at)}\0${old.slice(end)}`;
-    expect(parseCloneInspection(none).hwaddrs).to.deep.equal([]);
-  });
-});
 
 describe("clone-plan: adoptProblem (may an existing container be adopted as the clone?)", () => {
   const insp = parseCloneInspection(fixture("clone-inspect.bin"));

@@ -6,8 +6,9 @@
 import { expect } from "chai";
 import { convergeWith, type RootfsOutputs } from "../../../provider/rootfs/provider";
 import { type RootfsInputs, rootfsArgsSchema } from "../../../provider/rootfs/inputs";
+import { describeArgv, UserError } from "../../../provider/core/errors";
 import { validate } from "../../../provider/core/inputs";
-import { FakeRemote, out, type Reply, withLog } from "../fake-remote";
+import { batchOps, FakeRemote, out, type Reply, stepMarkers, withLog } from "../fake-remote";
 import { fixture, ROUNDS_LXC } from "../fixtures";
 
 const L = ROUNDS_LXC;
@@ -304,5 +305,97 @@ describe("rootfs orchestration: rollback of a failed batch (FakeRemote)", () => 
     expect(log[log.length - 1]).to.equal(
       `${LOG} rollback incomplete (on root@fake:22: \`${ROLLBACK.join(" ")}\` exited with code 3: btrfs: busy); the journal stays and the next run finishes it`,
     );
+  });
+});
+
+describe("rootfs orchestration: a malformed batch reply (FakeRemote)", () => {
+  it("fails each resource in the batch under its own name, with the host and the batch command", async () => {
+    // Two conversions at once: their inspections go out as one inspect-many.sh, whose reply is unreadable.
+    const remote = new FakeRemote([out("@@plb-item 0 0 3 0\nabc@@plb-item 7 0 0 0\n")]);
+    const { value: settled } = await withLog(() =>
+      Promise.allSettled([convergeWith(remote, inputs("cv")), convergeWith(remote, inputs("cvr"))]),
+    );
+    const errors = (settled ?? []).map((r) => (r.status === "rejected" ? (r.reason as Error) : undefined));
+    expect(remote.commands.map((c) => c.filter((a) => !a.includes("\n")))).to.deep.equal([
+      ["plb-inspect-many", L, "auto", "cv", "cvr"],
+    ]);
+    const cmd = `on root@fake:22: \`${describeArgv(remote.calls[0].argv)}\` exited with code 0\nhint: its output could not be read: unrecognised batch output at item 1`;
+    expect(describeArgv(remote.calls[0].argv)).to.match(/^plb-inspect-many \S.*\.\.\. \/\S+ auto cv cvr$/);
+    expect(errors.map((e) => e instanceof UserError && e.stack === e.message)).to.deep.equal([true, true]);
+    expect(errors.map((e) => e?.message)).to.deep.equal([
+      `LxcSubvolumeRootfs cv: ${cmd}`,
+      `LxcSubvolumeRootfs cvr: ${cmd}`,
+    ]);
+  });
+});
+
+describe("rootfs orchestration: the container's downtime in the log (FakeRemote)", () => {
+  /** Log lines with the measured downtime replaced by N (the pure Downtime test pins the number). */
+  const logOf = (log: string[]) => log.map((l) => l.replace(/after \d+\.\ds$/, "after Ns"));
+  const CVR = "[lxc-btrfs] cvr on root@fake:22:";
+  const VERIFIED_CVR = `${CVR} verified 308 entries: types, modes, owners, sizes, mtimes, links, devices, hardlinks, inode flags, xattrs (btrfs compression property included)`;
+  const DOWNTIME = [
+    `${CVR} starting the container`,
+    `${CVR} the container is running: downtime ends after Ns`,
+  ];
+
+  for (const ifRunning of ["restart", "live"] as const) {
+    it(`ifRunning "${ifRunning}": the stop says downtime starts, the start done says when it ended`, async () => {
+      const remote = new FakeRemote([
+        out(fixture("rounds-inspect-running.bin")),
+        stepMarkers(fixture("verify-ok.bin")),
+        stepMarkers(),
+        // cv's converted inspection, as cvr's: what the next round finds.
+        out(fixture("rounds-inspect-subvol.bin").split(`${C}/`).join(`${L}/cvr/`)),
+      ]);
+      const { log, error } = await withLog(() => convergeWith(remote, inputs("cvr", { ifRunning })));
+      expect(error?.message).to.equal(undefined);
+      const ops = remote.commands.map(batchOps);
+      const FINISH = [
+        "journal",
+        "swap",
+        "journal",
+        "write-config",
+        "move-nested",
+        "start",
+        "remove",
+        "journal-clear",
+      ];
+      expect(ops.slice(1, 3)).to.deep.equal(
+        ifRunning === "restart"
+          ? [["journal", "stop", "subvol-create", "copy", "verify"], FINISH]
+          : [["journal", "subvol-create", "precopy", "journal", "stop", "catchup", "verify"], FINISH],
+      );
+      expect(logOf(log)).to.deep.equal([
+        `${CVR} create: convert rootfs to a subvolume`,
+        ...(ifRunning === "restart"
+          ? [
+              `${CVR} stopping the container: downtime starts`,
+              `${CVR} copying 304 entries (reflink: metadata only, no data blocks)`,
+            ]
+          : [
+              `${CVR} copying 304 entries (reflink: metadata only, no data blocks)`,
+              `${CVR} stopping the container: downtime starts`,
+            ]),
+        VERIFIED_CVR,
+        ...DOWNTIME,
+      ]);
+    });
+  }
+
+  it("a failed batch after the stop: the rollback's start ends the downtime", async () => {
+    const remote = new FakeRemote([
+      out(fixture("rounds-inspect-running.bin")),
+      failed("@@step 1 journal\n@@step 2 stop\n@@step 3 subvol-create\n@@step 4 copy\n", "cp: boom"),
+      stepMarkers(),
+    ]);
+    const { log, error } = await withLog(() => convergeWith(remote, inputs("cvr", { ifRunning: "restart" })));
+    expect(error?.message).to.match(/exited with code 3: cp: boom$/);
+    expect(logOf(log)).to.deep.equal([
+      `${CVR} create: convert rootfs to a subvolume`,
+      `${CVR} stopping the container: downtime starts`,
+      `${CVR} copying 304 entries (reflink: metadata only, no data blocks)`,
+      ...DOWNTIME,
+    ]);
   });
 });

@@ -3,16 +3,29 @@
  * inspect-rootfs.sh runs in one command), and the batcher's coalescing, with a recording Remote.
  */
 import { expect } from "chai";
-import { inspectRootfsBatched, runBatched, splitBatchOutput } from "../../../provider/transport/batch";
+import { describeArgv, RemoteCommandError, UserError } from "../../../provider/core/errors";
+import {
+  type BatchCommand,
+  inspectRootfsBatched,
+  runBatched,
+  splitBatchOutput,
+} from "../../../provider/transport/batch";
 import { parseRootfsInspection } from "../../../provider/rootfs/inspection";
 import type { Remote, RunOptions, RunResult } from "../../../provider/transport/ssh";
 import { fixtureBytes } from "../fixtures";
+
+/** A batch command as flush hands it to splitBatchOutput (the script texts shortened). */
+const CMD: BatchCommand = {
+  target: "root@h1:22",
+  argv: ["sh", "-c", "BATCH", ..."plb-batch INSPECT 3 4 /l a 0 /l b 0 /l c 0".split(" ")],
+  res: { code: 0, stderr: "" },
+};
 
 describe("batch: splitBatchOutput on real batch.sh output", () => {
   const out = fixtureBytes("batch-inspect.bin");
 
   it("gives each item its own exit code, stdout and stderr, in order", () => {
-    const [sv, dir, missing] = splitBatchOutput(out, 3).map((r) => ({
+    const [sv, dir, missing] = splitBatchOutput(out, 3, CMD).map((r) => ({
       ...r,
       insp: parseRootfsInspection(r.stdout),
     }));
@@ -24,7 +37,7 @@ describe("batch: splitBatchOutput on real batch.sh output", () => {
   });
 
   it("keeps NUL-separated sections and config text byte for byte", () => {
-    const [sv] = splitBatchOutput(out, 3);
+    const [sv] = splitBatchOutput(out, 3, CMD);
     expect(sv.stdout).to.include("@@nested\0@@mounts\0@@journal\0\0@@config\0");
     expect(sv.stdoutBytes?.length).to.equal(Buffer.byteLength(sv.stdout, "utf8"));
   });
@@ -42,7 +55,19 @@ describe("batch: splitBatchOutput on real batch.sh output", () => {
     ["an item out of order", Buffer.from("@@plb-item 1 0 0 0\n"), 1, "unrecognised batch output at item 0"],
   ];
   for (const [what, buf, n, msg] of bad) {
-    it(`fails closed on ${what}`, () => expect(() => splitBatchOutput(buf, n)).to.throw(msg));
+    it(`fails closed on ${what}, with the batch command's error (host, command, what was wrong)`, () => {
+      let err: unknown;
+      try {
+        splitBatchOutput(buf, n, CMD);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).to.be.instanceOf(RemoteCommandError);
+      expect((err as Error).message).to.equal(
+        `on root@h1:22: \`plb-batch INSPECT 3 4 /l a 0 /l b 0 /l c 0\` exited with code 0\nhint: its output could not be read: ${msg}`,
+      );
+      expect((err as Error).stack).to.equal((err as Error).message);
+    });
   }
 
   it("a stdout that holds a fake header is data: the byte counts decide", () => {
@@ -50,7 +75,7 @@ describe("batch: splitBatchOutput on real batch.sh output", () => {
     const framed = Buffer.from(
       `@@plb-item 0 3 ${Buffer.byteLength(body)} 4\n${body}oops@@plb-item 1 0 2 0\nok`,
     );
-    expect(splitBatchOutput(framed, 2)).to.deep.equal([
+    expect(splitBatchOutput(framed, 2, CMD)).to.deep.equal([
       { code: 3, stdout: body, stderr: "oops", stdoutBytes: Buffer.from(body) },
       { code: 0, stdout: "ok", stderr: "", stdoutBytes: Buffer.from("ok") },
     ]);
@@ -60,8 +85,8 @@ describe("batch: splitBatchOutput on real batch.sh output", () => {
 describe("batch: inspect-many.sh prints for each container exactly what inspect-rootfs.sh prints alone", () => {
   for (const walk of ["0", "auto"]) {
     it(`WALK ${walk}: a converted, a directory and a missing container (real output)`, () => {
-      const many = splitBatchOutput(fixtureBytes(`inspect-many-${walk}.bin`), 3);
-      const single = splitBatchOutput(fixtureBytes(`inspect-single-${walk}.bin`), 3);
+      const many = splitBatchOutput(fixtureBytes(`inspect-many-${walk}.bin`), 3, CMD);
+      const single = splitBatchOutput(fixtureBytes(`inspect-single-${walk}.bin`), 3, CMD);
       expect(many).to.deep.equal(single);
       const parsed = many.map((r) => parseRootfsInspection(r.stdout));
       expect(parsed.map((p) => [p.containerDir, p.rootfsIsSubvolume])).to.deep.equal([
@@ -173,5 +198,29 @@ describe("batch: runBatched", () => {
       "the SSH connection was lost while the command ran",
       "the SSH connection was lost while the command ran",
     ]);
+  });
+
+  it("a malformed batch reply fails every caller with the batch command's error, not a bare Error", async () => {
+    const { remote, calls } = recordingRemote("k8");
+    remote.run = async (argv) => {
+      calls.push([...argv]);
+      return {
+        code: 0,
+        stdout: "@@plb-item 0 0 1 0\nx",
+        stderr: "",
+        stdoutBytes: Buffer.from("@@plb-item 0 0 1 0\nx"),
+      };
+    };
+    const res = await Promise.allSettled(
+      ["a", "b"].map((n) => runBatched(remote, "inspect-rootfs", ["/l", n, "0"])),
+    );
+    const want = `on root@test:22: \`${describeArgv(calls[0])}\` exited with code 0\nhint: its output could not be read: unrecognised batch output at item 1`;
+    expect(describeArgv(calls[0])).to.match(/^plb-batch .*\.\.\. 3 4 \/l a 0 \/l b 0$/);
+    for (const r of res) {
+      expect(r.status).to.equal("rejected");
+      const e = (r as PromiseRejectedResult).reason as Error;
+      expect(e).to.be.instanceOf(UserError);
+      expect(e.message).to.equal(want);
+    }
   });
 });

@@ -10,7 +10,7 @@ import {
   resetCredentials,
   withProviderCredentials,
 } from "../../../provider/transport/credentials";
-import { type Connection, connectionSchema } from "../../../provider/transport/connection";
+import { type Connection, connectionSchema } from "../../../provider/core/connection";
 import { openRemote, poolStats } from "../../../provider/transport/ssh";
 
 const KEY =

@@ -3,7 +3,7 @@
  * key policy and limits. Ports and timeouts are restricted to sane ranges. Pure: no SSH, no Pulumi.
  */
 import { z } from "zod";
-import { absolutePath } from "../core/inputs";
+import { absolutePath } from "./inputs";
 
 const HOST =
   /^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?)$/;
