@@ -7,8 +7,8 @@
  *   node convert-child.js HOST CONTAINER [--idle]
  */
 import { readFileSync } from "node:fs";
-import { convergeWith } from "../provider/rootfs/provider";
 import { rootfsArgsSchema } from "../provider/rootfs/inputs";
+import { convergeWith } from "../provider/rootfs/provider";
 import { closeAllConnections, openRemote } from "../provider/transport/ssh";
 import { loadInventory } from "../test/support/fleet";
 import { type CommandTiming, timedRemote } from "./lib/remote-timing";

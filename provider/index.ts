@@ -5,14 +5,12 @@
  * - LxcSnapshotClone: clone a container as a BTRFS snapshot, with its own name, hostname and MACs.
  * - LxcSnapshot: a read-only BTRFS snapshot of a converted container, with its config (a restore point).
  */
-export { cloneProvider, LxcSnapshotClone, type LxcSnapshotCloneArgs } from "./clone/resource";
-export type { LxcConnectionArgs } from "./core/resource";
-export { LxcSubvolumeRootfs, type LxcSubvolumeRootfsArgs, rootfsProvider } from "./rootfs/resource";
+
 export type { CloneOutputs } from "./clone/outputs";
-export type { RootfsOutputs } from "./rootfs/outputs";
-export { LxcSnapshot, type LxcSnapshotArgs, snapshotProvider } from "./snapshot/resource";
-export type { SnapshotOutputs } from "./snapshot/outputs";
+export { cloneProvider, LxcSnapshotClone, type LxcSnapshotCloneArgs } from "./clone/resource";
 export type { ConnectionArgs } from "./core/connection";
+export type { LxcConnectionArgs } from "./core/resource";
+export type { DiscoveredContainer } from "./fleet/plan";
 export {
   type DiscoverHostArgs,
   type DiscoverOptions,
@@ -23,4 +21,7 @@ export {
   LxcFleetRollout,
   type LxcFleetRolloutArgs,
 } from "./fleet/rollout";
-export type { DiscoveredContainer } from "./fleet/plan";
+export type { RootfsOutputs } from "./rootfs/outputs";
+export { LxcSubvolumeRootfs, type LxcSubvolumeRootfsArgs, rootfsProvider } from "./rootfs/resource";
+export type { SnapshotOutputs } from "./snapshot/outputs";
+export { LxcSnapshot, type LxcSnapshotArgs, snapshotProvider } from "./snapshot/resource";

@@ -1,8 +1,8 @@
 /** What every part of the benchmark shares: the fleet, credentials, run counts, a log and the clock. */
 import { appendFileSync, readFileSync } from "node:fs";
-import { type FleetHost, type Inventory, loadInventory } from "../../test/support/fleet";
-import { rootfsArgsSchema, type RootfsInputs } from "../../provider/rootfs/inputs";
+import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import { openRemote, type Remote } from "../../provider/transport/ssh";
+import { type FleetHost, type Inventory, loadInventory } from "../../test/support/fleet";
 
 export interface BenchContext {
   inv: Inventory;

@@ -6,9 +6,16 @@
 import type { CloneResult } from "../parts/clone";
 import type { ConversionResult } from "../parts/conversion";
 import type { DowntimeResult } from "../parts/downtime";
-import type { RollbackResult } from "../parts/rollback";
 import { FLEET_TREE_ENTRIES, type FleetResult, MAX_PER_HOST, PER_HOST } from "../parts/fleet";
 import { PREVIEW_RESOURCES, type PreviewResult } from "../parts/preview";
+import type { RollbackResult } from "../parts/rollback";
+import {
+  type CpuSplit,
+  SCALE_COMMANDS,
+  type ScaleCommand,
+  type ScaleResult,
+  type ScaleSample,
+} from "../parts/scale";
 import { type TransportResult, transportSection } from "../parts/transport";
 import type { CommandTiming } from "./remote-timing";
 import {
@@ -21,13 +28,6 @@ import {
   summarize,
   verdict,
 } from "./stats";
-import {
-  type CpuSplit,
-  SCALE_COMMANDS,
-  type ScaleCommand,
-  type ScaleResult,
-  type ScaleSample,
-} from "../parts/scale";
 
 export interface BenchResults {
   version: 1;

@@ -4,9 +4,11 @@
  * 10 MB, 500 MB and 2 GB of incompressible data written once. One SSH round trip (`true`) is measured
  * alongside, since our floor is lxc-copy plus the round trips it takes to drive it.
  */
+
+import { cloneArgsSchema } from "../../provider/clone/inputs";
 import * as clone from "../../provider/clone/provider";
 import { convergeWith } from "../../provider/rootfs/provider";
-import { cloneArgsSchema } from "../../provider/clone/inputs";
+import { hostExec } from "../../test/support/fleet";
 import {
   type BenchContext,
   medianRoundTrip,
@@ -15,7 +17,6 @@ import {
   rootfsInputs,
   warmRemote,
 } from "../lib/context";
-import { hostExec } from "../../test/support/fleet";
 import { createBusybox, destroy, LXC, settle, sh, spaceUsage, timedOnHost } from "../lib/host";
 
 export interface CloneSize {

@@ -6,8 +6,8 @@
  * below), and rsync -aHAX into a new subvolume. Space growth of each from `btrfs filesystem df -b`.
  */
 import * as path from "node:path";
-import type { ChildReport } from "../convert-child";
 import { run } from "../../test/support/fleet";
+import type { ChildReport } from "../convert-child";
 import type { BenchContext } from "../lib/context";
 import {
   cloneTemplate,

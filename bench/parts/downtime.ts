@@ -10,14 +10,15 @@
  * Downtime is observed on the host: a poller runs `lxc-info -s` every 10 ms and reports the time from
  * the first state other than RUNNING to RUNNING again.
  */
-import { type FleetHost, hostExec } from "../../test/support/fleet";
+
 import type { RootfsInputs } from "../../provider/rootfs/inputs";
 import { convergeWith } from "../../provider/rootfs/provider";
 import { openRemote } from "../../provider/transport/ssh";
-import { type CommandTiming, timedRemote } from "../lib/remote-timing";
+import { type FleetHost, hostExec } from "../../test/support/fleet";
 import type { BenchContext } from "../lib/context";
 import { quietly, rootfsInputs } from "../lib/context";
 import { cloneTemplateMany, destroy, settle, sh, timedOnHost, treeSize } from "../lib/host";
+import { type CommandTiming, timedRemote } from "../lib/remote-timing";
 import { FLOOR_SCRIPT, makeTemplate, templateName } from "./conversion";
 
 export interface DowntimeResult {

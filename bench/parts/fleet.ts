@@ -4,7 +4,7 @@
  * the baseline. Interleaved per iteration: each host alone, then all. SSH logins per host from the sshd logs.
  */
 import * as path from "node:path";
-import { type FleetHost, countAccepted } from "../../test/support/fleet";
+import { countAccepted, type FleetHost } from "../../test/support/fleet";
 import type { BenchContext } from "../lib/context";
 import { cloneTemplateMany, createBusybox, destroy, LXC, settle, sh } from "../lib/host";
 import { makeProject } from "../lib/pulumi-project";

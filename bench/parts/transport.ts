@@ -10,8 +10,9 @@
  * `cp -a --reflink` into a new subvolume + `rm -rf` of the old tree. Runs on h4 when the fleet has it (the
  * fault matrices cut and restart h1).
  */
-import * as clone from "../../provider/clone/provider";
+
 import { cloneArgsSchema } from "../../provider/clone/inputs";
+import * as clone from "../../provider/clone/provider";
 import { convergeWith } from "../../provider/rootfs/provider";
 import { closeAllConnections, openRemote } from "../../provider/transport/ssh";
 import { type BenchContext, medianRoundTrip, quietly, rootConnection, rootfsInputs } from "../lib/context";

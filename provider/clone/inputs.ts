@@ -4,8 +4,8 @@
  * same keys (test/unit/readme.test.ts).
  */
 import { z } from "zod";
-import { absolutePath, containerName, hostname } from "../core/inputs";
 import { connectionSchema } from "../core/connection";
+import { absolutePath, containerName, hostname } from "../core/inputs";
 
 export const cloneArgsSchema = z
   .object({

@@ -2,8 +2,9 @@
  * Pure logic of LxcSnapshotClone: what lxc-copy leaves undone (mount entries and
  * log file under the old container dir, /etc/hosts, MAC uniqueness), drift and diff.
  */
-import type { CloneInspection } from "./inspection";
+
 import { checkRootfsConfig, findHwaddrs, getConfigValue } from "../host/lxc-config";
+import type { CloneInspection } from "./inspection";
 
 /**
  * Why an existing container named like the clone cannot be adopted as the clone, or undefined when it

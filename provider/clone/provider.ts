@@ -4,7 +4,17 @@
  * What both providers share is in core/provider-base.ts.
  */
 import { randomInt } from "node:crypto";
+import { RemoteCommandError } from "../core/errors";
+import type { CheckFailure } from "../core/inputs";
+import { guardProviderProcess } from "../core/process-guard";
+import { ProviderBase } from "../core/provider-base";
+import { findHwaddrs, getConfigValue } from "../host/lxc-config";
+import { ExitCode } from "../transport/exit-codes";
+import { scriptArgv } from "../transport/remote-scripts";
+import { describeTarget, openRemote, type Remote } from "../transport/ssh";
+import { type CloneInputs, cloneArgsSchema } from "./inputs";
 import { type CloneInspection, parseCloneInspection } from "./inspection";
+import type { CloneOutputs } from "./outputs";
 import {
   adoptProblem,
   cloneDrift,
@@ -14,17 +24,6 @@ import {
   sourceProblem,
   uniqueMacs,
 } from "./plan";
-import { findHwaddrs } from "../host/lxc-config";
-import { RemoteCommandError } from "../core/errors";
-import { getConfigValue } from "../host/lxc-config";
-import { ExitCode } from "../transport/exit-codes";
-import { scriptArgv } from "../transport/remote-scripts";
-import { guardProviderProcess } from "../core/process-guard";
-import { ProviderBase } from "../core/provider-base";
-import type { CheckFailure } from "../core/inputs";
-import { type CloneInputs, cloneArgsSchema } from "./inputs";
-import type { CloneOutputs } from "./outputs";
-import { describeTarget, openRemote, type Remote } from "../transport/ssh";
 
 export type { CloneOutputs } from "./outputs";
 

@@ -2,10 +2,11 @@
  * Fleet rollout planning, pure: which containers on which hosts, in which wave, after which others.
  * The component (rollout.ts) only turns this plan into resources with dependsOn edges.
  */
-import type { BackingStore } from "../host/lxc-config";
-import { classifyBackingStore } from "../host/lxc-config";
+
 import { UserError } from "../core/errors";
 import { globMatch } from "../core/glob";
+import type { BackingStore } from "../host/lxc-config";
+import { classifyBackingStore } from "../host/lxc-config";
 
 export interface DiscoveredContainer {
   /** The name; for a name we cannot manage (see `problem`), a printable form with `\xNN` escapes. */

@@ -3,18 +3,18 @@
  * The constructor only wires resources; the plan comes from plan.ts.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { LxcSnapshotClone } from "../clone/resource";
+import type { ConnectionArgs } from "../core/connection";
 import { UserError } from "../core/errors";
+import type { LxcConnectionArgs } from "../core/resource";
+import { LxcSubvolumeRootfs, type LxcSubvolumeRootfsArgs } from "../rootfs/resource";
 import {
-  type DiscoveredContainer,
   conversionKey,
+  type DiscoveredContainer,
   parseDiscovery,
   planRollout,
   selectContainers,
 } from "./plan";
-import type { LxcConnectionArgs } from "../core/resource";
-import { LxcSnapshotClone } from "../clone/resource";
-import { LxcSubvolumeRootfs, type LxcSubvolumeRootfsArgs } from "../rootfs/resource";
-import type { ConnectionArgs } from "../core/connection";
 
 export interface DiscoverOptions {
   lxcPath?: string;

@@ -19,8 +19,8 @@
  * The original tree is never changed before its copy is verified and swapped in.
  */
 import { createHash } from "node:crypto";
-import type { Journal, RootfsInspection } from "./inspection";
 import { checkRootfsConfig, rewriteRootfsLine } from "../host/lxc-config";
+import type { Journal, RootfsInspection } from "./inspection";
 
 export interface RootfsPolicy {
   container: string;

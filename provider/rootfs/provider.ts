@@ -3,19 +3,20 @@
  * Loaded lazily inside the dynamic provider's methods (see resource.ts), so node-ssh and zod are never
  * captured into the serialized provider. What both providers share is in core/provider-base.ts.
  */
-import { inspectRootfsBatched, runBatched } from "../transport/batch";
+
 import { RemoteCommandError, UserError } from "../core/errors";
-import { ExitCode } from "../transport/exit-codes";
-import { Downtime } from "./downtime";
-import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspection";
-import { scriptArgv } from "../transport/remote-scripts";
+import type { CheckFailure } from "../core/inputs";
 import { guardProviderProcess } from "../core/process-guard";
 import { ProviderBase, sameValue } from "../core/provider-base";
-import { planConvert, planRestore, planRevert, type RootfsPlan, type RootfsPolicy, type Step } from "./plan";
-import type { CheckFailure } from "../core/inputs";
-import { type RootfsInputs, rootfsArgsSchema } from "./inputs";
-import type { RootfsOutputs } from "./outputs";
+import { inspectRootfsBatched, runBatched } from "../transport/batch";
+import { ExitCode } from "../transport/exit-codes";
+import { scriptArgv } from "../transport/remote-scripts";
 import { checked, describeTarget, openRemote, type Remote } from "../transport/ssh";
+import { Downtime } from "./downtime";
+import { type RootfsInputs, rootfsArgsSchema } from "./inputs";
+import { configBackingStore, parseRootfsInspection, type RootfsInspection } from "./inspection";
+import type { RootfsOutputs } from "./outputs";
+import { planConvert, planRestore, planRevert, type RootfsPlan, type RootfsPolicy, type Step } from "./plan";
 import {
   batchArgs,
   compareTreeReports,

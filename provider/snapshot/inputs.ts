@@ -4,8 +4,8 @@
  * (test/unit/readme.test.ts).
  */
 import { z } from "zod";
-import { absolutePath, containerName } from "../core/inputs";
 import { connectionSchema } from "../core/connection";
+import { absolutePath, containerName } from "../core/inputs";
 
 export const snapshotArgsSchema = z
   .object({

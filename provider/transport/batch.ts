@@ -7,8 +7,8 @@
  * the batch's failure, which its provider reports under its own resource name.
  */
 import { RemoteCommandError } from "../core/errors";
-import { type ScriptName, script, scriptArgv } from "./remote-scripts";
 import type { Remote, RunResult } from "./remote";
+import { type ScriptName, script, scriptArgv } from "./remote-scripts";
 import { trace } from "./util";
 
 /** How long a first request waits for others to join it: short next to a round trip (~ms). */

@@ -9,8 +9,9 @@
  * `agentSocketPath` wins, and then the config is not used for that connection at all. Nothing here ever puts
  * a value into a message, an output or a resource's state. Pure except for the one module-level setting.
  */
-import { UserError } from "../core/errors";
+
 import type { JumpConnection } from "../core/connection";
+import { UserError } from "../core/errors";
 
 /** The stack config namespace, and the keys read from it. */
 export const CONFIG_NAMESPACE = "lxc-btrfs";

@@ -6,8 +6,8 @@
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import type { ConnectConfig } from "ssh2";
+import { type Connection, describeTarget, type JumpConnection } from "../core/connection";
 import { UserError } from "../core/errors";
-import { describeTarget, type Connection, type JumpConnection } from "../core/connection";
 import type { FromConfig } from "./credentials";
 import { describeVerdict, type HostKeyPolicy, type HostKeyVerdict, verifyHostKey } from "./hostkeys";
 import { sleep } from "./util";

@@ -19,8 +19,8 @@
 import { createHash } from "node:crypto";
 import { constants as osConstants } from "node:os";
 import type { ClientChannel } from "ssh2";
-import { describeArgv, RemoteCommandError } from "../core/errors";
 import { type Connection, describeTarget, type JumpConnection } from "../core/connection";
+import { describeArgv, RemoteCommandError } from "../core/errors";
 import { withProviderCredentials } from "./credentials";
 import { dial, dialCount } from "./dial";
 import { ConnectionGone, PooledConnection } from "./pooled-connection";
@@ -29,8 +29,8 @@ import { openShell, type RemoteShell, ShellUnavailable } from "./remote-shell";
 import { LineSplitter } from "./shell-protocol";
 import { trace } from "./util";
 
-export { buildCommandLine, checked, type Remote, type RunOptions, type RunResult } from "./remote";
 export { describeTarget } from "../core/connection";
+export { buildCommandLine, checked, type Remote, type RunOptions, type RunResult } from "./remote";
 
 type Pooled = PooledConnection<RemoteShell>;
 

@@ -5,6 +5,7 @@
  * sets it from the fleet's inventory.
  */
 import { expect } from "chai";
+import { exampleStack, fleetAccess } from "../support/examples";
 import {
   countAccepted,
   type FleetHost,
@@ -12,7 +13,6 @@ import {
   loadInventory,
   TEST_CONTAINER_GLOBS,
 } from "../support/fleet";
-import { exampleStack, fleetAccess } from "../support/examples";
 import { hostSh } from "../support/host";
 import { previewChanges as changes } from "../support/pulumi";
 

@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import { expect } from "chai";
 import { countAccepted, type FleetHost, loadInventory, manifest } from "../support/fleet";
 import { hostSh } from "../support/host";
-import { exportStack, previewChanges as changes, runPulumi, tempProject } from "../support/pulumi";
+import { previewChanges as changes, exportStack, runPulumi, tempProject } from "../support/pulumi";
 import { linkPackage } from "../support/repo";
 
 const inv = loadInventory();

@@ -17,9 +17,9 @@ import { expect } from "chai";
 import { countAccepted, type FleetHost, loadInventory, run } from "../support/fleet";
 import { destroyContainers, hostSh, makeBusybox, NO_NETWORK } from "../support/host";
 import {
+  previewChanges as changes,
   exportStack,
   type PulumiStackExport,
-  previewChanges as changes,
   pulumiEnv,
   pulumiSdkVersion,
   runPulumi,

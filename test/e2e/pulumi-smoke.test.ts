@@ -11,8 +11,8 @@ import * as path from "node:path";
 import { expect } from "chai";
 import {
   exportStack,
-  type PulumiStateResource,
   type PulumiStackExport,
+  type PulumiStateResource,
   pulumiSdkVersion,
   runPulumi,
   tempProject,

@@ -4,10 +4,10 @@
  */
 import { readFileSync } from "node:fs";
 import { expect } from "chai";
-import * as clone from "../../provider/clone/provider";
-import * as rootfs from "../../provider/rootfs/provider";
 import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
+import * as clone from "../../provider/clone/provider";
 import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import * as rootfs from "../../provider/rootfs/provider";
 import { scriptArgv } from "../../provider/transport/remote-scripts";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";

@@ -10,8 +10,8 @@ import { expect } from "chai";
 import {
   countAccepted,
   type ExecResult,
-  fault,
   type FleetHost,
+  fault,
   hostExec,
   type Inventory,
   loadInventory,

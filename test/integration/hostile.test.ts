@@ -7,13 +7,13 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { expect } from "chai";
-import * as clone from "../../provider/clone/provider";
-import { discoverContainers } from "../../provider/fleet/rollout";
-import { quoteArgv } from "../../provider/transport/quote";
-import * as rootfs from "../../provider/rootfs/provider";
 import { cloneArgsSchema } from "../../provider/clone/inputs";
-import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import * as clone from "../../provider/clone/provider";
 import { validate } from "../../provider/core/inputs";
+import { discoverContainers } from "../../provider/fleet/rollout";
+import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import * as rootfs from "../../provider/rootfs/provider";
+import { quoteArgv } from "../../provider/transport/quote";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { countAccepted, type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
 import { rejectionOf } from "../support/host";

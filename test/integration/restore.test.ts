@@ -8,8 +8,8 @@
  */
 import { readFileSync } from "node:fs";
 import { expect } from "chai";
-import * as rootfs from "../../provider/rootfs/provider";
 import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import * as rootfs from "../../provider/rootfs/provider";
 import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, loadInventory, manifest } from "../support/fleet";
 import { destroyContainers, hostSh, makeBusybox, NO_NETWORK, rejectionOf } from "../support/host";

@@ -5,10 +5,10 @@
  */
 import { readFileSync } from "node:fs";
 import { expect } from "chai";
-import * as clone from "../../provider/clone/provider";
-import * as rootfs from "../../provider/rootfs/provider";
 import { cloneArgsSchema } from "../../provider/clone/inputs";
+import * as clone from "../../provider/clone/provider";
 import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import * as rootfs from "../../provider/rootfs/provider";
 import { batchArgs } from "../../provider/rootfs/steps";
 import { scriptArgv } from "../../provider/transport/remote-scripts";
 import { closeAllConnections } from "../../provider/transport/ssh";

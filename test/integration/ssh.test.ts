@@ -7,9 +7,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
-import { connectionSchema, type ConnectionArgs } from "../../provider/core/connection";
+import { type ConnectionArgs, connectionSchema } from "../../provider/core/connection";
 import { closeAllConnections, openRemote, poolStats } from "../../provider/transport/ssh";
-import { countAccepted, fault, type FleetHost, loadInventory } from "../support/fleet";
+import { countAccepted, type FleetHost, fault, loadInventory } from "../support/fleet";
 import { rejectionOf } from "../support/host";
 
 const inv = loadInventory();

@@ -4,11 +4,11 @@
  * remote that answers each command from a script (real captured outputs, or unreadable ones), no SSH.
  */
 import { expect } from "chai";
-import { createCloneWith, updateCloneWith } from "../../provider/clone/provider";
 import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
+import { createCloneWith, updateCloneWith } from "../../provider/clone/provider";
 import { validate } from "../../provider/core/inputs";
-import { convergeWith } from "../../provider/rootfs/provider";
 import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import { convergeWith } from "../../provider/rootfs/provider";
 import { FakeRemote, out, withLog } from "./fake-remote";
 import { CAP_LXC, fixture } from "./fixtures";
 

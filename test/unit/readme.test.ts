@@ -10,11 +10,11 @@ import { dirname, join, relative, sep } from "node:path";
 import { expect } from "chai";
 import { cloneArgsSchema } from "../../provider/clone/inputs";
 import { CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS } from "../../provider/clone/outputs";
+import { connectionSchema } from "../../provider/core/connection";
 import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import { ROOTFS_INPUT_KEYS, ROOTFS_OUTPUT_KEYS } from "../../provider/rootfs/outputs";
 import { snapshotArgsSchema } from "../../provider/snapshot/inputs";
 import { SNAPSHOT_INPUT_KEYS, SNAPSHOT_OUTPUT_KEYS } from "../../provider/snapshot/outputs";
-import { connectionSchema } from "../../provider/core/connection";
 import { ROOT } from "./fixtures";
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");

@@ -7,8 +7,8 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { expect } from "chai";
 import { cloneProvider } from "../../provider/clone/resource";
-import { snapshotProvider } from "../../provider/snapshot/resource";
 import { rootfsProvider } from "../../provider/rootfs/resource";
+import { snapshotProvider } from "../../provider/snapshot/resource";
 import { ROOT } from "./fixtures";
 
 const requireFromString = require("require-from-string") as (

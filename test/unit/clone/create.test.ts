@@ -4,12 +4,12 @@
  * stopped subvolume container; clone cc made with lxc-copy and finished; cvr, a directory container).
  */
 import { expect } from "chai";
-import { type CloneOutputs, createCloneWith } from "../../../provider/clone/provider";
 import { type CloneInputs, cloneArgsSchema } from "../../../provider/clone/inputs";
+import { type CloneInspection, parseCloneInspection } from "../../../provider/clone/inspection";
+import { type CloneOutputs, createCloneWith } from "../../../provider/clone/provider";
 import { validate } from "../../../provider/core/inputs";
 import { FakeRemote, out, withLog } from "../fake-remote";
 import { CLONE_ROUNDS_LXC, fixture } from "../fixtures";
-import { type CloneInspection, parseCloneInspection } from "../../../provider/clone/inspection";
 
 const L = CLONE_ROUNDS_LXC;
 

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { type CloneInspection, parseCloneInspection } from "../../../provider/clone/inspection";
 import {
   adoptProblem,
   type CloneDesired,
@@ -10,7 +11,6 @@ import {
   sourceProblem,
   uniqueMacs,
 } from "../../../provider/clone/plan";
-import { type CloneInspection, parseCloneInspection } from "../../../provider/clone/inspection";
 import { findHwaddrs } from "../../../provider/host/lxc-config";
 import { CAP_LXC, CL_CONFIG, CL_UUID, fixture, SV_UUID } from "../fixtures";
 

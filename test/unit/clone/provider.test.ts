@@ -1,7 +1,7 @@
 import { expect } from "chai";
+import { type CloneInputs, cloneArgsSchema } from "../../../provider/clone/inputs";
 import { parseCloneInspection } from "../../../provider/clone/inspection";
 import { type CloneOutputs, cloneEdits, diffClone } from "../../../provider/clone/provider";
-import { type CloneInputs, cloneArgsSchema } from "../../../provider/clone/inputs";
 import { validate } from "../../../provider/core/inputs";
 import { fixture } from "../fixtures";
 

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { globMatch } from "../../../provider/core/glob";
-import { patternsMatch } from "../../../provider/transport/hostkeys";
 import { selectContainers } from "../../../provider/fleet/plan";
+import { patternsMatch } from "../../../provider/transport/hostkeys";
 
 describe("core: globMatch (container names and known_hosts patterns)", () => {
   const table: [string, string, boolean][] = [

@@ -3,8 +3,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
-import { type CheckFailure, formatFailures, validate } from "../../../provider/core/inputs";
 import { cloneArgsSchema } from "../../../provider/clone/inputs";
+import { type CheckFailure, formatFailures, validate } from "../../../provider/core/inputs";
 import { rootfsArgsSchema } from "../../../provider/rootfs/inputs";
 
 const NAME_REASON =

@@ -3,6 +3,7 @@
  * test/fixtures/capture.sh): real containers next to directories whose names LXC allows but we refuse.
  */
 import { expect } from "chai";
+import { UserError } from "../../../provider/core/errors";
 import {
   type DiscoveredContainer,
   ODD_NAME_PROBLEM,
@@ -11,7 +12,6 @@ import {
   printableName,
   selectContainers,
 } from "../../../provider/fleet/plan";
-import { UserError } from "../../../provider/core/errors";
 import { fixture } from "../fixtures";
 
 const odd = (name: string): DiscoveredContainer => ({

@@ -1,7 +1,7 @@
 import { expect } from "chai";
-import { diffRootfs, type RootfsOutputs, resourceId } from "../../../provider/rootfs/provider";
-import { type RootfsInputs, rootfsArgsSchema } from "../../../provider/rootfs/inputs";
 import { validate } from "../../../provider/core/inputs";
+import { type RootfsInputs, rootfsArgsSchema } from "../../../provider/rootfs/inputs";
+import { diffRootfs, type RootfsOutputs, resourceId } from "../../../provider/rootfs/provider";
 
 function inputs(raw: Record<string, unknown> = {}, conn: Record<string, unknown> = {}): RootfsInputs {
   const res = validate(rootfsArgsSchema, { connection: { host: "h1", ...conn }, container: "c1", ...raw });

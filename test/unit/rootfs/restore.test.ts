@@ -4,13 +4,13 @@
  */
 import { expect } from "chai";
 import { validate } from "../../../provider/core/inputs";
+import { type RootfsInputs, rootfsArgsSchema } from "../../../provider/rootfs/inputs";
 import {
   type Journal,
   parseJournal,
   parseRootfsInspection,
   type RootfsInspection,
 } from "../../../provider/rootfs/inspection";
-import { type RootfsInputs, rootfsArgsSchema } from "../../../provider/rootfs/inputs";
 import {
   planConvert,
   planRestore,
@@ -20,10 +20,10 @@ import {
   type Step,
 } from "../../../provider/rootfs/plan";
 import { convergeWith, diff, restoreRequested } from "../../../provider/rootfs/provider";
+import { batchArgs } from "../../../provider/rootfs/steps";
 import { logged } from "../../support/log";
 import { FakeRemote, out, withLog } from "../fake-remote";
 import { fixture } from "../fixtures";
-import { batchArgs } from "../../../provider/rootfs/steps";
 
 const L = "/var/lib/lxc";
 const D = `${L}/c1`;

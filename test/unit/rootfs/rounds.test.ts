@@ -4,10 +4,10 @@
  * one conversion captured by `sh test/fixtures/capture.sh rounds` (container cv, stopped; cvr, running).
  */
 import { expect } from "chai";
-import { convergeWith, type RootfsOutputs } from "../../../provider/rootfs/provider";
-import { type RootfsInputs, rootfsArgsSchema } from "../../../provider/rootfs/inputs";
 import { describeArgv, UserError } from "../../../provider/core/errors";
 import { validate } from "../../../provider/core/inputs";
+import { type RootfsInputs, rootfsArgsSchema } from "../../../provider/rootfs/inputs";
+import { convergeWith, type RootfsOutputs } from "../../../provider/rootfs/provider";
 import { batchOps, FakeRemote, out, type Reply, stepMarkers, withLog } from "../fake-remote";
 import { fixture, ROUNDS_LXC } from "../fixtures";
 

@@ -4,6 +4,11 @@
  * fake remote that asserts every command sent.
  */
 import { expect } from "chai";
+import { cloneArgsSchema } from "../../../provider/clone/inputs";
+import { parseCloneInspection } from "../../../provider/clone/inspection";
+import { sourceProblem } from "../../../provider/clone/plan";
+import { diffClone } from "../../../provider/clone/provider";
+import { validate } from "../../../provider/core/inputs";
 import { type SnapshotInputs, snapshotArgsSchema } from "../../../provider/snapshot/inputs";
 import {
   parseCreationTime,
@@ -19,11 +24,6 @@ import {
   takeProblem,
 } from "../../../provider/snapshot/plan";
 import { createSnapshotWith, diffSnapshot, update } from "../../../provider/snapshot/provider";
-import { cloneArgsSchema } from "../../../provider/clone/inputs";
-import { parseCloneInspection } from "../../../provider/clone/inspection";
-import { sourceProblem } from "../../../provider/clone/plan";
-import { diffClone } from "../../../provider/clone/provider";
-import { validate } from "../../../provider/core/inputs";
 import { FakeRemote, out, withLog } from "../fake-remote";
 import { fixture, SNAP_LXC } from "../fixtures";
 

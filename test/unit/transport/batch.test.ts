@@ -4,13 +4,13 @@
  */
 import { expect } from "chai";
 import { describeArgv, RemoteCommandError, UserError } from "../../../provider/core/errors";
+import { parseRootfsInspection } from "../../../provider/rootfs/inspection";
 import {
   type BatchCommand,
   inspectRootfsBatched,
   runBatched,
   splitBatchOutput,
 } from "../../../provider/transport/batch";
-import { parseRootfsInspection } from "../../../provider/rootfs/inspection";
 import type { Remote, RunOptions, RunResult } from "../../../provider/transport/ssh";
 import { fixtureBytes } from "../fixtures";
 

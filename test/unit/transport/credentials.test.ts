@@ -4,13 +4,13 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { expect } from "chai";
+import { type Connection, connectionSchema } from "../../../provider/core/connection";
 import {
   configureCredentials,
   providerCredentials,
   resetCredentials,
   withProviderCredentials,
 } from "../../../provider/transport/credentials";
-import { type Connection, connectionSchema } from "../../../provider/core/connection";
 import { openRemote, poolStats } from "../../../provider/transport/ssh";
 
 const KEY =
