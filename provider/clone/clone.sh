@@ -83,7 +83,11 @@ op_snapshot() ( # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
   trap 'exit 1' HUP INT TERM PIPE
   extra=
   case $mode in
-  freeze) lxc-freeze -n "$src" -P "$lxcpath"; frozen=1; extra=--allowrunning ;;
+  freeze)
+    freeze_bounded "$src" "$lxcpath" ||
+      fail "$src did not freeze within 10 s, 3 times (a task of it would not stop); it runs on, thawed: try again, or set ifSourceRunning: \"restart\""
+    frozen=1 extra=--allowrunning
+    ;;
   restart) lxc-stop -n "$src" -P "$lxcpath" -t 30; restart=1 ;;
   esac
   # -K (keep name): without it LXC writes the new name into <clone rootfs>/etc/hostname on the host and

@@ -162,7 +162,8 @@ op_make() { # IFRUNNING(freeze|live|fail) NESTED(0|1)
     sync -- "$tmp/frozen" "$tmp"
     t0=$(date +%s%N)
     frozen=1
-    lxc-freeze -n "$ct" -P "$lxcpath"
+    freeze_bounded "$ct" "$lxcpath" ||
+      fail "$ct did not freeze within 10 s, 3 times (a task of it would not stop); it runs on, thawed: try again, or set ifRunning: \"live\""
     hold "$name" frozen
   fi
   if [ "$nested" = 1 ]; then

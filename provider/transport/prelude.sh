@@ -89,4 +89,16 @@ nested_into() (
     -exec sh -c "$nested_sh" plb-nested "$SUBVOL_INO" "$1" "$2" "$4" "$5" {} +
 )
 # NAME LXCPATH: starts the container and waits (30 s at most) until it runs.
+# NAME LXCPATH: lxc-freeze, bounded. lxc-freeze waits until every task of the container is frozen, and a
+# cgroup v1 freezer can wait for ever (seen on a fleet host: a shell waiting in vfork for a child that froze
+# first never freezes; the cgroup stayed FREEZING for minutes). After 10 s the container is thawed and the
+# freeze tried again, 3 times in all; returns 1 (thawed) if none took.
+freeze_bounded() {
+  for _ in 1 2 3; do
+    timeout 10 lxc-freeze -n "$1" -P "$2" && return 0
+    lxc-unfreeze -n "$1" -P "$2" 2>/dev/null || :
+    sleep 0.2
+  done
+  return 1
+}
 start_and_wait() { lxc-start -n "$1" -P "$2" -d && lxc-wait -n "$1" -P "$2" -s RUNNING -t 30; }
