@@ -7,6 +7,8 @@
 //   pulumi config set privateKeyPath ~/.ssh/id_ed25519
 //   pulumi config set lxcPath /srv/lxc          # optional: where the containers live (default /var/lib/lxc)
 //   pulumi up
+//   pulumi config set snapshotBefore pre-upgrade # optional: a read-only restore point on every container
+//   pulumi up
 //
 // Directories whose names LXC allows but this provider does not (spaces, tabs, shell characters, a
 // leading dash, non-UTF-8 bytes) are listed under summary.<host>.skipped with the reason; the rest go on.
@@ -42,6 +44,7 @@ export = async () => {
     canary: cfg.getNumber("canary") ?? 1,
     maxConcurrentPerHost: cfg.getNumber("maxConcurrentPerHost") ?? 2,
     conversion: { onDelete: "revert" },
+    snapshotBefore: cfg.get("snapshotBefore"),
   });
   return { summary: rollout.summary };
 };

@@ -8,6 +8,7 @@ import type { ConnectionArgs } from "../core/connection";
 import { UserError } from "../core/errors";
 import type { LxcConnectionArgs } from "../core/resource";
 import { LxcSubvolumeRootfs, type LxcSubvolumeRootfsArgs } from "../rootfs/resource";
+import { LxcSnapshot, type LxcSnapshotArgs } from "../snapshot/resource";
 import {
   conversionKey,
   type DiscoveredContainer,
@@ -82,7 +83,12 @@ export interface FleetCloneArgs {
   start?: boolean;
   hostname?: string;
   ifSourceRunning?: "fail" | "freeze" | "restart";
+  /** Clone from this read-only snapshot of the source (an `LxcSnapshot` or `snapshotBefore` name). */
+  snapshot?: string;
 }
+
+/** A restore point per container: its name, and how to take it (the `LxcSnapshot` inputs of those names). */
+export type FleetSnapshotArgs = { name: string } & Pick<LxcSnapshotArgs, "ifRunning" | "nestedSubvolumes">;
 
 export interface LxcFleetRolloutArgs {
   hosts: FleetHostArgs[];
@@ -93,6 +99,13 @@ export interface LxcFleetRolloutArgs {
   /** Policy for every conversion. */
   conversion?: Pick<LxcSubvolumeRootfsArgs, "ifRunning" | "nestedSubvolumes" | "keepBackup" | "onDelete">;
   clones?: FleetCloneArgs[];
+  /**
+   * A read-only snapshot (`LxcSnapshot`) of every container the rollout manages, named so: taken once the
+   * container is a subvolume (right after its conversion, at once for one already converted), before the
+   * rollout's clones of it and before the next wave. Resources that change the containers and depend on the
+   * rollout find a restore point on each one.
+   */
+  snapshotBefore?: string | FleetSnapshotArgs;
 }
 
 export interface FleetHostSummary {
@@ -120,6 +133,8 @@ export class LxcFleetRollout extends pulumi.ComponentResource {
   /** Per clone (`host/name`): its state and rootfs subvolume UUID. */
   declare readonly clones: pulumi.Output<Record<string, { state: string; subvolumeUuid: string | null }>>;
   readonly conversions: Record<string, LxcSubvolumeRootfs> = {};
+  /** With `snapshotBefore`: the restore points, by `host/container`. */
+  readonly snapshots: Record<string, LxcSnapshot> = {};
 
   /** Discovers the containers on every host first (hosts that cannot be reached are reported as failed). */
   static async discover(
@@ -173,14 +188,26 @@ export class LxcFleetRollout extends pulumi.ComponentResource {
       throw e instanceof UserError ? new UserError(`LxcFleetRollout ${name}: ${e.message}`) : e;
     }
     const byName = new Map(args.hosts.map((h) => [h.name, h]));
+    const snap =
+      typeof args.snapshotBefore === "string" ? { name: args.snapshotBefore } : args.snapshotBefore;
+    // What waits for a container's work waits for its last resource: the snapshot, when there is one.
+    const last = (key: string) => this.snapshots[key] ?? this.conversions[key];
     for (const step of plan) {
       const host = byName.get(step.host) as FleetHostArgs;
       const key = conversionKey(step.host, step.container);
+      const id = `${name}-${step.host}-${step.container}`;
+      const where = { connection: host.connection, container: step.container, lxcPath: host.lxcPath };
       this.conversions[key] = new LxcSubvolumeRootfs(
-        `${name}-${step.host}-${step.container}`,
-        { connection: host.connection, container: step.container, lxcPath: host.lxcPath, ...args.conversion },
-        { parent: this, dependsOn: step.after.map((k) => this.conversions[k]) },
+        id,
+        { ...where, ...args.conversion },
+        { parent: this, dependsOn: step.after.map(last) },
       );
+      if (snap)
+        this.snapshots[key] = new LxcSnapshot(
+          `${id}-${snap.name}`,
+          { ...where, ...snap },
+          { parent: this, dependsOn: [this.conversions[key]] },
+        );
     }
     const clones: Record<string, LxcSnapshotClone> = {};
     for (const c of args.clones ?? []) {
@@ -189,7 +216,7 @@ export class LxcFleetRollout extends pulumi.ComponentResource {
         throw new UserError(
           `LxcFleetRollout ${name}: clone ${c.name} names host ${c.host}, which is not among the hosts`,
         );
-      const source = this.conversions[conversionKey(c.host, c.source)];
+      const source = last(conversionKey(c.host, c.source));
       clones[`${c.host}/${c.name}`] = new LxcSnapshotClone(
         `${name}-${c.host}-${c.name}`,
         {
@@ -200,6 +227,7 @@ export class LxcFleetRollout extends pulumi.ComponentResource {
           start: c.start,
           hostname: c.hostname,
           ifSourceRunning: c.ifSourceRunning,
+          snapshot: c.snapshot,
         },
         { parent: this, dependsOn: source ? [source] : [] },
       );

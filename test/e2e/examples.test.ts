@@ -11,6 +11,7 @@ import {
   type FleetHost,
   hostExec,
   loadInventory,
+  manifest,
   TEST_CONTAINER_GLOBS,
 } from "../support/fleet";
 import { hostSh } from "../support/host";
@@ -18,6 +19,7 @@ import { previewChanges as changes } from "../support/pulumi";
 
 const inv = loadInventory();
 const h1 = inv.hosts.find((h) => h.name === "h1") as FleetHost;
+const h2 = inv.hosts.find((h) => h.name === "h2") as FleetHost;
 
 /** Polls a host for conversion journals until stopped: which containers, how many at once, when. */
 function watchJournals(host: FleetHost) {
@@ -126,6 +128,58 @@ describe("examples/ with the real Pulumi CLI", function () {
     await ex.run(["destroy", "--yes", "--skip-preview"]);
   });
 
+  it("restore-point rolls web2 back: snapshot, change, rollback, remove; each preview shows exactly that", async () => {
+    const ex = await exampleStack("restore-point", "rb", {
+      host: h1.address,
+      container: "web2",
+      ...fleetAccess(inv),
+    });
+    const dir = "/var/lib/lxc/web2";
+    await hostSh(h1, `mkdir -p ${dir}/rootfs/srv/app && echo v1 > ${dir}/rootfs/srv/app/app.conf`);
+    expect(changes((await ex.run(["preview"])).stdout)).to.deep.equal([
+      "restore-point create",
+      "rootfs create",
+    ]);
+    await ex.run(["up", "--yes", "--skip-preview"]);
+    const taken = await manifest(h1, `${dir}/snaps/pre-upgrade/rootfs`);
+    expect(taken).to.equal(await manifest(h1, `${dir}/rootfs`));
+
+    // The "upgrade": a file rewritten, one added, one removed.
+    await hostSh(
+      h1,
+      `echo v2 > ${dir}/rootfs/srv/app/app.conf; echo new > ${dir}/rootfs/srv/app/added; rm ${dir}/rootfs/etc/hostname`,
+    );
+    expect(await manifest(h1, `${dir}/rootfs`)).to.not.equal(taken);
+
+    await ex.run(["config", "set", "rollback", "true"]);
+    const preview = (await ex.run(["preview"])).stdout;
+    expect(changes(preview)).to.deep.equal(["rootfs update"]);
+    expect(preview).to.include(
+      `[lxc-btrfs] web2: rootfs will be restored from snapshot pre-upgrade (${dir}/snaps/pre-upgrade/rootfs)`,
+    );
+    await ex.run(["up", "--yes", "--skip-preview"]);
+    expect(await manifest(h1, `${dir}/rootfs`)).to.equal(taken);
+    const outs = JSON.parse((await ex.run(["stack", "output", "--json"])).stdout);
+    expect(outs.restoredFrom).to.equal("pre-upgrade");
+    expect(
+      await hostSh(h1, `cat ${dir}/rootfs/srv/app/app.conf; stat -c %i ${dir}/rootfs; ls -A ${dir}`),
+    ).to.equal("v1\n256\nconfig\nrootfs\nsnaps\n");
+    // The restore ran once: the next preview is a no-op, not another restore.
+    expect(noChanges((await ex.run(["preview"])).stdout)).to.equal(true);
+
+    // Done with it: the rollback setting goes (recorded, restores nothing), and so does the snapshot.
+    await ex.run(["config", "rm", "rollback"]);
+    await ex.run(["config", "set", "restorePoint", "false"]);
+    const last = (await ex.run(["preview"])).stdout;
+    expect(changes(last)).to.deep.equal(["restore-point delete", "rootfs update"]);
+    expect(last).to.not.include("will be restored");
+    await ex.run(["up", "--yes", "--skip-preview"]);
+    expect(await hostSh(h1, `ls -A ${dir}/snaps; cat ${dir}/rootfs/srv/app/app.conf`)).to.equal("v1\n");
+    expect(noChanges((await ex.run(["preview"])).stdout)).to.equal(true);
+    await ex.run(["destroy", "--yes", "--skip-preview"]);
+    await hostSh(h1, `rm -r ${dir}/rootfs/srv/app`);
+  });
+
   it("fleet rolls out canary first, hosts in parallel, never over the per-host limit, and previews with no SSH", async () => {
     const ex = await exampleStack("fleet", "ex", {
       hosts: inv.hosts.filter((h) => h.fs === "btrfs").map((h) => ({ name: h.name, host: h.address })),
@@ -171,6 +225,28 @@ describe("examples/ with the real Pulumi CLI", function () {
     expect(noChanges((await ex.run(["preview"])).stdout)).to.equal(true);
     const opened = inv.hosts.map((h, i) => countAccepted(h) - (before[i] as number));
     expect(opened).to.deep.equal(inv.hosts.map((h) => (h.fs === "btrfs" ? 1 : 0))); // h1 h2 h3 h4: 1 1 0 1
+
+    // A restore point on every container before an upgrade: the preview shows one snapshot per container
+    // and nothing else; up takes them read-only where lxc-snapshot lists them; destroy removes them first.
+    const managed: [FleetHost, string][] = [
+      ...[...summary.h1.converted, ...summary.h1.adopted].map((c: string): [FleetHost, string] => [h1, c]),
+      ...[...summary.h2.converted, ...summary.h2.adopted].map((c: string): [FleetHost, string] => [h2, c]),
+    ];
+    await ex.run(["config", "set", "snapshotBefore", "pre-upgrade"]);
+    expect(changes((await ex.run(["preview"])).stdout)).to.deep.equal(
+      managed.map(([h, c]) => `fleet-${h.name}-${c}-pre-upgrade create`).sort(),
+    );
+    await ex.run(["up", "--yes", "--skip-preview"]);
+    for (const [h, c] of managed) {
+      const snap = `/var/lib/lxc/${c}/snaps/pre-upgrade`;
+      expect(
+        await hostSh(h, `btrfs property get -ts ${snap}/rootfs ro; lxc-snapshot -n ${c} -L | cut -d' ' -f1`),
+        `${h.name}/${c}`,
+      ).to.equal("ro=true\npre-upgrade\n");
+    }
+    expect(noChanges((await ex.run(["preview"])).stdout)).to.equal(true);
     await ex.run(["destroy", "--yes", "--skip-preview"]);
+    for (const [h, c] of managed)
+      expect(await hostSh(h, `ls -A /var/lib/lxc/${c}/snaps`), `${h.name}/${c}`).to.equal("");
   });
 });

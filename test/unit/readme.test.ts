@@ -55,7 +55,7 @@ describe("README: the input and output tables list exactly the keys the code def
   });
 
   it("connection: the fields of the connection schema", () => {
-    const keys = tableKeys(section("### `connection` (both resources)"), "field");
+    const keys = tableKeys(section("### `connection` (every resource)"), "field");
     expect(sorted(keys)).to.deep.equal(sorted(Object.keys(connectionSchema.shape)));
   });
 

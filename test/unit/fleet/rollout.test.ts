@@ -81,6 +81,7 @@ function value<T>(o: pulumi.Output<T>): Promise<T> {
 async function children(rollout: LxcFleetRollout, parent: string): Promise<Registered[]> {
   await value(pulumi.all([rollout.urn, rollout.summary, rollout.clones]));
   await value(pulumi.all(Object.values(rollout.conversions).map((c) => c.urn)));
+  await value(pulumi.all(Object.values(rollout.snapshots).map((c) => c.urn)));
   return registered.filter((r) => r.parent === parent).sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
@@ -209,6 +210,55 @@ describe("LxcFleetRollout wiring (pulumi mocks)", () => {
       ["n-h1-b", ["n-h2-d"]],
       ["n-h1-c", ["n-h2-d"]],
       ["n-h2-d", []],
+    ]);
+  });
+
+  it("snapshotBefore: a restore point per container after its conversion, before its clones and the next wave", async () => {
+    const rollout = new LxcFleetRollout("p", {
+      hosts: hosts(),
+      canary: 1,
+      maxConcurrentPerHost: 2,
+      snapshotBefore: { name: "pre-upgrade", ifRunning: "live" },
+      clones: [{ host: "h1", source: "a", name: "a-try", snapshot: "pre-upgrade" }],
+    });
+    const SNAP = "pulumi-nodejs:dynamic/lxc-btrfs:LxcSnapshot";
+    const rows = (await children(rollout, "p")).map((r) => [r.type.split(":").pop(), r.name, r.dependsOn]);
+    expect(rows).to.deep.equal([
+      ["LxcSubvolumeRootfs", "p-h1-a", []],
+      ["LxcSnapshot", "p-h1-a-pre-upgrade", ["p-h1-a"]],
+      // the clone of a's snapshot waits for that snapshot
+      ["LxcSnapshotClone", "p-h1-a-try", ["p-h1-a-pre-upgrade"]],
+      ["LxcSubvolumeRootfs", "p-h1-b", []],
+      ["LxcSnapshot", "p-h1-b-pre-upgrade", ["p-h1-b"]],
+      // the third conversion waits for the first container's work, its snapshot included
+      ["LxcSubvolumeRootfs", "p-h1-c", ["p-h1-a-pre-upgrade"]],
+      ["LxcSnapshot", "p-h1-c-pre-upgrade", ["p-h1-c"]],
+      // the next wave waits for every restore point of the canary wave
+      ["LxcSubvolumeRootfs", "p-h2-d", ["p-h1-a-pre-upgrade", "p-h1-b-pre-upgrade", "p-h1-c-pre-upgrade"]],
+      ["LxcSnapshot", "p-h2-d-pre-upgrade", ["p-h2-d"]],
+    ]);
+    const byName = new Map(registered.map((r) => [r.name, given(r.inputs)]));
+    expect(registered.find((r) => r.name === "p-h2-d-pre-upgrade")?.type).to.equal(SNAP);
+    expect(byName.get("p-h2-d-pre-upgrade")).to.deep.equal({
+      connection: conn("10.0.0.2"),
+      container: "d",
+      lxcPath: "/srv/lxc",
+      name: "pre-upgrade",
+      ifRunning: "live",
+    });
+    expect(byName.get("p-h1-a-try")).to.deep.include({ source: "a", name: "a-try", snapshot: "pre-upgrade" });
+    expect(Object.keys(rollout.snapshots)).to.deep.equal(["h1/a", "h1/b", "h1/c", "h2/d"]);
+  });
+
+  it("snapshotBefore as a plain name takes each snapshot with LxcSnapshot's defaults", async () => {
+    const rollout = new LxcFleetRollout("q", { hosts: hosts().slice(1, 2), snapshotBefore: "before" });
+    expect((await children(rollout, "q")).map((r) => [r.name, r.dependsOn, given(r.inputs)])).to.deep.equal([
+      ["q-h2-d", [], { connection: conn("10.0.0.2"), container: "d", lxcPath: "/srv/lxc" }],
+      [
+        "q-h2-d-before",
+        ["q-h2-d"],
+        { connection: conn("10.0.0.2"), container: "d", lxcPath: "/srv/lxc", name: "before" },
+      ],
     ]);
   });
 
