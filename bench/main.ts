@@ -33,6 +33,7 @@ import { benchFleet } from "./parts/fleet";
 import { benchPreview } from "./parts/preview";
 import { benchRollback } from "./parts/rollback";
 import { benchScale, parseScale } from "./parts/scale";
+import { benchSnapshot } from "./parts/snapshot";
 import { benchTransport } from "./parts/transport";
 
 /** Scratch space next to the build (scripts/bench.sh compiles into dist/.bench/build): ignored by git. */
@@ -140,7 +141,7 @@ async function runAll(): Promise<BenchResults> {
   });
   const t0 = process.env.BENCH_T0 ? Number(process.env.BENCH_T0) : ctx.started;
   const parts = (
-    process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,transport,conversion,downtime,rollback"
+    process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,transport,conversion,downtime,rollback,snapshot"
   ).split(",");
   const sizes = parseSizes(process.env.BENCH_SIZES ?? "1k,debian,10k,50k,100k");
   const res: BenchResults = {
@@ -220,6 +221,9 @@ async function runAll(): Promise<BenchResults> {
     });
     await attempt("rollback", async () => {
       res.rollback = await benchRollback(ctx, Number(process.env.BENCH_ROLLBACK_ENTRIES ?? "100000"));
+    });
+    await attempt("snapshot", async () => {
+      res.snapshot = await benchSnapshot(ctx);
     });
   } finally {
     res.otherTestRuns = others.stop();

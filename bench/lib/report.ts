@@ -16,6 +16,7 @@ import {
   type ScaleResult,
   type ScaleSample,
 } from "../parts/scale";
+import type { SnapshotResult } from "../parts/snapshot";
 import { type TransportResult, transportSection } from "../parts/transport";
 import type { CommandTiming } from "./remote-timing";
 import {
@@ -45,6 +46,8 @@ export interface BenchResults {
   downtime?: DowntimeResult;
   /** restoreFrom on a stopped container against a bare snapshot + two renames + one round trip. */
   rollback?: RollbackResult;
+  /** LxcSnapshot create, "live" at two sizes and "freeze" on a running container, against bare btrfs/LXC. */
+  snapshot?: SnapshotResult;
   skipped: { tag: string; reason: string }[];
   errors: { part: string; message: string }[];
   notes: { postDotfiles?: string; postGuardSkips?: boolean; merged?: string };
@@ -74,6 +77,40 @@ export function computeFigures(res: BenchResults): Figure[] {
       target: { op: "<=", value: 2, text: "≤ 2×" },
       oursMs: med(rb.ours),
       baseMs: med(floor),
+    });
+  }
+  const sn = res.snapshot;
+  if (sn) {
+    const group = "Snapshot (LxcSnapshot create)";
+    for (const z of sn.sizes) {
+      const floor = z.floor.map((ms, i) => ms + sn.rtt[i]);
+      figs.push({
+        group,
+        label: `"live", ${z.tag} source: ours / (btrfs subvolume snapshot -r + one SSH round trip)`,
+        ratio: summarize(pairRatios(z.ours, floor)),
+        target: { op: "<=", value: 1.5, text: "≤ 1.5×" },
+        oursMs: med(z.ours),
+        baseMs: med(floor),
+      });
+    }
+    const [small, big] = sn.sizes;
+    if (small && big)
+      figs.push({
+        group,
+        label: `"live": ours on ${big.tag} / ours on ${small.tag} (flat in size)`,
+        ratio: summarize(pairRatios(big.ours, small.ours)),
+        target: { op: "<=", value: 1.2, text: "≤ 1.2" },
+        oursMs: med(big.ours),
+        baseMs: med(small.ours),
+      });
+    figs.push({
+      group,
+      label: '"freeze": time frozen, ours / (lxc-freeze; btrfs subvolume snapshot -r; lxc-unfreeze)',
+      ratio: summarize(pairRatios(sn.freeze.ours, sn.freeze.floor)),
+      target: { op: "<=", value: 1.2, text: "≤ 1.2×" },
+      oursMs: med(sn.freeze.ours),
+      baseMs: med(sn.freeze.floor),
+      note: "ours is reported in whole ms, rounded up",
     });
   }
   const dt = res.downtime;

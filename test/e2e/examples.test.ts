@@ -135,7 +135,10 @@ describe("examples/ with the real Pulumi CLI", function () {
       ...fleetAccess(inv),
     });
     const dir = "/var/lib/lxc/web2";
-    await hostSh(h1, `mkdir -p ${dir}/rootfs/srv/app && echo v1 > ${dir}/rootfs/srv/app/app.conf`);
+    await hostSh(
+      h1,
+      `mkdir -p ${dir}/rootfs/srv/app && echo v1 > ${dir}/rootfs/srv/app/app.conf && echo old > ${dir}/rootfs/srv/app/old`,
+    );
     expect(changes((await ex.run(["preview"])).stdout)).to.deep.equal([
       "restore-point create",
       "rootfs create",
@@ -147,7 +150,7 @@ describe("examples/ with the real Pulumi CLI", function () {
     // The "upgrade": a file rewritten, one added, one removed.
     await hostSh(
       h1,
-      `echo v2 > ${dir}/rootfs/srv/app/app.conf; echo new > ${dir}/rootfs/srv/app/added; rm ${dir}/rootfs/etc/hostname`,
+      `echo v2 > ${dir}/rootfs/srv/app/app.conf; echo new > ${dir}/rootfs/srv/app/added; rm ${dir}/rootfs/srv/app/old`,
     );
     expect(await manifest(h1, `${dir}/rootfs`)).to.not.equal(taken);
 
@@ -163,7 +166,7 @@ describe("examples/ with the real Pulumi CLI", function () {
     expect(outs.restoredFrom).to.equal("pre-upgrade");
     expect(
       await hostSh(h1, `cat ${dir}/rootfs/srv/app/app.conf; stat -c %i ${dir}/rootfs; ls -A ${dir}`),
-    ).to.equal("v1\n256\nconfig\nrootfs\nsnaps\n");
+    ).to.equal("v1\n256\nconfig\nconfig.pre-btrfs\nrootfs\nsnaps\n");
     // The restore ran once: the next preview is a no-op, not another restore.
     expect(noChanges((await ex.run(["preview"])).stdout)).to.equal(true);
 
