@@ -93,8 +93,8 @@ export function computeFigures(res: BenchResults): Figure[] {
         baseMs: med(floor),
       });
     }
-    const [small, big] = sn.sizes;
-    if (small && big)
+    const [small, ...bigger] = sn.sizes;
+    for (const big of bigger)
       figs.push({
         group,
         label: `"live": ours on ${big.tag} / ours on ${small.tag} (flat in size)`,

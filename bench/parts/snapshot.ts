@@ -4,8 +4,8 @@
  * - "live" (here on a stopped source, which takes no freeze either way): ours (createSnapshotWith through
  *   a warm pooled connection: inspect, make, which ends with an inspection) against a bare
  *   `btrfs subvolume snapshot -r` timed on the host plus one SSH round trip (`true`, median of 10), on a
- *   source of 10 MB and one of 2 GB of incompressible data: the ratio, and ours 2 GB / ours 10 MB (flat in
- *   size).
+ *   source of 10 MB and one of 2 GB of incompressible data, and one of 100k files (tree-gen's bulk/): the
+ *   ratio, and ours on 2 GB and on 100k files / ours on 10 MB (flat in bytes and in entries).
  * - "freeze" on a running container: the time ours kept it frozen (frozenMs, measured on the host from
  *   before lxc-freeze to after lxc-unfreeze) against the bare `lxc-freeze; btrfs subvolume snapshot -r;
  *   lxc-unfreeze` timed on the host on the same container.
@@ -25,10 +25,13 @@ import {
   warmRemote,
 } from "../lib/context";
 import { createBusybox, destroy, LXC, settle, sh, timedOnHost } from "../lib/host";
+import { makeTemplate, templateName } from "./conversion";
 
 export interface SnapshotSizeResult {
   tag: string;
+  /** MB of data written into a busybox container, or (entries) a tree of that many files. */
   mb: number;
+  entries?: number;
   /** ours, ms per run */
   ours: number[];
   /** btrfs subvolume snapshot -r on the host, ms per run */
@@ -47,11 +50,12 @@ export interface SnapshotResult {
   };
 }
 
-const SIZES = [
+const SIZES: { tag: string; mb: number; entries?: number }[] = [
   { tag: "10m", mb: 10 },
   { tag: "2g", mb: 2048 },
+  { tag: "100k-files", mb: 0, entries: 100_000 },
 ];
-const src = (tag: string) => `bench-snap-${tag}`;
+const src = (tag: string) => (tag === "100k-files" ? templateName("snap100k") : `bench-snap-${tag}`);
 const RUNNING = "bench-snap-run";
 
 /** A busybox container converted by us, with MB of random data written into its subvolume. */
@@ -86,7 +90,13 @@ export async function benchSnapshot(ctx: BenchContext): Promise<SnapshotResult> 
     freeze: { ours: [], floor: [] },
   };
   try {
-    for (const s of SIZES) await makeSource(ctx, src(s.tag), s.mb);
+    for (const s of SIZES) {
+      if (s.entries) {
+        await makeTemplate(ctx, { tag: "snap100k", entries: s.entries });
+        const inputs = rootfsInputs(ctx, h, src(s.tag));
+        await quietly(ctx, () => convergeWith(openRemote(inputs.connection), inputs));
+      } else await makeSource(ctx, src(s.tag), s.mb);
+    }
     await makeSource(ctx, RUNNING, 10);
     await sh(h, `lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 30`, RUNNING);
     await settle(h);

@@ -58,8 +58,17 @@ drop_making() {
   rm -rf -- "$tmp"
   kv dropped_build 1
 }
-op_inspect() { # [SCOPE]: all (default: also walks the container's rootfs for nested subvolumes) or read
+# The nested subvolumes of the container's rootfs, relative to it, NUL-terminated. `btrfs subvolume list -o`
+# (the rootfs's direct children, read from the filesystem's tree of subvolumes: no walk of the rootfs)
+# says whether there are any; only then is the tree walked for their paths (list prints them relative
+# to the filesystem's top, which the rootfs's own path may not be a prefix of). A list that fails walks.
+nested_of_rootfs() {
+  if children=$(btrfs subvolume list -o "$ctd/rootfs" 2>/dev/null) && [ -z "$children" ]; then return 0; fi
+  find "$ctd/rootfs" -mindepth 1 -type d -inum "$SUBVOL_INO" -printf '%P\0'
+}
+op_inspect() { # [SCOPE]: all (default: also lists the rootfs's nested subvolumes), read, or made
   scope=${1:-all} snapk=
+  if [ "$scope" = made ]; then inspect_made; return 0; fi
   if command -v lxc-freeze >/dev/null 2>&1; then kv has_lxc_freeze 1; else kv has_lxc_freeze 0; fi
   kind_of "$ctd"
   kv ct_dir "$k"
@@ -96,9 +105,17 @@ op_inspect() { # [SCOPE]: all (default: also walks the container's rootfs for ne
   printf '\0@@snap_nested\0'
   if [ "$snapk" = subvol ] && [ -f "$sdir/$name/nested" ] && [ ! -L "$sdir/$name/nested" ]; then head -c 65536 -- "$sdir/$name/nested"; fi
   printf '\0@@nested\0'
-  if [ "$scope" = all ] && is_subvol "$ctd/rootfs"; then
-    find "$ctd/rootfs" -mindepth 1 -type d -inum "$SUBVOL_INO" -printf '%P\0'
-  fi
+  if [ "$scope" = all ] && is_subvol "$ctd/rootfs"; then nested_of_rootfs; fi
+}
+# What the provider reads after make, and nothing else: the snapshot it just made and renamed into place
+# (its `btrfs subvolume show`, and the nested list of an "include" make). make checked the rest itself;
+# each process here costs about a millisecond or two, and a full read inspection is ten of them.
+inspect_made() {
+  printf 'ct_dir=dir\nsnaps=dir\nsnap_dir=dir\nsnap_rootfs=subvol\nsnap_config=file\n@@config\0\0@@snap_show\0'
+  LC_ALL=C btrfs subvolume show "$sdir/$name/rootfs"
+  printf '\0@@snap_ts\0\0@@snap_nested\0'
+  if [ -f "$sdir/$name/nested" ] && [ ! -L "$sdir/$name/nested" ]; then head -c 65536 -- "$sdir/$name/nested"; fi
+  printf '\0@@nested\0'
 }
 # Snapshots every nested subvolume of the container into its place in the build ($tmp/rootfs, writable
 # until done): a btrfs snapshot holds an empty directory with inode 2 where a nested subvolume was, and
@@ -180,17 +197,18 @@ op_make() { # IFRUNNING(freeze|live|fail) NESTED(0|1)
   fi
   if [ "$nested" = 1 ]; then
     find "$tmp/rootfs" -type d -inum "$SUBVOL_INO" -exec btrfs property set -ts {} ro true \;
-  elif p=$(find "$tmp/rootfs" -mindepth 1 -type d -inum 2 -print -quit) && [ -n "$p" ]; then
-    fail "${p#"$tmp"/} is a nested subvolume of $ct (created since the inspection?); it would be an empty directory in the snapshot"
+  elif ! children=$(btrfs subvolume list -o "$ctd/rootfs") || [ -n "$children" ]; then
+    # The inspection found none; one made since would be an empty directory in the snapshot. Read from the
+    # filesystem's tree of subvolumes, not by a walk of the snapshot: its cost does not grow with the tree.
+    fail "$ct's rootfs holds a nested subvolume made since the inspection (${children##* path }); it would be an empty directory in the snapshot: run again"
   fi
   # The config as LXC's own snapshots have it: the container's, with lxc.rootfs.path at the snapshot.
   awk -v p="btrfs:$sdir/$name/rootfs" '
     /^[ \t]*lxc\.rootfs\.path[ \t]*=/ { print "lxc.rootfs.path = " p; next } { print }' "$ctd/config" >"$tmp/config"
   date '+%Y:%m:%d %H:%M:%S' | tr -d '\n' >"$tmp/ts"
-  # Everything on disk before the rename: the files, the build directory, the subvolumes' flags (syncfs).
-  sync -- "$tmp/config" "$tmp/ts"
-  sync -f -- "$tmp/rootfs"
-  sync -- "$tmp"
+  # Everything on disk before the rename: one syncfs commits the filesystem's transaction, which holds the
+  # files, the build directory's entries and the subvolumes' flags.
+  sync -f -- "$tmp"
   hold "$name" rename
   mv -n -T -- "$tmp" "$name"
   kind_of "$tmp"
@@ -199,7 +217,7 @@ op_make() { # IFRUNNING(freeze|live|fail) NESTED(0|1)
   trap - EXIT HUP INT TERM PIPE
   if [ "$t0" != 0 ]; then kv frozen_ns $((t1 - t0)); fi
   cd /
-  op_inspect read
+  inspect_made
 }
 op_delete() { # UUID: removes snaps/NAME only if its rootfs is the subvolume with that UUID
   if ! enter_snaps 0; then kv deleted none; return 0; fi

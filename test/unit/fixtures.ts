@@ -61,7 +61,7 @@ export const ROUNDS_LXC = "/tmp/plb-capture.ym700g/mnt/lxc";
 export const CLONE_ROUNDS_LXC = "/tmp/plb-capture.nsWmiR/mnt/lxc";
 
 /** lxcPath of the capture run of `capture.sh snapshot`: snapshot.sh's inspections, makes and delete. */
-export const SNAP_LXC = "/tmp/plb-capture.ILPqD6/mnt/lxc";
+export const SNAP_LXC = "/tmp/plb-capture.QIfIKO/mnt/lxc";
 
 /** The capture run's snapshot clone cl of the subvolume container sv: their subvolume UUIDs, MACs and configs. */
 export const SV_UUID = "451b3e71-7255-7642-9e24-3d0cf12faf54";
