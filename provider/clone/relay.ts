@@ -1,0 +1,104 @@
+/**
+ * The relay of a cross-host clone: the bytes of a command on one host (btrfs send) piped into a command on
+ * another (btrfs receive) through this process, each on an exec channel of its own. Node's stream pipeline
+ * and SSH flow control are the back-pressure: a slow receiver stops the sender's channel window, so memory
+ * stays bounded (a few of ssh2's windows) whatever the size. No keys or trust between the hosts.
+ */
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { Remote } from "../transport/remote";
+import { progressLine, relayProblem } from "./xhost";
+
+export interface RelayResult {
+  bytes: number;
+  ms: number;
+  /** Why the result cannot be used (an end failed, bytes were lost), or undefined. */
+  problem?: string;
+  receiveStderr: string;
+  receiveCode: number | null;
+}
+
+/**
+ * Runs `sendArgv` on `from` and `receiveArgv` on `to`, relaying the first's stdout into the second's stdin.
+ * `progress` gets a line every `everyMs`; with no byte for `stallSec`, both channels are closed.
+ */
+export async function relay(
+  from: Remote,
+  sendArgv: readonly string[],
+  to: Remote,
+  receiveArgv: readonly string[],
+  o: { progress: (line: string) => void; everyMs?: number; stallSec: number },
+): Promise<RelayResult> {
+  if (!from.stream || !to.stream)
+    throw new Error("this connection cannot stream a command's input and output");
+  const everyMs = o.everyMs ?? 5000;
+  const receive = await to.stream(receiveArgv);
+  let send: Awaited<ReturnType<NonNullable<Remote["stream"]>>>;
+  try {
+    send = await from.stream(sendArgv);
+  } catch (e) {
+    receive.close();
+    await receive.done;
+    throw e;
+  }
+  // The receiver's own stdout (receive prints to stderr; anything else is read and dropped).
+  receive.stdout.on("data", () => {});
+  // The sender reads nothing.
+  send.stdin.end();
+  const started = Date.now();
+  let read = 0;
+  let written = 0;
+  let last = { bytes: 0, ms: 0 };
+  let lastByteAt = Date.now();
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      read += chunk.length;
+      lastByteAt = Date.now();
+      cb(null, chunk);
+    },
+  });
+  // A receiver that ends before the stream does (it refused, or failed) stops the sender at once.
+  let piped = false;
+  void receive.done.then(() => {
+    if (piped) return;
+    send.close();
+    receive.stdin.destroy();
+  });
+  const timer = setInterval(() => {
+    const ms = Date.now() - started;
+    o.progress(progressLine(read, ms, last.bytes, last.ms));
+    last = { bytes: read, ms };
+    if (Date.now() - lastByteAt > o.stallSec * 1000) {
+      send.close();
+      receive.close();
+    }
+  }, everyMs);
+  timer.unref();
+  let error: string | undefined;
+  try {
+    await pipeline(send.stdout, counter, receive.stdin);
+    piped = true;
+    // The pipeline ends once the receiver's stdin took the last byte and was closed.
+    written = read;
+  } catch (e) {
+    piped = true;
+    error = (e as Error).message;
+    send.close();
+    receive.close();
+  } finally {
+    clearInterval(timer);
+  }
+  const [s, r] = await Promise.all([send.done, receive.done]);
+  const ms = Date.now() - started;
+  o.progress(progressLine(read, ms, last.bytes, last.ms));
+  const problem = relayProblem({
+    sendCode: s.code,
+    sendStderr: s.stderr,
+    receiveCode: r.code,
+    receiveStderr: r.stderr,
+    bytesRead: read,
+    bytesWritten: written,
+    error,
+  });
+  return { bytes: read, ms, problem, receiveStderr: r.stderr, receiveCode: r.code };
+}
