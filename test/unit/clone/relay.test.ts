@@ -146,7 +146,10 @@ describe("clone/relay: send piped into receive through the provider", () => {
       stream: () => Promise.reject(new Error("refused")),
     };
     const msg = await relay(
-      host(() => ((started = true), sender(1, 1).stream)),
+      host(() => {
+        started = true;
+        return sender(1, 1).stream;
+      }),
       ["send"],
       failing,
       ["receive"],
