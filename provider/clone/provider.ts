@@ -327,9 +327,11 @@ export async function createCrossHostWith(
       });
     } catch (e) {
       // A failed create leaves nothing behind on either host: the engine will not record a clone it never got.
+      // Best effort: with a host unreachable (the link that failed the copy), what is left is removed by
+      // the next create (the target's by its marker, the source's snapshot replaced); the failure stays.
       base.log(inputs, dst, "the copy failed; removing what was made on both hosts");
-      await dst.run(cloneArgv(inputs, "destroy"));
-      await src.run(sourceArgv(inputs, "xdrop", tag));
+      await dst.run(cloneArgv(inputs, "destroy")).catch(() => undefined);
+      await src.run(sourceArgv(inputs, "xdrop", tag)).catch(() => undefined);
       throw e;
     }
   });

@@ -27,7 +27,7 @@ export async function relay(
   sendArgv: readonly string[],
   to: Remote,
   receiveArgv: readonly string[],
-  o: { progress: (line: string) => void; everyMs?: number; stallSec: number },
+  o: { progress: (line: string) => void; everyMs?: number; stallSec: number; closeWaitMs?: number },
 ): Promise<RelayResult> {
   if (!from.stream || !to.stream)
     throw new Error("this connection cannot stream a command's input and output");
@@ -38,7 +38,7 @@ export async function relay(
     send = await from.stream(sendArgv);
   } catch (e) {
     receive.close();
-    await receive.done;
+    await Promise.race([receive.done, cutOff(o.closeWaitMs ?? 10_000)]);
     throw e;
   }
   // The receiver's own stdout (receive prints to stderr; anything else is read and dropped).
@@ -57,21 +57,26 @@ export async function relay(
       cb(null, chunk);
     },
   });
+  // Closed by us (a failure, a stall): a channel whose host is unreachable may never confirm its close (a cut
+  // link: the SSH connection's end waits on TCP for many minutes), so its end is waited for a while only,
+  // and the pipeline is ended at once (with `why`) rather than when a channel says so.
+  let closedAt: number | undefined;
+  const closeBoth = (why?: string) => {
+    closedAt ??= Date.now();
+    send.close();
+    receive.close();
+    if (why) counter.destroy(new Error(why));
+  };
   // A receiver that ends before the stream does (it refused, or failed) stops the sender at once.
   let piped = false;
   void receive.done.then(() => {
-    if (piped) return;
-    send.close();
-    receive.stdin.destroy();
+    if (!piped) closeBoth("btrfs receive ended before the stream did");
   });
   const timer = setInterval(() => {
     const ms = Date.now() - started;
     o.progress(progressLine(read, ms, last.bytes, last.ms));
     last = { bytes: read, ms };
-    if (Date.now() - lastByteAt > o.stallSec * 1000) {
-      send.close();
-      receive.close();
-    }
+    if (Date.now() - lastByteAt > o.stallSec * 1000) closeBoth(`no byte for ${o.stallSec} s`);
   }, everyMs);
   timer.unref();
   let error: string | undefined;
@@ -83,12 +88,13 @@ export async function relay(
   } catch (e) {
     piped = true;
     error = (e as Error).message;
-    send.close();
-    receive.close();
+    closeBoth();
   } finally {
     clearInterval(timer);
   }
-  const [s, r] = await Promise.all([send.done, receive.done]);
+  const ended = (done: Promise<{ code: number | null; stderr: string }>) =>
+    closedAt === undefined ? done : Promise.race([done, cutOff(o.closeWaitMs ?? 10_000)]);
+  const [s, r] = await Promise.all([ended(send.done), ended(receive.done)]);
   const ms = Date.now() - started;
   o.progress(progressLine(read, ms, last.bytes, last.ms));
   const problem = relayProblem({
@@ -101,4 +107,12 @@ export async function relay(
     error,
   });
   return { bytes: read, ms, problem, receiveStderr: r.stderr, receiveCode: r.code };
+}
+
+/** After `ms`: an end that never confirmed its close, reported as cut off. */
+function cutOff(ms: number): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve({ code: null, stderr: "" }), ms);
+    t.unref();
+  });
 }

@@ -189,11 +189,16 @@ export function relayProblem(r: {
   error?: string;
 }): string | undefined {
   const tail = (s: string) => s.trim().split("\n").slice(-3).join(" | ").slice(-400);
-  if (r.sendCode !== 0)
-    return `btrfs send on the source ${r.sendCode === null ? "was cut off" : `exited with code ${r.sendCode}`}${r.sendStderr.trim() ? `: ${tail(r.sendStderr)}` : ""}`;
-  if (r.receiveCode !== 0)
-    return `btrfs receive on the target ${r.receiveCode === null ? "was cut off" : `exited with code ${r.receiveCode}`}${r.receiveStderr.trim() ? `: ${tail(r.receiveStderr)}` : ""}`;
+  const end = (what: string, code: number | null, stderr: string) =>
+    `${what} ${code === null ? "was cut off" : `exited with code ${code}`}${stderr.trim() ? `: ${tail(stderr)}` : ""}`;
+  // An end's own failure first, then a broken pipe (after which we closed the ends: cut off), then the rest.
+  if (r.sendCode !== 0 && r.sendCode !== null)
+    return end("btrfs send on the source", r.sendCode, r.sendStderr);
+  if (r.receiveCode !== 0 && r.receiveCode !== null)
+    return end("btrfs receive on the target", r.receiveCode, r.receiveStderr);
   if (r.error) return `the relay failed: ${r.error}`;
+  if (r.sendCode === null) return end("btrfs send on the source", null, r.sendStderr);
+  if (r.receiveCode === null) return end("btrfs receive on the target", null, r.receiveStderr);
   if (r.bytesRead !== r.bytesWritten)
     return `the relay read ${r.bytesRead} bytes from the source but wrote ${r.bytesWritten} to the target`;
   return undefined;

@@ -139,6 +139,29 @@ describe("clone/relay: send piped into receive through the provider", () => {
     expect(s.produced()).to.be.lessThan(1000);
   });
 
+  it("a receiver that stops taking bytes and never confirms its close (a cut link) ends the relay", async () => {
+    const stuck = new Writable({ highWaterMark: 1024, write: () => {} });
+    const never = new Promise<{ code: number | null; stderr: string }>(() => {});
+    const dead: RemoteStream = { stdin: stuck, stdout: new PassThrough(), done: never, close: () => {} };
+    const s = sender(1000, 64 * 1024);
+    const t0 = Date.now();
+    const res = await relay(
+      host(() => s.stream),
+      ["send"],
+      host(() => dead),
+      ["receive"],
+      {
+        progress: () => {},
+        everyMs: 50,
+        stallSec: 0.3,
+        closeWaitMs: 200,
+      },
+    );
+    expect(res.problem).to.equal("the relay failed: no byte for 0.3 s");
+    expect(Date.now() - t0).to.be.lessThan(5000);
+    expect(s.produced()).to.be.lessThan(10);
+  });
+
   it("a receiver that cannot be started starts no sender", async () => {
     let started = false;
     const failing: Remote = {

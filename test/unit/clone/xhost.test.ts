@@ -260,6 +260,17 @@ describe("clone/xhost: the relay's outcome and progress", () => {
       "btrfs receive on the target exited with code 1: ERROR: short read",
     ],
     ["the pipe broke", { error: "write EPIPE" }, "the relay failed: write EPIPE"],
+    [
+      "the pipe broke, and we closed both ends",
+      { error: "no byte for 20 s", sendCode: null, receiveCode: null },
+      "the relay failed: no byte for 20 s",
+    ],
+    [
+      "receive failed, and the sender was closed",
+      { receiveCode: 1, sendCode: null, error: "x" },
+      "btrfs receive on the target exited with code 1",
+    ],
+    ["receive cut off", { receiveCode: null }, "btrfs receive on the target was cut off"],
     ["bytes lost", { bytesWritten: 9 }, "the relay read 10 bytes from the source but wrote 9 to the target"],
   ] as const) {
     it(`${what}: ${want ?? "usable"}`, () => {
