@@ -61,11 +61,21 @@ export async function relay(
   // link: the SSH connection's end waits on TCP for many minutes), so its end is waited for a while only,
   // and the pipeline is ended at once (with `why`) rather than when a channel says so.
   let closedAt: number | undefined;
+  let abort: (e: Error) => void = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    abort = reject;
+  });
+  aborted.catch(() => {});
   const closeBoth = (why?: string) => {
     closedAt ??= Date.now();
     send.close();
     receive.close();
-    if (why) counter.destroy(new Error(why));
+    // The pipeline settles only once every stream in it has closed, and an ssh2 channel on a dead
+    // connection never does: it is raced, not awaited alone.
+    if (why) {
+      counter.destroy(new Error(why));
+      abort(new Error(why));
+    }
   };
   // A receiver that ends before the stream does (it refused, or failed) stops the sender at once.
   let piped = false;
@@ -81,7 +91,9 @@ export async function relay(
   timer.unref();
   let error: string | undefined;
   try {
-    await pipeline(send.stdout, counter, receive.stdin);
+    const piping = pipeline(send.stdout, counter, receive.stdin);
+    piping.catch(() => {});
+    await Promise.race([piping, aborted]);
     piped = true;
     // The pipeline ends once the receiver's stdin took the last byte and was closed.
     written = read;

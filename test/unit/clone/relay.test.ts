@@ -140,7 +140,8 @@ describe("clone/relay: send piped into receive through the provider", () => {
   });
 
   it("a receiver that stops taking bytes and never confirms its close (a cut link) ends the relay", async () => {
-    const stuck = new Writable({ highWaterMark: 1024, write: () => {} });
+    // Its stdin takes nothing and, like an ssh2 channel on a dead connection, never closes when destroyed.
+    const stuck = new Writable({ highWaterMark: 1024, emitClose: false, write: () => {}, destroy: () => {} });
     const never = new Promise<{ code: number | null; stderr: string }>(() => {});
     const dead: RemoteStream = { stdin: stuck, stdout: new PassThrough(), done: never, close: () => {} };
     const s = sender(1000, 64 * 1024);
