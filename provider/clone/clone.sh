@@ -370,6 +370,10 @@ set_nocow() ( # FLAGS DIR
 case $op in
 inspect|destroy|xsource|xsend|xdrop|xtarget|xreceive) "op_$op" "$@" ;;
 xdropreceiving) drop_receiving ;;
+xabandon)       # a create that found the name taken by another container: only our receive and marker go
+  drop_receiving
+  rm -f -- "$lxcpath/.plb-making-$name"
+  ;;
 xsent) hold "$name" sent; op_xsent "$@" ;;
 xplace) op_xplace "$@" ;;
 make)           # MODE TOOL NESTED(0|1): snapshot (the source is unfrozen or restarted before going on), then

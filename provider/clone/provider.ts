@@ -284,6 +284,7 @@ export async function createCrossHostWith(
       (sentOut.stdoutBytes ?? Buffer.from(sentOut.stdout, "utf8")).toString("latin1"),
     );
     const sentDone = `took the read-only snapshot ${sentAt}/rootfs on ${src.target}, removed again on failure`;
+    let nameTaken = false;
     try {
       base.log(
         inputs,
@@ -300,7 +301,8 @@ export async function createCrossHostWith(
           stallSec: Math.min(inputs.connection.commandTimeout, sourceConnectionOf(inputs).commandTimeout),
         },
       );
-      if (r.receiveCode === ExitCode.NAME_TAKEN)
+      nameTaken = r.receiveCode === ExitCode.NAME_TAKEN;
+      if (nameTaken)
         throw base.refuse(
           inputs,
           dst,
@@ -329,8 +331,10 @@ export async function createCrossHostWith(
       // A failed create leaves nothing behind on either host: the engine will not record a clone it never got.
       // Best effort: with a host unreachable (the link that failed the copy), what is left is removed by
       // the next create (the target's by its marker, the source's snapshot replaced); the failure stays.
+      // A name taken meanwhile is someone else's container: only our receive and marker go then.
+      const taken = e instanceof RemoteCommandError && e.code === ExitCode.NAME_TAKEN;
       base.log(inputs, dst, "the copy failed; removing what was made on both hosts");
-      await dst.run(cloneArgv(inputs, "destroy")).catch(() => undefined);
+      await dst.run(cloneArgv(inputs, taken || nameTaken ? "xabandon" : "destroy")).catch(() => undefined);
       await src.run(sourceArgv(inputs, "xdrop", tag)).catch(() => undefined);
       throw e;
     }

@@ -5,17 +5,22 @@
  * everything kept for it on both hosts. Refusals before anything changes, a receive left by an interrupted
  * run, and the relay's memory and progress on a 1 GB source.
  */
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import { expect } from "chai";
 import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
 import * as clone from "../../provider/clone/provider";
-import { sentName, targetTag } from "../../provider/clone/xhost";
+import { parseCrossHostFacts, sentName, targetTag } from "../../provider/clone/xhost";
 import { connectionSchema } from "../../provider/core/connection";
 import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import * as rootfs from "../../provider/rootfs/provider";
-import { closeAllConnections } from "../../provider/transport/ssh";
-import { type FleetHost, hostExec, loadInventory, manifest } from "../support/fleet";
-import { destroyContainers, hostSh, makeBusybox, rejectionOf } from "../support/host";
+import { snapshotArgsSchema } from "../../provider/snapshot/inputs";
+import * as snapshot from "../../provider/snapshot/provider";
+import { scriptArgv } from "../../provider/transport/remote-scripts";
+import { closeAllConnections, openRemote } from "../../provider/transport/ssh";
+import { type FleetHost, fault, hostExec, loadInventory, manifest } from "../support/fleet";
+import { destroyContainers, failpoint, hostSh, makeBusybox, rejectionOf, waitFor } from "../support/host";
 
 const inv = loadInventory();
 const host = (n: string) => inv.hosts.find((h) => h.name === n) as FleetHost;
@@ -217,7 +222,8 @@ describe("LxcSnapshotClone across hosts (h1 -> h2)", function () {
     it("deletes the clone on h2 with its received parent, and the kept sent snapshot on h1", async () => {
       await clone.del("", outs);
       expect(await exists(h2, `${L}/${CL}`)).to.equal(false);
-      expect(await hostSh(h2, 'ls -a "$1" | grep -c plb || true', L)).to.equal("0\n");
+      // Nothing of this clone's is left beside the containers (a marker, a receive).
+      expect(await hostSh(h2, 'ls -a "$1" | grep -c -- "^\\.plb-.*-it-xcl$" || true', L)).to.equal("0\n");
       expect(await exists(h1, sentDir(SRC, CL))).to.equal(false);
       expect(await hostSh(h1, 'ls -a "$1/snaps"', `${L}/${SRC}`)).to.equal(".\n..\n");
       expect(await manifest(h1, `${L}/${SRC}/rootfs`)).to.equal(srcManifest);
@@ -242,6 +248,19 @@ describe("LxcSnapshotClone across hosts (h1 -> h2)", function () {
     const snapshotOf = async (h: FleetHost) =>
       (await hostSh(h, 'ls -a "$1"; ls -a "$2/snaps" 2>/dev/null || true', L, `${L}/${SRC}`)).trim();
 
+    it("reads the target's filesystem and free space (btrfs filesystem usage's estimate)", async () => {
+      const out = await openRemote(connectionSchema.parse(connTo(h2))).check(
+        scriptArgv("clone", ["xtarget", L, "-", "it-none"]),
+      );
+      const facts = parseCrossHostFacts(out.stdout);
+      const df = Number((await hostSh(h2, 'df -B1 --output=avail "$1" | tail -n 1', L)).trim());
+      expect(facts).to.include({ lxcFstype: "btrfs", receiving: "missing" });
+      expect(facts.received).to.equal(undefined);
+      // The estimate is of the same free space df sees (within a few hundred MiB of metadata reserve).
+      expect(Math.abs((facts.freeBytes ?? 0) - df)).to.be.lessThan(1024 * 2 ** 20);
+      expect(facts.freeBytes).to.be.greaterThan(2 ** 30);
+    });
+
     it("refuses a target whose lxcPath is not btrfs", async () => {
       const before1 = await snapshotOf(h1);
       const before3 = await snapshotOf(h3);
@@ -263,6 +282,68 @@ describe("LxcSnapshotClone across hosts (h1 -> h2)", function () {
       );
       expect(await manifest(h2, `${L}/it-xtaken`)).to.equal(before);
       expect(await snapshotOf(h1)).to.equal(before1);
+    });
+
+    it('refuses a running source with ifSourceRunning "fail", and copies it frozen with "freeze"', async () => {
+      await hostSh(h1, 'lxc-start -n "$1" && lxc-wait -n "$1" -s RUNNING -t 30', SRC);
+      try {
+        const before1 = await snapshotOf(h1);
+        const before2 = await snapshotOf(h2);
+        const msg = await rejectionOf(clone.create(args(SRC, "it-xcl2")));
+        expect(msg).to.equal(
+          `LxcSnapshotClone it-xcl2 (from ${SRC}) on root@${h1.address}:22: source ${SRC} is RUNNING; stop it, or set ifSourceRunning: "freeze" or "restart". Nothing was changed.`,
+        );
+        expect(await snapshotOf(h1)).to.equal(before1);
+        expect(await snapshotOf(h2)).to.equal(before2);
+        const { outs } = await clone.create(args(SRC, "it-xcl2", { ifSourceRunning: "freeze" }));
+        expect(outs.state).to.equal("STOPPED");
+        expect((await hostSh(h1, 'lxc-info -n "$1" -s -H', SRC)).trim()).to.equal("RUNNING");
+        await clone.del("", outs);
+      } finally {
+        await hostSh(h1, 'lxc-stop -k -n "$1"', SRC);
+      }
+    });
+
+    it("copies a read-only snapshot of the source (snapshot), keeping a snapshot of it as the sent one", async () => {
+      const snap = await snapshot.create(
+        snapshotArgsSchema.parse({ connection: connTo(h1), container: SRC, name: "it-pre" }),
+      );
+      await hostSh(h1, 'echo after-the-snapshot >"$1/rootfs/after"', `${L}/${SRC}`);
+      const { outs } = await clone.create(args(SRC, "it-xcl2", { snapshot: "it-pre" }));
+      const sent = await subvol(h1, `${sentDir(SRC, "it-xcl2")}/rootfs`);
+      expect(sent["Parent UUID"]).to.equal(snap.outs.uuid);
+      expect(outs.sentUuid).to.equal(sent.UUID);
+      expect(await exists(h2, `${L}/it-xcl2/rootfs/after`)).to.equal(false);
+      expect(await manifest(h2, `${L}/it-xcl2/snaps/.plb-received/rootfs`)).to.equal(
+        await manifest(h1, `${L}/${SRC}/snaps/it-pre/rootfs`),
+      );
+      await clone.del("", outs);
+      await snapshot.del("", snap.outs);
+      expect(await hostSh(h1, 'ls -a "$1/snaps"', `${L}/${SRC}`)).to.equal(".\n..\n");
+    });
+
+    it("a container by that name made on the target during the copy is refused and left alone", async () => {
+      const fp = failpoint(h2, "it-xrace", "place");
+      await fp.set();
+      try {
+        const create = rejectionOf(clone.create(args(SRC, "it-xrace")));
+        await fp.reached();
+        await makeBusybox(h2, "it-xrace");
+        const theirs = await manifest(h2, `${L}/it-xrace`);
+        await fp.release();
+        expect(await create).to.match(
+          new RegExp(
+            `^LxcSnapshotClone it-xrace \\(from ${SRC}\\): on root@${h2.address.replace(/\./g, "\\.")}:22: .* exited with code 4: ${L}/it-xrace already exists`,
+          ),
+        );
+        expect(await manifest(h2, `${L}/it-xrace`)).to.equal(theirs);
+        expect(await exists(h2, `${L}/.plb-receiving-it-xrace`)).to.equal(false);
+        expect(await exists(h2, `${L}/.plb-making-it-xrace`)).to.equal(false);
+        expect(await exists(h1, sentDir(SRC, "it-xrace"))).to.equal(false);
+      } finally {
+        await fp.release();
+        await destroyContainers(h2, "it-xrace");
+      }
     });
 
     it("removes a receive and a half-placed clone left by an interrupted run, and copies again", async () => {
@@ -316,7 +397,12 @@ describe("LxcSnapshotClone across hosts (h1 -> h2)", function () {
       await hostSh(h1, 'head -c 1073741824 /dev/urandom >"$1/big"', `${L}/${SRC}/rootfs`);
     });
     after(async () => {
-      await destroyContainers(h2, CL);
+      await destroyContainers(h2, CL, "it-xkill", "it-xcut");
+      await hostSh(
+        h2,
+        'cd "$1" && rm -f .plb-making-it-xkill .plb-making-it-xcut && for d in .plb-receiving-it-xkill .plb-receiving-it-xcut; do if [ -d "$d" ]; then btrfs subvolume delete "$d"/* >/dev/null; rm -rf "$d"; fi; done',
+        L,
+      );
       await destroyContainers(h1, SRC);
     });
 
@@ -342,9 +428,82 @@ describe("LxcSnapshotClone across hosts (h1 -> h2)", function () {
       expect(res.outs.transferredBytes).to.be.greaterThan(2 ** 30);
       expect(growth).to.be.lessThan(200 * 2 ** 20);
       expect(progress.length).to.be.greaterThan(1);
-      const sum = (h: FleetHost, f: string) => hostSh(h, 'sha256sum <"$1"', f);
       expect(await sum(h2, `${L}/${CL}/rootfs/big`)).to.equal(await sum(h1, `${L}/${SRC}/rootfs/big`));
       await clone.del("", res.outs);
     });
+
+    const sum = (h: FleetHost, f: string) => hostSh(h, 'sha256sum <"$1"', f);
+
+    /** A create in a node process of its own (a provider process), so that it can be SIGKILLed. */
+    function providerChild(inputs: CloneInputs): { kill: () => void; done: Promise<string> } {
+      const mod = path.resolve(__dirname, "../../provider/clone/provider.js");
+      const code = `require(${JSON.stringify(mod)}).create(JSON.parse(process.argv[1])).then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); })`;
+      const child = spawn(process.execPath, ["-e", code, JSON.stringify(inputs)], { stdio: "ignore" });
+      const done = new Promise<string>((resolve) =>
+        child.on("exit", (c, sig) => resolve(c === 0 ? "succeeded" : `failed (${c ?? sig})`)),
+      );
+      return { kill: () => child.kill("SIGKILL"), done };
+    }
+
+    for (const f of ["provider SIGKILL", "link cut on the target"] as const) {
+      it(`${f} in the middle of the stream: no half-received subvolume in place; the next create copies again`, async () => {
+        const name = f === "provider SIGKILL" ? "it-xkill" : "it-xcut";
+        const inputs = args(SRC, name, { connection: { ...connTo(h2), commandTimeout: 20 } as never });
+        const partial = `${L}/.plb-receiving-${name}/rootfs/big`;
+        let run: { kill: () => void; done: Promise<string> };
+        if (f === "provider SIGKILL") run = providerChild(inputs);
+        else {
+          const p = clone.create(inputs).then(
+            () => "succeeded",
+            (e: Error) => `failed: ${e.message.split("\n")[0]}`,
+          );
+          run = { kill: () => {}, done: p };
+        }
+        try {
+          // Strike once the target has received part of the file (of 1 GiB).
+          await waitFor(
+            `${partial} to grow`,
+            async () =>
+              Number((await hostSh(h2, 'stat -c %s "$1" 2>/dev/null || echo 0', partial)).trim()) >
+              100 * 2 ** 20,
+            120_000,
+          );
+          if (f === "provider SIGKILL") run.kill();
+          else await fault(h2, "cut");
+          const how = await run.done;
+          expect(how).to.match(/^failed/);
+        } finally {
+          if (f !== "provider SIGKILL") await fault(h2, "restore");
+          await closeAllConnections();
+        }
+        // The stream's ends stop (sshd closes the sessions once their client is gone).
+        await waitFor(
+          "the interrupted send and receive to end",
+          async () =>
+            (await hostSh(
+              h2,
+              `pgrep -f "plb-clon[e] xreceive .*${name}" >/dev/null && echo busy || true`,
+            )) === "" &&
+            (await hostSh(
+              h1,
+              `pgrep -f "btrfs sen[d] -q -- .*-${name}/rootfs" >/dev/null && echo busy || true`,
+            )) === "",
+          180_000,
+        );
+        // Nothing half-received is in place: no clone, at most the marker and the receiving directory.
+        expect(await exists(h2, `${L}/${name}`)).to.equal(false);
+        const { outs } = await clone.create(args(SRC, name));
+        expect(outs.adopted).to.equal(false);
+        expect(await sum(h2, `${L}/${name}/rootfs/big`)).to.equal(await sum(h1, `${L}/${SRC}/rootfs/big`));
+        expect(await exists(h2, `${L}/.plb-receiving-${name}`)).to.equal(false);
+        expect(await exists(h2, `${L}/.plb-making-${name}`)).to.equal(false);
+        expect((await subvol(h2, `${L}/${name}/snaps/.plb-received/rootfs`))["Received UUID"]).to.equal(
+          outs.sentUuid,
+        );
+        await clone.del("", outs);
+        expect(await exists(h2, `${L}/${name}`)).to.equal(false);
+        expect(await exists(h1, sentDir(SRC, name))).to.equal(false);
+      });
+    }
   });
 });
