@@ -19,14 +19,20 @@ trap 'rm -rf "$tmp"' EXIT
 rc=0
 
 shellcheck -s sh -f gcc "$prelude" || rc=1
+# The shell libraries sent between the prelude and the scripts that use them (remote-scripts.ts SCRIPT_LIBS):
+# provider/transport/flags.sh, before step.sh and clone.sh.
+flags=provider/transport/flags.sh
 while IFS= read -r -d '' f; do
   [ "$f" = "$prelude" ] && continue
-  cat "$prelude" "$f" >"$tmp/script.sh"
-  # gcc format, FILE:LINE:COL: MESSAGE; the lines after the prelude's are the script's.
+  lib=/dev/null
+  case $f in provider/rootfs/step.sh | provider/clone/clone.sh) lib=$flags ;; esac
+  llines=$(wc -l <"$lib")
+  cat "$prelude" "$lib" "$f" >"$tmp/script.sh"
+  # gcc format, FILE:LINE:COL: MESSAGE; the lines after the prelude's and the library's are the script's.
   shellcheck -s sh -f gcc "$tmp/script.sh" >"$tmp/out" || rc=1
-  awk -F: -v p="$plines" -v pre="$prelude" -v f="$f" '{
+  awk -F: -v p="$plines" -v l="$llines" -v pre="$prelude" -v lib="$lib" -v f="$f" '{
     rest = substr($0, length($1) + length($2) + 3)
-    if ($2 > p) print f ":" ($2 - p) ":" rest; else print pre ":" $2 ":" rest
+    if ($2 > p + l) print f ":" ($2 - p - l) ":" rest; else if ($2 > p) print lib ":" ($2 - p) ":" rest; else print pre ":" $2 ":" rest
   }' "$tmp/out"
 done < <(find provider -name '*.sh' -print0 | sort -z)
 

@@ -9,8 +9,13 @@ shift 4
 sd=$lxcpath/$src cd=$lxcpath/$name
 # SOURCE may name a read-only snapshot of a container, SRC/snaps/SNAP (LxcSnapshot's and LXC's layout):
 # the clone is then made from it (op_copy_snapshot), and the source side of the inspection is the snapshot.
+# SOURCE "-" (no container name can be): the source is on another host (a cross-host clone's target side);
+# the inspection then has no source side.
 snap=
-case $src in */snaps/*) snap=${src##*/} src=${src%%/*} ;; esac
+case $src in */snaps/*) snap=${src##*/} src=${src%%/*} ;; -) sd= ;; esac
+# Cross-host clones: where a btrfs receive lands until it is complete and checked (rd), and where the
+# received read-only subvolume is kept on the target as the parent of the next incremental send (kept).
+rd=$lxcpath/.plb-receiving-$name kept=$cd/snaps/.plb-received
 # Sets $state to what lxc-info says (UNKNOWN if it says nothing), or to "" if lxc-info fails. A variable,
 # not $(state_of): a subshell for the function would be one more fork.
 state_of() { if state=$(lxc-info -n "$1" -P "$lxcpath" -s -H 2>/dev/null); then state=${state:-UNKNOWN}; else state=; fi; }
@@ -33,7 +38,7 @@ op_inspect() { # [SCOPE]: all (default); made or finished: what the provider rea
   if command -v lxc-clone >/dev/null 2>&1; then kv has_lxc_clone 1; else kv has_lxc_clone 0; fi
   for side in source clone; do
     if [ $side = source ]; then dir=$sd n=$src; else dir=$cd n=$name; fi
-    if [ ! -d "$dir" ]; then kv "${side}_dir" missing; continue; fi
+    if [ -z "$dir" ] || [ ! -d "$dir" ]; then kv "${side}_dir" missing; continue; fi
     kv "${side}_dir" present
     if [ "$scope" = all ]; then kv "${side}_fstype" "$(stat -f -c %T "$dir")"; fi
     if [ "$scope" = all ] || [ $side = clone ]; then state_of "$n"; kv "${side}_state" "$state"; fi
@@ -58,7 +63,7 @@ op_inspect() { # [SCOPE]: all (default); made or finished: what the provider rea
     }' "$@"
   fi
   printf '\0@@source_config\0'
-  if [ "$scope" != finished ] && [ -f "$sd/config" ]; then cat "$sd/config"; fi
+  if [ "$scope" != finished ] && [ -n "$sd" ] && [ -f "$sd/config" ]; then cat "$sd/config"; fi
   printf '\0@@clone_config\0'
   [ -f "$cd/config" ] && cat "$cd/config"
   printf '\0@@clone_hostname\0'
@@ -68,9 +73,9 @@ op_inspect() { # [SCOPE]: all (default); made or finished: what the provider rea
   if [ "$scope" = finished ]; then :
   elif [ -d "$cd/rootfs" ] && safe_file "$cd/rootfs" hosts && [ -f "$cd/rootfs/etc/hosts" ]; then head -c 65536 "$cd/rootfs/etc/hosts"; fi
   printf '\0@@nested\0'
-  if [ "$scope" = all ] && [ -d "$sd/rootfs" ]; then find "$sd/rootfs" -mindepth 1 -type d -inum "$SUBVOL_INO" -printf '%P\0'; fi
+  if [ "$scope" = all ] && [ -n "$sd" ] && [ -d "$sd/rootfs" ]; then find "$sd/rootfs" -mindepth 1 -type d -inum "$SUBVOL_INO" -printf '%P\0'; fi
 }
-op_snapshot() ( # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
+op_snapshot() ( # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone|sent)
   mode=$1 tool=$2
   restart=0 frozen=0
   # shellcheck disable=SC2317 # run by the EXIT trap below
@@ -93,7 +98,9 @@ op_snapshot() ( # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone)
   # -K (keep name): without it LXC writes the new name into <clone rootfs>/etc/hostname on the host and
   # follows a symlink planted there by the source container (e.g. to /etc/shadow: a host file). We set
   # lxc.uts.name and write /etc/hostname ourselves in finish, never through a symlink.
-  if [ "$tool" = lxc-copy ]; then
+  if [ "$tool" = sent ]; then
+    btrfs subvolume snapshot -r -- "$sd/rootfs" "$sp/rootfs" >/dev/null
+  elif [ "$tool" = lxc-copy ]; then
     lxc-copy -n "$src" -N "$name" -P "$lxcpath" -p "$lxcpath" -s -B btrfs -K $extra
   else
     lxc-clone -o "$src" -n "$name" -P "$lxcpath" -s -K
@@ -170,9 +177,16 @@ op_stop() {
   lxc-stop -n "$name" -P "$lxcpath" -t 30
 }
 op_destroy() { # stop if running, remove nested subvolumes deepest first, then lxc-destroy
+  drop_receiving
   if [ ! -d "$cd" ]; then rm -f -- "$lxcpath/.plb-making-$name"; exit 0; fi
   state_of "$name"
   case $state in RUNNING|FROZEN) lxc-stop -n "$name" -P "$lxcpath" -k || true ;; esac
+  # A cross-host clone's kept received parent and a rootfs not yet renamed into place: ours, by their
+  # reserved names, reached through real directories only (lxc-destroy refuses a container with snaps/).
+  if [ ! -L "$cd/snaps" ] && [ ! -L "$kept" ] && is_subvol "$kept/rootfs"; then btrfs subvolume delete -- "$kept/rootfs" >/dev/null; fi
+  if [ -d "$kept" ] && [ ! -L "$kept" ]; then rmdir -- "$kept"; fi
+  if [ -d "$cd/snaps" ] && [ ! -L "$cd/snaps" ]; then rmdir -- "$cd/snaps" 2>/dev/null || :; fi
+  if is_subvol "$cd/rootfs.plb-new"; then btrfs subvolume delete -- "$cd/rootfs.plb-new" >/dev/null; fi
   if [ -d "$cd/rootfs" ]; then
     find "$cd/rootfs" -mindepth 1 -depth -type d -inum "$SUBVOL_INO" -exec btrfs subvolume delete {} + >/dev/null
   fi
@@ -193,8 +207,175 @@ op_copy_snapshot() { # a writable snapshot clone of the read-only snapshot $sd (
   lxc-copy -n "$snap" -N "$name" -P "$lxcpath/$src/snaps" -p "$lxcpath" -s -B btrfs -K
 }
 
+# ---- Cross-host clones -------------------------------------------------------------------------------------
+# The source host keeps the read-only snapshot it sent, $sp: <lxcpath>/SRC/snaps/.plb-sent-<tag>-<name>/rootfs,
+# TAG naming the target (host and lxcPath, see clone/xhost.ts): the parent of the next incremental send. The
+# target receives into $rd, keeps the received subvolume at $kept/rootfs, and the clone's rootfs is a
+# writable snapshot of it. Nothing is reached through a symlink: every directory on the way is checked.
+sent_path() { # TAG: sets sp; fails if the container's directory or snaps/ is a symlink
+  sp=$lxcpath/$src/snaps/.plb-sent-$1-$name
+  { [ ! -L "$lxcpath/$src" ] && [ -d "$lxcpath/$src" ]; } || fail "$lxcpath/$src is not the container's directory"
+  [ ! -L "$lxcpath/$src/snaps" ] || fail "$lxcpath/$src/snaps is a symlink; not keeping a snapshot through it: remove it (what it points at is left alone)"
+  [ ! -L "$sp" ] || fail "$sp is a symlink; remove it (what it points at is left alone)"
+}
+drop_sent() { # removes $sp (ours by its reserved name)
+  [ -e "$sp" ] || return 0
+  [ -d "$sp" ] || fail "$sp is not a directory; remove it"
+  if is_subvol "$sp/rootfs"; then btrfs subvolume delete -- "$sp/rootfs" >/dev/null
+  elif [ -e "$sp/rootfs" ] || [ -L "$sp/rootfs" ]; then fail "$sp/rootfs is not a subvolume; not this provider's: remove it"; fi
+  rmdir -- "$sp" || fail "$sp holds files this provider did not make; remove them"
+}
+# Removes $rd, what an interrupted receive left: only subvolumes right in it (a receive makes nothing else
+# there), never through a symlink; anything else in it is refused.
+drop_receiving() {
+  if [ -L "$rd" ]; then fail "$rd is a symlink; remove it (what it points at is left alone)"; fi
+  [ -e "$rd" ] || return 0
+  [ -d "$rd" ] || fail "$rd is not a directory; remove it"
+  for e in "$rd"/* "$rd"/.[!.]* "$rd"/..?*; do
+    if [ ! -e "$e" ] && [ ! -L "$e" ]; then continue; fi
+    is_subvol "$e" || fail "$e is not a subvolume a receive made; remove it"
+    btrfs subvolume delete -- "$e" >/dev/null
+  done
+  rmdir -- "$rd"
+  kv dropped_receiving 1
+}
+op_xsource() { # TAG: the kept sent snapshot, the source's size, then the inspection (all)
+  sp=$lxcpath/$src/snaps/.plb-sent-$1-$name
+  if [ -L "$sp" ]; then kv xsent_dir symlink
+  elif is_subvol "$sp/rootfs"; then
+    kv xsent_dir subvol; subvol_fields "$sp/rootfs" xsent; printf %s "$fields"
+  elif [ -e "$sp" ]; then kv xsent_dir other
+  else kv xsent_dir missing; fi
+  # Bytes the source's tree takes (allocated blocks, each file once): what a receive will write, roughly.
+  if [ -n "$sd" ] && is_subvol "$sd/rootfs"; then kv xsize "$(du -sxB1 -- "$sd/rootfs" | cut -f1)"; fi
+  op_inspect all
+}
+op_xsent() ( # MODE TAG: a fresh read-only snapshot $sp of the source (or of its snapshot SRC/snaps/SNAP)
+  sent_path "$2"
+  [ -d "$lxcpath/$src/snaps" ] || mkdir -- "$lxcpath/$src/snaps"
+  drop_sent
+  mkdir -- "$sp"
+  if [ -n "$snap" ]; then
+    { [ ! -L "$sd" ] && is_subvol "$sd/rootfs"; } || fail "$sd: the snapshot is a symlink or its rootfs is not a subvolume; not sending it"
+    btrfs subvolume snapshot -r -- "$sd/rootfs" "$sp/rootfs" >/dev/null
+  else
+    op_snapshot "$1" sent
+  fi
+  subvol_fields "$sp/rootfs" xsent
+  printf %s "$fields"
+  # Its inode flags, which btrfs send does not carry: the target sets them on the clone (op_xplace).
+  need_chattr
+  w=$(mktemp -d)
+  trap 'rm -rf -- "$w"' EXIT
+  flags_of "$sp/rootfs" "$w/flags" || fail "could not read the inode flags of $sp/rootfs"
+  printf '@@flags\0'
+  cat -- "$w/flags"
+)
+op_xsend() { # TAG UUID: btrfs send of $sp to stdout, if it is that read-only subvolume
+  sent_path "$1"
+  is_subvol "$sp/rootfs" || fail "$sp/rootfs is not a subvolume; not sending it"
+  subvol_fields "$sp/rootfs" s
+  case $fields in *"s UUID=$2$nl"*) ;; *) fail "$sp/rootfs is not the snapshot taken for this clone (UUID $2); not sending it" ;; esac
+  [ "$(btrfs property get -ts "$sp/rootfs" ro)" = ro=true ] || fail "$sp/rootfs is not read-only; not sending it"
+  hold "$name" send
+  exec btrfs send -q -- "$sp/rootfs"
+}
+op_xdrop() { # TAG: removes the kept sent snapshot $sp (deleting a cross-host clone)
+  if [ ! -d "$lxcpath/$src" ] || [ -L "$lxcpath/$src" ] || [ -L "$lxcpath/$src/snaps" ]; then kv dropped_sent 0; return 0; fi
+  sent_path "$1"
+  drop_sent
+  kv dropped_sent 1
+}
+op_xtarget() { # the target's filesystem and free space, the receive in progress, the kept parent, then inspect
+  kv lxc_fstype "$(stat -f -c %T "$lxcpath")"
+  if free=$(btrfs filesystem usage -b -- "$lxcpath" 2>/dev/null | awk '/Free \(estimated\)/ { print $3; exit }') && [ -n "$free" ]; then
+    kv free_bytes "$free"
+  else
+    kv free_bytes "$(df -B1 --output=avail -- "$lxcpath" | tail -n 1 | tr -d ' ')"
+  fi
+  if [ -L "$rd" ]; then kv receiving symlink; elif [ -e "$rd" ]; then kv receiving present; else kv receiving missing; fi
+  if [ ! -L "$cd/snaps" ] && [ ! -L "$kept" ] && is_subvol "$kept/rootfs"; then
+    kv received 1; subvol_fields "$kept/rootfs" received; printf %s "$fields"
+  else kv received 0; fi
+  op_inspect all
+}
+op_xreceive() { # btrfs receive of stdin into $rd, after the marker (a create of NAME under way)
+  hold "$name" receive
+  [ "$(stat -f -c %T "$lxcpath")" = btrfs ] || fail "$lxcpath is not on btrfs; a cross-host clone needs btrfs on both hosts"
+  if [ -e "$cd" ] || [ -L "$cd" ]; then printf '%s\n' "$cd already exists" >&2; exit "$EXIT_NAME_TAKEN"; fi
+  : >"$lxcpath/.plb-making-$name"
+  drop_receiving >/dev/null
+  mkdir -- "$rd"
+  # --chroot: receive works inside $rd and cannot write outside it whatever the stream says; -E 1: the
+  # first error ends it; -e: it ends at the stream's end marker.
+  btrfs receive -C -E 1 -e -- "$rd" >&2
+}
+# Places a complete receive: the received subvolume (read-only, with the Received UUID of the snapshot that
+# was sent) is kept as $kept/rootfs (its directory $rd renamed), the clone's rootfs is a writable snapshot of it, made as rootfs.plb-new,
+# given the source's inode flags (stdin after the config) and checked, then renamed into place; the config
+# (the first CONFIG_BYTES of stdin) last. Ends with the inspection made's.
+op_xplace() { # UUID CONFIG_BYTES
+  hold "$name" place
+  [ -e "$lxcpath/.plb-making-$name" ] || fail "no receive of $name is under way here (no $lxcpath/.plb-making-$name)"
+  if [ -e "$cd" ] || [ -L "$cd" ]; then printf '%s\n' "$cd already exists" >&2; exit "$EXIT_NAME_TAKEN"; fi
+  r=$rd/rootfs
+  { [ ! -L "$rd" ] && is_subvol "$r"; } || fail "$r is not a received subvolume"
+  subvol_fields "$r" r
+  case $fields in *"r Received UUID=$1$nl"*) ;; *) fail "$r is not the receive of the snapshot sent (Received UUID $1)" ;; esac
+  [ "$(btrfs property get -ts "$r" ro)" = ro=true ] || fail "$r is not read-only: its receive did not finish"
+  [ "$(ls -A -- "$rd")" = rootfs ] || fail "$rd holds more than the received rootfs; not using it"
+  w=$(mktemp -d)
+  trap 'rm -rf -- "$w"' EXIT
+  head -c "$2" >"$w/config"
+  [ "$(stat -c %s -- "$w/config")" = "$2" ] || fail "short input for the config: expected $2 bytes; nothing placed"
+  cat >"$w/flags"
+  need_chattr
+  # A read-only subvolume cannot be renamed itself (EROFS: its root's backref would change), but the plain
+  # directory holding it can: the receive directory becomes the kept one.
+  mkdir -- "$cd" "$cd/snaps"
+  mv -T -- "$rd" "$kept"
+  new=$cd/rootfs.plb-new
+  btrfs subvolume snapshot -- "$kept/rootfs" "$new" >/dev/null
+  set_nocow "$w/flags" "$new" || fail "could not make the NOCOW files of $new NOCOW again"
+  apply_flags "$w/flags" "$new" || fail "could not set the inode flags of $new"
+  flags_of "$new" "$w/got" || fail "could not read the inode flags of $new"
+  cmp -s -- "$w/flags" "$w/got" ||
+    fail "the inode flags of $new differ from the source's after setting them: $(LC_ALL=C comm -z -3 "$w/flags" "$w/got" | tr '\0' ' ' | head -c 300)"
+  sync -f -- "$new"
+  mv -T -- "$new" "$cd/rootfs"
+  dd of="$cd/config" conv=excl,fsync status=none <"$w/config"
+  sync -- "$cd"
+  op_inspect made
+}
+# btrfs send carries no inode flags, and chattr +C is ignored on a file that has data: each regular file the
+# source had NOCOW (FLAGS records "FLAGS ./PATH" with a C) is emptied and refilled in place, NOCOW, from a
+# reflink copy of its data taken first (same inode: its other names, owner, mode and xattrs stay; its
+# mtime is put back). The copy is $cd/rootfs.plb-nocow, beside the rootfs, never inside it. Paths come from
+# find walks of the source snapshot, whose tree the clone is; nothing runs in the clone yet.
+set_nocow() ( # FLAGS DIR
+  # shellcheck disable=SC2016 # expanded by the inner sh
+  { grep -z '^[^ ]*C[^ ]* ' "$1" || [ $? = 1 ]; } | sed -z 's/^[^ ]* //' | (cd "$2" && xargs -0 -r sh -c '
+    t=$1; shift
+    for p; do
+      if [ -L "$p" ] || [ ! -f "$p" ]; then continue; fi
+      l=$(lsattr -d -- "$p") || exit 255
+      case ${l%% *} in *C*) continue ;; esac
+      cp -p --reflink=always -- "$p" "$t" &&
+        truncate -s 0 -- "$p" && chattr +C -- "$p" &&
+        cp --reflink=never --sparse=always -- "$t" "$p" && touch -c -m -r "$t" -- "$p" && rm -f -- "$t" ||
+        { printf "cannot make %s NOCOW\n" "$p" >&2; exit 255; }
+    done' plb-nocow "$cd/rootfs.plb-nocow")
+)
+
 case $op in
-inspect|destroy) "op_$op" "$@" ;;
+inspect|destroy|xsource|xsend|xdrop|xtarget|xreceive) "op_$op" "$@" ;;
+xdropreceiving) drop_receiving ;;
+xabandon)       # a create that found the name taken by another container: only our receive and marker go
+  drop_receiving
+  rm -f -- "$lxcpath/.plb-making-$name"
+  ;;
+xsent) hold "$name" sent; op_xsent "$@" ;;
+xplace) op_xplace "$@" ;;
 make)           # MODE TOOL NESTED(0|1): snapshot (the source is unfrozen or restarted before going on), then
                 # snapshot nested subvolumes into place, then inspect
   hold "$name" snapshot

@@ -11,7 +11,13 @@ export const cloneArgsSchema = z
   .object({
     /** How to reach the host: address, user, credentials, host key policy. */
     connection: connectionSchema,
-    /** LXC's directory of containers (of the source and the clone). Default /var/lib/lxc. */
+    /**
+     * How to reach the source's host, when it is another host than the clone's (`connection`, the default):
+     * the clone is then a copy made with btrfs send on the source and btrfs receive on the target, relayed
+     * through the provider (no keys or trust between the hosts). Hosts compare by user, host and port.
+     */
+    sourceConnection: connectionSchema.optional(),
+    /** LXC's directory of containers (of the source and the clone, on each host). Default /var/lib/lxc. */
     lxcPath: absolutePath.default("/var/lib/lxc"),
     /** The container to clone; its rootfs must be a subvolume with a btrfs: config (see LxcSubvolumeRootfs). */
     source: containerName,

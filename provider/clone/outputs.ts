@@ -30,11 +30,20 @@ export interface CloneOutputs extends CloneInputs {
   adopted: boolean;
   /** What read found different from the declaration; the next update repairs it (or replaces the clone). */
   drift: string[];
+  /**
+   * A cross-host clone: the UUID of the read-only snapshot sent, kept on the source host in
+   * `<lxcPath>/<source>/snaps/.plb-sent-<tag>-<name>/rootfs` (and the Received UUID of the subvolume kept on
+   * the target). Null for a clone on the source's host.
+   */
+  sentUuid: string | null;
+  /** A cross-host clone: the bytes relayed from the source's btrfs send to the target's receive. */
+  transferredBytes: number | null;
 }
 
 /** Every input key, for the class (the schema's keys; the compiler checks this list against them). */
 export const CLONE_INPUT_KEYS = {
   connection: true,
+  sourceConnection: true,
   lxcPath: true,
   source: true,
   name: true,
@@ -57,4 +66,6 @@ export const CLONE_OUTPUT_KEYS = {
   actualHostname: true,
   adopted: true,
   drift: true,
+  sentUuid: true,
+  transferredBytes: true,
 } as const satisfies Record<Exclude<keyof CloneOutputs, keyof CloneInputs>, true>;

@@ -34,8 +34,9 @@ export function sourceProblem(
   lxcPath: string,
   source: string,
   snapshot?: string,
+  needsLxcCopy = true,
 ): string | undefined {
-  if (snapshot !== undefined) return snapshotSourceProblem(insp, lxcPath, source, snapshot);
+  if (snapshot !== undefined) return snapshotSourceProblem(insp, lxcPath, source, snapshot, needsLxcCopy);
   if (insp.source.dir === "missing") return `source container ${source} does not exist in ${lxcPath}`;
   if (insp.source.fstype !== "btrfs") return `source ${source} is on ${insp.source.fstype}, not btrfs`;
   const cfg = checkRootfsConfig(insp.sourceConfig, `${lxcPath}/${source}/rootfs`);
@@ -53,11 +54,12 @@ function snapshotSourceProblem(
   lxcPath: string,
   source: string,
   snapshot: string,
+  needsLxcCopy: boolean,
 ): string | undefined {
   const at = `${lxcPath}/${source}/snaps/${snapshot}`;
   if (insp.source.dir === "missing")
     return `source ${source} has no snapshot ${snapshot} (${at} does not exist); declare the LxcSnapshot and pass it in this clone's dependsOn`;
-  if (!insp.hasLxcCopy) return "cloning a snapshot needs lxc-copy (LXC >= 2.0); install lxc";
+  if (needsLxcCopy && !insp.hasLxcCopy) return "cloning a snapshot needs lxc-copy (LXC >= 2.0); install lxc";
   const cfg = checkRootfsConfig(insp.sourceConfig, `${at}/rootfs`);
   if (!insp.source.isSubvolume || !cfg.ok || cfg.store !== "btrfs")
     return `${at} is not a snapshot with a btrfs subvolume rootfs and a btrfs: config pointing at it, so it cannot be snapshot-cloned`;

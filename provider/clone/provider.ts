@@ -24,6 +24,20 @@ import {
   sourceProblem,
   uniqueMacs,
 } from "./plan";
+import { relay } from "./relay";
+import {
+  crossHostConfig,
+  hostIdentity,
+  isCrossHost,
+  mib,
+  parseCrossHostFacts,
+  parseSentReport,
+  sentName,
+  sourceConnectionOf,
+  sourceMacs,
+  targetProblem,
+  targetTag,
+} from "./xhost";
 
 export type { CloneOutputs } from "./outputs";
 
@@ -52,6 +66,14 @@ export function diffClone(
   news: CloneInputs,
 ): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
   const { replaces, changed } = base.diffInputs(olds, news, REPLACE_KEYS);
+  // Another source host replaces the clone (a given sourceConnection, or connection when none is given
+  // on either side: then connection's own change says it); credentials alone do not.
+  if (
+    olds.connection &&
+    (olds.sourceConnection !== undefined || news.sourceConnection !== undefined) &&
+    hostIdentity(olds.sourceConnection ?? olds.connection) !== hostIdentity(sourceConnectionOf(news))
+  )
+    replaces.push("sourceConnection");
   const drift = olds.drift ?? [];
   if (replaces.length === 0 && driftNeedsReplace(drift)) replaces.push("name");
   // A clone can be made before the old one goes only if the names differ (same host, same lxcPath).
@@ -68,6 +90,8 @@ export function diffClone(
 
 export async function create(raw: CloneInputs): Promise<{ id: string; outs: CloneOutputs }> {
   const inputs = base.parse(raw);
+  if (isCrossHost(inputs))
+    return createCrossHostWith(openRemote(sourceConnectionOf(inputs)), openRemote(inputs.connection), inputs);
   return createCloneWith(openRemote(inputs.connection), inputs);
 }
 
@@ -77,7 +101,17 @@ export async function update(
   raw: CloneInputs,
 ): Promise<{ outs: CloneOutputs }> {
   const inputs = base.parse(raw);
-  return { outs: await updateCloneWith(openRemote(inputs.connection), inputs, olds.adopted ?? false) };
+  const outs = await updateCloneWith(openRemote(inputs.connection), inputs, olds.adopted ?? false);
+  if (!isCrossHost(inputs)) return { outs };
+  // What only the create saw (the source's side is on another host, and an update does not contact it).
+  return {
+    outs: {
+      ...outs,
+      sentUuid: olds.sentUuid ?? null,
+      transferredBytes: olds.transferredBytes ?? null,
+      sourceGeneration: olds.sourceGeneration ?? null,
+    },
+  };
 }
 
 export async function read(
@@ -89,7 +123,10 @@ export async function read(
   const insp = await base.guard(inputs, () => inspect(remote, inputs));
   if (insp.clone.dir === "missing") return {};
   const drift = cloneDrift(insp, desired(inputs), inputs.lxcPath, props.parentUuid ?? null);
-  const outs = toOutputs(inputs, insp, props.adopted ?? false, drift);
+  const outs = toOutputs(inputs, insp, props.adopted ?? false, drift, {
+    sentUuid: props.sentUuid ?? null,
+    transferredBytes: props.transferredBytes ?? null,
+  });
   outs.parentUuid = props.parentUuid ?? outs.parentUuid;
   outs.sourceGeneration = props.sourceGeneration ?? outs.sourceGeneration;
   return { id, props: outs, inputs: base.pickInputs(props) as CloneInputs };
@@ -100,6 +137,12 @@ export async function del(_id: string, props: CloneOutputs): Promise<void> {
   const remote = openRemote(inputs.connection);
   base.log(inputs, remote, "destroying the clone");
   await base.guard(inputs, () => remote.check(cloneArgv(inputs, "destroy")));
+  if (!isCrossHost(inputs)) return;
+  // Then the snapshot kept on the source for this clone's next refresh: nothing else uses it.
+  const src = openRemote(sourceConnectionOf(inputs));
+  const tag = targetTag(inputs.connection, inputs.lxcPath);
+  base.log(inputs, src, `removing the kept sent snapshot ${sentName(tag, inputs.name)}`);
+  await base.guard(inputs, () => src.check(sourceArgv(inputs, "xdrop", tag)));
 }
 
 /**
@@ -162,6 +205,164 @@ export async function updateCloneWith(
   });
 }
 
+/**
+ * Creates a clone of a source on another host: a read-only snapshot of the source is taken there (kept for
+ * the next refresh), sent with btrfs send, relayed through this process into btrfs receive on the target,
+ * placed once complete and checked, and finished as a local clone is (config, identity files, fresh MACs).
+ * Everything that can refuse is checked before anything changes on either host.
+ */
+export async function createCrossHostWith(
+  src: Remote,
+  dst: Remote,
+  inputs: CloneInputs,
+): Promise<{ id: string; outs: CloneOutputs }> {
+  const outs = await base.guard(inputs, async () => {
+    const done: string[] = [];
+    const tag = targetTag(inputs.connection, inputs.lxcPath);
+    const sentAt = `${inputs.lxcPath}/${inputs.source}/snaps/${sentName(tag, inputs.name)}`;
+    const sres = await src.check(sourceArgv(inputs, "xsource", tag));
+    const s = readInspection(inputs, src, sres.stdout, done);
+    const sfacts = parseCrossHostFacts(sres.stdout);
+    const problem = sourceProblem(s, inputs.lxcPath, inputs.source, inputs.snapshot, false);
+    if (problem) throw base.refuse(inputs, src, problem);
+    if (s.nested.length > 0)
+      throw base.refuse(
+        inputs,
+        src,
+        `source ${inputs.source} has nested subvolumes in its rootfs (${s.nested.slice(0, 5).join(", ")}); a cross-host clone sends the rootfs subvolume only`,
+      );
+    let t = await inspectTarget(dst, inputs, done);
+    const targetCheck = () =>
+      targetProblem(t.insp, t.facts, {
+        lxcPath: inputs.lxcPath,
+        name: inputs.name,
+        sourceSize: sfacts.sizeBytes,
+        sentUuid: sfacts.sent?.uuid,
+      });
+    let tp = targetCheck();
+    if (tp) throw base.refuse(inputs, dst, tp);
+    const fromSource = { sourceGeneration: s.source.subvolume?.generation ?? null };
+    if ((t.insp.clone.dir === "present" && t.insp.making) || t.facts.receiving === "present") {
+      // A create cut off (a lost link, a killed provider) left its marker, a partial receive or an unfinished
+      // clone: ours, and never used. Removed, then checked again (the space it took is free now).
+      base.log(
+        inputs,
+        dst,
+        "removing what an interrupted create left (a partial receive, an unfinished clone)",
+      );
+      await dst.check(
+        cloneArgv(inputs, t.insp.clone.dir === "present" && t.insp.making ? "destroy" : "xdropreceiving"),
+      );
+      done.push("removed what an interrupted create left");
+      t = await inspectTarget(dst, inputs, done);
+      tp = targetCheck();
+      if (tp) throw base.refuse(inputs, dst, tp, done);
+    }
+    if (t.insp.clone.dir === "present") {
+      base.log(inputs, dst, "adopting the existing copy of the source");
+      const insp = await converge(dst, inputs, withSource(t.insp, s), done);
+      return toOutputs(inputs, insp, true, [], {
+        ...fromSource,
+        sentUuid: sfacts.sent?.uuid ?? null,
+        transferredBytes: null,
+      });
+    }
+    const running = !inputs.snapshot && (s.source.state === "RUNNING" || s.source.state === "FROZEN");
+    if (running && inputs.ifSourceRunning === "fail") {
+      throw base.refuse(
+        inputs,
+        src,
+        `source ${inputs.source} is ${s.source.state}; stop it, or set ifSourceRunning: "freeze" or "restart"`,
+        done,
+      );
+    }
+    const mode = running ? inputs.ifSourceRunning : "stopped";
+    base.log(inputs, src, `taking the read-only snapshot ${sentAt}/rootfs to send (source ${mode})`);
+    // As bytes (latin1 keeps each byte): the flag list's paths need not be UTF-8.
+    const sentOut = await src.check(sourceArgv(inputs, "xsent", mode, tag));
+    const sent = parseSentReport(
+      (sentOut.stdoutBytes ?? Buffer.from(sentOut.stdout, "utf8")).toString("latin1"),
+    );
+    const sentDone = `took the read-only snapshot ${sentAt}/rootfs on ${src.target}, removed again on failure`;
+    let nameTaken = false;
+    try {
+      base.log(
+        inputs,
+        dst,
+        `receiving ${inputs.source} from ${src.target} (btrfs send of about ${mib(sfacts.sizeBytes ?? 0)}, relayed through the provider)`,
+      );
+      const r = await relay(
+        src,
+        sourceArgv(inputs, "xsend", tag, sent.sent.uuid),
+        dst,
+        cloneArgv(inputs, "xreceive"),
+        {
+          progress: (line) => base.log(inputs, dst, line),
+          stallSec: Math.min(inputs.connection.commandTimeout, sourceConnectionOf(inputs).commandTimeout),
+        },
+      );
+      nameTaken = r.receiveCode === ExitCode.NAME_TAKEN;
+      if (nameTaken)
+        throw base.refuse(
+          inputs,
+          dst,
+          `a container named ${inputs.name} appeared on the target while the copy was being made; choose another name or remove it`,
+          [sentDone],
+        );
+      if (r.problem) throw base.refuse(inputs, dst, r.problem, [sentDone, RECEIVED]);
+      base.log(inputs, dst, `received ${mib(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s; placing it`);
+      const config = crossHostConfig(s.sourceConfig, inputs.lxcPath, inputs.name);
+      const stdin = Buffer.concat([Buffer.from(config, "utf8"), Buffer.from(sent.flags, "latin1")]);
+      const argv = cloneArgv(inputs, "xplace", sent.sent.uuid, String(Buffer.byteLength(config, "utf8")));
+      const made = readInspection(inputs, dst, (await dst.check(argv, { stdin })).stdout, [sentDone, MADE]);
+      const insp = await converge(
+        dst,
+        inputs,
+        withSource(made, s),
+        [sentDone, MADE],
+        sourceMacs(s.sourceConfig),
+      );
+      return toOutputs(inputs, insp, false, [], {
+        ...fromSource,
+        sentUuid: sent.sent.uuid,
+        transferredBytes: r.bytes,
+      });
+    } catch (e) {
+      // A failed create leaves nothing behind on either host: the engine will not record a clone it never got.
+      // Best effort: with a host unreachable (the link that failed the copy), what is left is removed by
+      // the next create (the target's by its marker, the source's snapshot replaced); the failure stays.
+      // A name taken meanwhile is someone else's container: only our receive and marker go then.
+      const taken = e instanceof RemoteCommandError && e.code === ExitCode.NAME_TAKEN;
+      base.log(inputs, dst, "the copy failed; removing what was made on both hosts");
+      await dst.run(cloneArgv(inputs, taken || nameTaken ? "xabandon" : "destroy")).catch(() => undefined);
+      await src.run(sourceArgv(inputs, "xdrop", tag)).catch(() => undefined);
+      throw e;
+    }
+  });
+  return { id: base.resourceId(inputs), outs };
+}
+
+/** What `done` says once a receive ran: the next create removes what it left. */
+const RECEIVED = "received into a temporary directory on the target, removed again";
+
+/** The target's inspection, with the source's side and config from the source host's. */
+function withSource(t: CloneInspection, s: CloneInspection): CloneInspection {
+  return { ...t, source: s.source, sourceConfig: s.sourceConfig };
+}
+
+async function inspectTarget(dst: Remote, i: CloneInputs, done: readonly string[]) {
+  const out = (await dst.check(cloneArgv(i, "xtarget"))).stdout;
+  return { insp: readInspection(i, dst, out, done), facts: parseCrossHostFacts(out) };
+}
+
+function readInspection(i: CloneInputs, host: Remote, out: string, done: readonly string[]): CloneInspection {
+  try {
+    return parseCloneInspection(out);
+  } catch (e) {
+    throw base.refuse(i, host, `cannot read the host's inspection: ${(e as Error).message}`, done);
+  }
+}
+
 /** What `done` says once `make` succeeded: a create that fails after it removes the clone again. */
 const MADE = "made the snapshot clone, removed again on failure";
 
@@ -169,7 +370,14 @@ function desired(i: CloneInputs) {
   return { name: i.name, source: i.source, hostname: i.hostname ?? i.name, start: i.start };
 }
 
+/** An op on the clone's host. A cross-host clone's source is "-" there: it is on another host. */
 function cloneArgv(i: CloneInputs, op: string, ...args: string[]): string[] {
+  if (isCrossHost(i)) return scriptArgv("clone", [op, i.lxcPath, "-", i.name, ...args]);
+  return sourceArgv(i, op, ...args);
+}
+
+/** An op on the source's host (the clone's, unless sourceConnection names another). */
+function sourceArgv(i: CloneInputs, op: string, ...args: string[]): string[] {
   // A snapshot of the source goes as SOURCE/snaps/SNAPSHOT: clone.sh clones that (names hold no "/").
   const source = i.snapshot ? `${i.source}/snaps/${i.snapshot}` : i.source;
   return scriptArgv("clone", [op, i.lxcPath, source, i.name, ...args]);
@@ -237,8 +445,9 @@ async function converge(
   i: CloneInputs,
   insp: CloneInspection,
   done: readonly string[],
+  avoidMacs: readonly string[] = [],
 ): Promise<CloneInspection> {
-  const edits = cloneEdits(i, insp, () => randomInt(0, 2 ** 32) / 2 ** 32);
+  const edits = cloneEdits(i, insp, () => randomInt(0, 2 ** 32) / 2 ** 32, avoidMacs);
   if (!edits) return insp;
   if (edits.action !== "-") base.log(i, remote, edits.action === "start" ? "starting" : "stopping");
   const argv = cloneArgv(i, "finish", ...edits.counts, edits.action);
@@ -257,10 +466,12 @@ export function cloneEdits(
   i: CloneInputs,
   insp: CloneInspection,
   rand: () => number,
+  avoidMacs: readonly string[] = [],
 ): { counts: [string, string, string]; action: "start" | "stop" | "-"; stdin: string } | undefined {
   const want = desired(i);
   const cloneMacs = findHwaddrs(insp.cloneConfig);
-  const others = insp.hwaddrs.filter(([c]) => c !== i.name).map(([, m]) => m);
+  // Every other container's MACs on the host, and those a cross-host clone must not keep (its source's).
+  const others = [...insp.hwaddrs.filter(([c]) => c !== i.name).map(([, m]) => m), ...avoidMacs];
   const macs = uniqueMacs(cloneMacs, others, rand);
   const config = finishCloneConfig(insp.cloneConfig, {
     lxcPath: i.lxcPath,
@@ -309,7 +520,13 @@ async function inspectOutput(
   }
 }
 
-function toOutputs(i: CloneInputs, insp: CloneInspection, adopted: boolean, drift: string[]): CloneOutputs {
+function toOutputs(
+  i: CloneInputs,
+  insp: CloneInspection,
+  adopted: boolean,
+  drift: string[],
+  extra: Partial<CloneOutputs> = {},
+): CloneOutputs {
   return {
     ...i,
     target: describeTarget(i.connection),
@@ -323,5 +540,8 @@ function toOutputs(i: CloneInputs, insp: CloneInspection, adopted: boolean, drif
     actualHostname: getConfigValue(insp.cloneConfig, "lxc.uts.name") ?? null,
     adopted,
     drift,
+    sentUuid: null,
+    transferredBytes: null,
+    ...extra,
   };
 }

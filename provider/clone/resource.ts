@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import {
   type ConnectionInput,
   type Inputs,
+  type LxcConnectionArgs,
   type Outputs,
   resourceProps,
   secretConnection,
@@ -25,7 +26,15 @@ export const cloneProvider: pulumi.dynamic.ResourceProvider = {
 };
 
 /** LxcSnapshotClone's inputs: the schema's (clone/inputs.ts), each one also as a promise or Output. */
-export interface LxcSnapshotCloneArgs extends Inputs<Omit<CloneArgsInput, "connection">>, ConnectionInput {}
+export interface LxcSnapshotCloneArgs
+  extends Inputs<Omit<CloneArgsInput, "connection" | "sourceConnection">>,
+    ConnectionInput {
+  /**
+   * How to reach the source's host, when it is another host than the clone's (`connection`, the default):
+   * the clone is then copied with btrfs send and receive, relayed through the provider.
+   */
+  sourceConnection?: pulumi.Input<LxcConnectionArgs>;
+}
 
 // The class declares every input and output of CloneOutputs, with its docs, by merging this
 // interface; the SDK creates each one (resourceProps passes every key).
@@ -39,7 +48,7 @@ export class LxcSnapshotClone extends pulumi.dynamic.Resource {
       cloneProvider,
       name,
       resourceProps(args, CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS),
-      secretConnection(opts),
+      secretConnection(opts, "sourceConnection"),
       "lxc-btrfs",
       "LxcSnapshotClone",
     );

@@ -43,7 +43,16 @@ export interface ConnectionInput {
   connection: pulumi.Input<LxcConnectionArgs>;
 }
 
-/** The connection may hold a key or password: keep the whole output secret in state. */
-export function secretConnection(opts?: pulumi.CustomResourceOptions): pulumi.CustomResourceOptions {
-  return { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection"] };
+/**
+ * The connection may hold a key or password: keep the whole output secret in state (and any other
+ * connection the resource takes, `extra`: a cross-host clone's `sourceConnection`).
+ */
+export function secretConnection(
+  opts?: pulumi.CustomResourceOptions,
+  ...extra: string[]
+): pulumi.CustomResourceOptions {
+  return {
+    ...opts,
+    additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection", ...extra],
+  };
 }

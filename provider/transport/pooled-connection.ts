@@ -211,6 +211,36 @@ export class PooledConnection<Shell extends PoolShell> {
     }
   }
 
+  /**
+   * An exec channel running `command` whose stdin (writing to it) and stdout (reading from it) the caller
+   * streams, with SSH flow control as back-pressure: for data that does not fit a RunResult (btrfs send and
+   * receive). It counts as a command in progress and holds a channel slot until it closes; a refused channel
+   * is waited for as for any command.
+   */
+  async openStream(command: string): Promise<ClientChannel> {
+    this.commandStarted();
+    try {
+      for (let refusals = 1; ; refusals++) {
+        await this.takeSlot();
+        try {
+          const channel = await new Promise<ClientChannel>((resolve, reject) =>
+            this.openChannel(command, (err, ch) => (err ? reject(err) : resolve(ch))),
+          );
+          channel.once("close", () => {
+            this.releaseSlot();
+            this.commandEnded();
+          });
+          return channel;
+        } catch (e) {
+          await this.slotFailed(e, refusals); // a refused channel: try again
+        }
+      }
+    } catch (e) {
+      this.commandEnded();
+      throw e;
+    }
+  }
+
   private channelOpenError(err: Error): Error {
     const message = `on ${this.target}: cannot start a command (${err.message}); the connection was lost or refused a session`;
     const failure = this.gone ? new ConnectionGone(message) : new UserError(message);

@@ -21,6 +21,15 @@ const SCRIPT_DIRS = {
 
 export type ScriptName = keyof typeof SCRIPT_DIRS;
 
+/**
+ * Shell libraries (provider/transport/NAME.sh) sent between the prelude and the scripts that use them, so
+ * that those scripts share one copy of the code without every other command carrying it.
+ */
+export const SCRIPT_LIBS: Partial<Record<ScriptName, readonly string[]>> = {
+  step: ["flags"],
+  clone: ["flags"],
+};
+
 export const SCRIPT_NAMES = Object.keys(SCRIPT_DIRS) as ScriptName[];
 
 /** Where a script's file is (in the source tree, or in dist/ after the build copies it). */
@@ -41,11 +50,17 @@ export function preludeAsSent(text: string): string {
     .join("\n");
 }
 
-/** The text sent for a script: the prelude, then the script's file. Read once. */
+/** The text sent for a script: the prelude, its libraries (SCRIPT_LIBS), then the script's file. Read once. */
 export function script(name: ScriptName): string {
   let text = cache.get(name);
   if (text === undefined) {
-    text = preludeAsSent(readFileSync(preludePath(), "utf8")) + readFileSync(scriptPath(name), "utf8");
+    const libs = (SCRIPT_LIBS[name] ?? []).map((lib) =>
+      preludeAsSent(readFileSync(join(__dirname, `${lib}.sh`), "utf8")),
+    );
+    text =
+      preludeAsSent(readFileSync(preludePath(), "utf8")) +
+      libs.join("") +
+      readFileSync(scriptPath(name), "utf8");
     cache.set(name, text);
   }
   return text;

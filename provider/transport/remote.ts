@@ -3,6 +3,7 @@
  * sends (quoted POSIX-style, locale pinned), and the error for a failed command. No SSH here: the SSH
  * implementation is ssh.ts; tests use fakes of the same interface.
  */
+import type { Readable, Writable } from "node:stream";
 import { RemoteCommandError } from "../core/errors";
 import { quoteArgv } from "./quote";
 
@@ -23,6 +24,19 @@ export interface RunResult {
   stdoutBytes?: Buffer;
 }
 
+/**
+ * A command whose stdin and stdout are streams (Remote.stream): what it prints is read from `stdout`, what
+ * it reads is written to `stdin`, both with back-pressure; `done` resolves once it has ended.
+ */
+export interface RemoteStream {
+  readonly stdin: Writable;
+  readonly stdout: Readable;
+  /** Its exit code (128 + the signal's number if killed; null if unknown) and the end of its stderr. */
+  readonly done: Promise<{ code: number | null; stderr: string }>;
+  /** Closes the channel (the command's stdin ends and its output has nowhere to go). */
+  close(): void;
+}
+
 export interface Remote {
   /** `user@host:port` (and the jump host), for messages. Never contains secrets. */
   readonly target: string;
@@ -32,6 +46,8 @@ export interface Remote {
   run(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
   /** Runs argv; rejects with a RemoteCommandError naming host, command, code and stderr unless it exits 0. */
   check(argv: readonly string[], opts?: RunOptions & { hint?: string }): Promise<RunResult>;
+  /** Starts argv on a channel of its own whose stdin and stdout are streams (absent in test fakes). */
+  stream?(argv: readonly string[]): Promise<RemoteStream>;
 }
 
 /** `res` if it exited 0; else a RemoteCommandError naming host, command, code, stderr and a hint. */

@@ -24,13 +24,27 @@ import { describeArgv, RemoteCommandError } from "../core/errors";
 import { withProviderCredentials } from "./credentials";
 import { dial, dialCount } from "./dial";
 import { ConnectionGone, PooledConnection } from "./pooled-connection";
-import { buildCommandLine, checked, type Remote, type RunOptions, type RunResult } from "./remote";
+import {
+  buildCommandLine,
+  checked,
+  type Remote,
+  type RemoteStream,
+  type RunOptions,
+  type RunResult,
+} from "./remote";
 import { openShell, type RemoteShell, ShellUnavailable } from "./remote-shell";
 import { LineSplitter } from "./shell-protocol";
 import { trace } from "./util";
 
 export { describeTarget } from "../core/connection";
-export { buildCommandLine, checked, type Remote, type RunOptions, type RunResult } from "./remote";
+export {
+  buildCommandLine,
+  checked,
+  type Remote,
+  type RemoteStream,
+  type RunOptions,
+  type RunResult,
+} from "./remote";
 
 type Pooled = PooledConnection<RemoteShell>;
 
@@ -91,7 +105,48 @@ export function openRemote(given: Connection): Remote {
     async check(argv, opts = {}) {
       return checked(target, argv, await run(argv, opts), opts.hint);
     },
+    async stream(argv) {
+      conn ??= withProviderCredentials(given);
+      return streamPooled(conn, target, argv);
+    },
   };
+}
+
+/** stderr kept of a streaming command: its end, where tools put the error. */
+const STREAM_STDERR_MAX = 64 * 1024;
+
+/**
+ * argv on an exec channel of its own, its stdin and stdout given to the caller as streams (never through a
+ * remote shell: those frame whole replies). Lost before it started: dialed again once, as for run.
+ */
+async function streamPooled(
+  conn: Connection,
+  target: string,
+  argv: readonly string[],
+): Promise<RemoteStream> {
+  const command = buildCommandLine(argv, conn.sudo);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const pc = await connectPooled(conn, target);
+      const channel = await pc.openStream(command);
+      trace(`${target} stream started: ${describeArgv(argv)}`);
+      let stderr = "";
+      let code: number | null = null;
+      channel.stderr.on("data", (chunk: Buffer) => {
+        stderr = (stderr + chunk.toString("utf8")).slice(-STREAM_STDERR_MAX);
+      });
+      channel.on("exit", (c: number | null, signal?: string) => {
+        code = typeof c === "number" ? c : signalExitCode(signal);
+      });
+      const done = new Promise<{ code: number | null; stderr: string }>((resolve) =>
+        channel.once("close", () => resolve({ code, stderr })),
+      );
+      return { stdin: channel, stdout: channel, done, close: () => channel.close() };
+    } catch (e) {
+      if (!(e instanceof ConnectionGone) || attempt >= 2) throw e;
+      trace(`${target} connection lost before ${describeArgv(argv)} started; dialing again`);
+    }
+  }
 }
 
 /**

@@ -146,8 +146,11 @@ function hostNames(text: string): string[] {
   return [...new Set(found.map((n) => n.replace(/\.+$/, "")))].sort();
 }
 
-/** A name as the README lists it, without its placeholders: `.plb-making-<clone>` is `.plb-making-`. */
-const literalPart = (listed: string) => listed.replace(/<[^>]*>/g, "");
+/**
+ * A name as the README lists it, without its placeholders: `.plb-making-<clone>` is `.plb-making-`, and
+ * `.plb-sent-<tag>-<clone>` (two placeholders joined by a dash) is `.plb-sent-`.
+ */
+const literalPart = (listed: string) => listed.replace(/<[^>]*>(-<[^>]*>)*/g, "");
 
 describe("README: What the provider leaves on a host lists every name the provider's code uses", () => {
   const listed = tableKeys(section("## What the provider leaves on a host"), "name");
@@ -166,6 +169,12 @@ describe("README: What the provider leaves on a host lists every name the provid
         'cp "$d/rootfs.pre-btrfs" "$f.plb-tmp" "$lxcpath/.plb-making-$name" /run/plb-hold/$1 plb-step; rootfs.plb-old.',
       ),
     ).to.deep.equal([".plb-making-", ".plb-tmp", "/run/plb-hold", "rootfs.plb-old", "rootfs.pre-btrfs"]);
+  });
+
+  it("literalPart drops placeholders, and a dash between two of them", () => {
+    expect(literalPart("snaps/.plb-making-<name>")).to.equal("snaps/.plb-making-");
+    expect(literalPart("snaps/.plb-sent-<tag>-<clone>")).to.equal("snaps/.plb-sent-");
+    expect(literalPart("<file>.plb-tmp")).to.equal(".plb-tmp");
   });
 
   it("every name listed is one the provider's code uses", () => {

@@ -56,6 +56,8 @@ function made(over: Partial<CloneOutputs> = {}): { id: string; outs: CloneOutput
       actualHostname: "cc",
       adopted: false,
       drift: [],
+      sentUuid: null,
+      transferredBytes: null,
       ...over,
     },
   };

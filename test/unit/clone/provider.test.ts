@@ -31,6 +31,8 @@ function outputs(i: CloneInputs = inputs(), over: Partial<CloneOutputs> = {}): C
     actualHostname: "web1",
     adopted: false,
     drift: [],
+    sentUuid: null,
+    transferredBytes: null,
     ...over,
   };
 }

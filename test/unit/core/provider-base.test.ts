@@ -62,6 +62,7 @@ describe("provider-base: inputs", () => {
     });
     expect(cloneBase.inputKeys).to.deep.equal([
       "connection",
+      "sourceConnection",
       "lxcPath",
       "source",
       "name",

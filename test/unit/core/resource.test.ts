@@ -6,6 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { expect } from "chai";
 import { LxcSnapshotClone } from "../../../provider/clone/resource";
+import { secretConnection } from "../../../provider/core/resource";
 import { LxcSubvolumeRootfs } from "../../../provider/rootfs/resource";
 
 type Registered = { type: string; name: string; inputs: Record<string, unknown> };
@@ -98,5 +99,14 @@ describe("resource classes: what they register", () => {
       "name",
       "source",
     ]);
+  });
+});
+
+describe("secretConnection: every connection a resource takes is secret in state", () => {
+  it("adds connection, and the other connections named, to the options' secret outputs", () => {
+    expect(secretConnection(undefined).additionalSecretOutputs).to.deep.equal(["connection"]);
+    expect(
+      secretConnection({ additionalSecretOutputs: ["x"], protect: true }, "sourceConnection"),
+    ).to.deep.equal({ additionalSecretOutputs: ["x", "connection", "sourceConnection"], protect: true });
   });
 });

@@ -11,6 +11,7 @@ import { ExitCode, exitCodeAssignments } from "../../../provider/transport/exit-
 import {
   preludeAsSent,
   preludePath,
+  SCRIPT_LIBS,
   SCRIPT_NAMES,
   script,
   scriptArgv,
@@ -35,8 +36,13 @@ describe("remote-scripts: every script goes out after the prelude", () => {
       "discover",
       "batch",
     ]);
+    // The flag helpers travel with the two scripts that use them, between the prelude and the script.
+    expect(SCRIPT_LIBS).to.deep.equal({ step: ["flags"], clone: ["flags"] });
+    const flags = preludeAsSent(readFileSync(join(preludePath(), "..", "flags.sh"), "utf8"));
+    expect(flags).to.match(/^flags_of\(\) \(/m);
     for (const name of SCRIPT_NAMES) {
-      expect(script(name)).to.equal(prelude + readFileSync(scriptPath(name), "utf8"));
+      const lib = name === "step" || name === "clone" ? flags : "";
+      expect(script(name)).to.equal(prelude + lib + readFileSync(scriptPath(name), "utf8"));
     }
     expect(scriptArgv("discover", ["/var/lib/lxc"])).to.deep.equal([
       "sh",

@@ -1,0 +1,509 @@
+/**
+ * Cross-host clones against real hosts: a container with a hostile tree, a NOCOW file, an immutable and an
+ * append-only file on h1, copied to h2 with btrfs send and receive relayed through this process; the copy
+ * is lossless (manifest with inode flags), boots on h2 as itself with fresh MACs, and is deleted with
+ * everything kept for it on both hosts. Refusals before anything changes, a receive left by an interrupted
+ * run, and the relay's memory and progress on a 1 GB source.
+ */
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { expect } from "chai";
+import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
+import * as clone from "../../provider/clone/provider";
+import { parseCrossHostFacts, sentName, targetTag } from "../../provider/clone/xhost";
+import { connectionSchema } from "../../provider/core/connection";
+import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
+import * as rootfs from "../../provider/rootfs/provider";
+import { snapshotArgsSchema } from "../../provider/snapshot/inputs";
+import * as snapshot from "../../provider/snapshot/provider";
+import { scriptArgv } from "../../provider/transport/remote-scripts";
+import { closeAllConnections, openRemote } from "../../provider/transport/ssh";
+import { type FleetHost, fault, hostExec, loadInventory, manifest } from "../support/fleet";
+import { destroyContainers, failpoint, hostSh, makeBusybox, rejectionOf, waitFor } from "../support/host";
+
+const inv = loadInventory();
+const host = (n: string) => inv.hosts.find((h) => h.name === n) as FleetHost;
+const h1 = host("h1");
+const h2 = host("h2");
+const h3 = host("h3");
+const key = readFileSync(inv.users.root.privateKeyPath!, "utf8");
+const connTo = (h: FleetHost) => ({ host: h.address, privateKey: key, knownHostsPath: inv.knownHostsPath });
+const L = "/var/lib/lxc";
+
+function args(source: string, name: string, extra: Partial<CloneInputs> = {}, to = h2): CloneInputs {
+  return cloneArgsSchema.parse({
+    connection: connTo(to),
+    sourceConnection: connTo(h1),
+    source,
+    name,
+    ...extra,
+  });
+}
+
+const tagOf = (h: FleetHost) => targetTag(connectionSchema.parse(connTo(h)), L);
+const sentDir = (src: string, name: string, to = h2) => `${L}/${src}/snaps/${sentName(tagOf(to), name)}`;
+
+/** Runs `work`, collecting the provider's log lines (console.log) meanwhile. */
+async function withLog<T>(work: () => Promise<T>): Promise<{ value: T; lines: string[] }> {
+  const lines: string[] = [];
+  const orig = console.log;
+  console.log = (...a: unknown[]) => {
+    lines.push(a.map(String).join(" "));
+  };
+  try {
+    return { value: await work(), lines };
+  } finally {
+    console.log = orig;
+  }
+}
+
+/** `btrfs subvolume show` fields of a path on a host. */
+async function subvol(h: FleetHost, path: string): Promise<Record<string, string>> {
+  const out = await hostSh(h, 'btrfs subvolume show "$1"', path);
+  const f: Record<string, string> = {};
+  for (const line of out.split("\n")) {
+    const m = /^\s*([A-Za-z ]+):\s*(.*)$/.exec(line);
+    if (m) f[m[1]] = m[2].trim();
+  }
+  f.ro = (await hostSh(h, 'btrfs property get -ts "$1" ro', path)).trim();
+  return f;
+}
+
+const exists = async (h: FleetHost, path: string) =>
+  (await hostSh(h, '[ -e "$1" ] || [ -L "$1" ] && echo yes || echo no', path)).trim() === "yes";
+
+/** The hostile tree, the flags and the odd files of the source's rootfs (run in it). */
+const HOSTILE = `set -e
+ln -s /etc/shadow shadow-link
+ln -s ../../../../../etc host-etc
+ln -s /var/lib/lxc/it-xcl/config clone-config-link
+mkdir -p etc && ln -sf /etc/passwd etc/passwd.link
+mkdir -p "odd dir" && echo x >"odd dir/$(printf 'new\\nline')" && echo y >"odd dir/-rf" && echo z >"odd dir/$(printf '\\351t\\351')"
+mkdir -p var/log/journal && chattr +C var/log/journal && head -c 3000000 /dev/urandom >var/log/journal/system.journal
+: >nocow.db && chattr +C nocow.db && head -c 200000 /dev/urandom >>nocow.db && ln nocow.db nocow.db.link
+echo locked >etc/locked && chattr +i etc/locked
+echo log >var/log/app.log && chattr +a var/log/app.log
+mkdir -p srv/frozen && echo in >srv/frozen/file && touch -d '2001-02-03 04:05:06' srv/frozen && chattr +i srv/frozen
+echo attr >xa && setfattr -n user.test -v hello xa && setfacl -m u:1234:rwx xa
+echo c >compressed && btrfs property set compressed compression zstd
+mknod blk b 7 200 && mknod chr c 1 7 && mkfifo fifo
+echo a >noatime && chattr +A noatime
+touch -h -d '2002-03-04 05:06:07' shadow-link
+`;
+
+describe("LxcSnapshotClone across hosts (h1 -> h2)", function () {
+  this.timeout(900_000);
+  after(() => closeAllConnections());
+
+  describe("a hostile busybox container with NOCOW, immutable and append-only files", () => {
+    const SRC = "it-xsrc";
+    const CL = "it-xcl";
+    const MAC = "00:16:3e:71:72:73";
+    let outs: clone.CloneOutputs;
+    let srcManifest: string;
+    before(async () => {
+      await destroyContainers(h2, CL);
+      await destroyContainers(h1, SRC);
+      await makeBusybox(
+        h1,
+        SRC,
+        `lxc.net.1.type = macvlan\nlxc.net.1.link = eth0\nlxc.net.1.macvlan.mode = bridge\nlxc.net.1.hwaddr = ${MAC}\nlxc.uts.name = ${SRC}\n`,
+      );
+      await hostSh(h1, `cd "$1" && ${HOSTILE}`, `${L}/${SRC}/rootfs`);
+      await rootfs.create(
+        rootfsArgsSchema.parse({ connection: connTo(h1), container: SRC, nestedSubvolumes: "fail" }),
+      );
+      srcManifest = await manifest(h1, `${L}/${SRC}/rootfs`);
+    });
+    after(async () => {
+      await destroyContainers(h2, CL);
+      await destroyContainers(h1, SRC);
+    });
+
+    it("copies it to h2 losslessly: the clone's tree equals the sent snapshot's, flags included", async () => {
+      const { value, lines } = await withLog(() => clone.create(args(SRC, CL)));
+      outs = value.outs;
+      expect(value.id).to.equal(`${h2.address}:22:${L}/${CL}`);
+      expect(outs).to.include({
+        state: "STOPPED",
+        actualHostname: CL,
+        adopted: false,
+        target: `root@${h2.address}:22`,
+        rootfsPath: `${L}/${CL}/rootfs`,
+      });
+      expect(outs.transferredBytes).to.be.greaterThan(3_000_000);
+      // The snapshot kept on h1, read-only: what was sent.
+      const sent = await subvol(h1, `${sentDir(SRC, CL)}/rootfs`);
+      expect(sent.ro).to.equal("ro=true");
+      expect(outs.sentUuid).to.equal(sent.UUID);
+      // The parent kept on h2: the receive of it, read-only; the clone's rootfs a writable snapshot of it.
+      const received = await subvol(h2, `${L}/${CL}/snaps/.plb-received/rootfs`);
+      expect(received["Received UUID"]).to.equal(sent.UUID);
+      expect(received.ro).to.equal("ro=true");
+      const root = await subvol(h2, `${L}/${CL}/rootfs`);
+      expect(root["Parent UUID"]).to.equal(received.UUID);
+      expect(root.ro).to.equal("ro=false");
+      expect(outs.parentUuid).to.equal(received.UUID);
+      // Lossless: the sent snapshot is the source's tree; the clone's equals it but for what the identity
+      // rewrite wrote (/etc/hostname and /etc/hosts, by rename in /etc, whose mtime that changes).
+      const sentManifest = await manifest(h1, `${sentDir(SRC, CL)}/rootfs`);
+      expect(sentManifest).to.equal(srcManifest);
+      const cloneManifest = await manifest(h2, `${L}/${CL}/rootfs`);
+      const rewritten = (l: string) => /^(etc|etc\/hostname|etc\/hosts)\t/.test(l);
+      expect(cloneManifest.split("\n").filter((l) => !rewritten(l))).to.deep.equal(
+        sentManifest.split("\n").filter((l) => !rewritten(l)),
+      );
+      // The flags really are there (the manifest's last columns): NOCOW, immutable, append-only.
+      expect(
+        await hostSh(
+          h2,
+          'cd "$1" && lsattr -d nocow.db var/log/journal/system.journal etc/locked var/log/app.log srv/frozen',
+          `${L}/${CL}/rootfs`,
+        ),
+      ).to.match(
+        /^-+C-* nocow.db\n-+C-* var\/log\/journal\/system.journal\n-*i-* etc\/locked\n-*a-* var\/log\/app.log\n-*i-* srv\/frozen\n$/,
+      );
+      // Symlinks to host paths are symlinks in the clone, their targets on h2 untouched.
+      expect(await hostSh(h2, 'readlink "$1/shadow-link" "$1/host-etc"', `${L}/${CL}/rootfs`)).to.equal(
+        "/etc/shadow\n../../../../../etc\n",
+      );
+      // The config: the source's, with the clone's rootfs, name and fresh MACs.
+      const cfg = await hostSh(h2, 'cat "$1"', `${L}/${CL}/config`);
+      expect(cfg).to.include(`lxc.rootfs.path = btrfs:${L}/${CL}/rootfs\n`);
+      expect(cfg).to.include(`lxc.uts.name = ${CL}\n`);
+      expect(cfg).to.not.include(MAC);
+      expect(outs.hwaddrs).to.have.length(1);
+      expect(outs.hwaddrs[0]).to.match(/^00:16:3e:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$/);
+      expect(await hostSh(h2, 'cat "$1"', `${L}/${CL}/rootfs/etc/hostname`)).to.equal(`${CL}\n`);
+      // Progress in the log, and nothing left over on either host.
+      expect(
+        lines.some((l) =>
+          /^\[lxc-btrfs\] clone it-xcl on root@10\.213\.0\.12:22: relayed \d+\.\d MiB in /.test(l),
+        ),
+      ).to.equal(true);
+      expect(await exists(h2, `${L}/.plb-receiving-${CL}`)).to.equal(false);
+      expect(await exists(h2, `${L}/.plb-making-${CL}`)).to.equal(false);
+      expect(await exists(h2, `${L}/${CL}/rootfs.plb-new`)).to.equal(false);
+      expect(await exists(h2, `${L}/${CL}/rootfs.plb-nocow`)).to.equal(false);
+      // The source is untouched.
+      expect(await manifest(h1, `${L}/${SRC}/rootfs`)).to.equal(srcManifest);
+    });
+
+    it("boots on h2 as itself, with MACs unique there and different from the source's", async () => {
+      outs = (await clone.update("", outs, args(SRC, CL, { start: true }))).outs;
+      expect(outs.state).to.equal("RUNNING");
+      expect((await hostExec(h2, ["lxc-attach", "-n", CL, "--", "/bin/hostname"])).stdout).to.equal(
+        `${CL}\n`,
+      );
+      const mac = await hostExec(h2, ["lxc-attach", "-n", CL, "--", "cat", "/sys/class/net/eth0/address"]);
+      expect(mac.stdout).to.equal(`${outs.hwaddrs[0]}\n`);
+      expect(mac.stdout).to.not.equal(`${MAC}\n`);
+      expect(
+        await hostSh(
+          h2,
+          'cat /var/lib/lxc/*/config | sed -n "s/^lxc.net.[0-9]*.hwaddr = //p" | sort | uniq -d',
+        ),
+      ).to.equal("");
+    });
+
+    it("reads without drift, and takes the existing copy over on a create again", async () => {
+      const r = await clone.read("", outs);
+      expect(r.props?.drift).to.deep.equal([]);
+      expect(r.props?.sentUuid).to.equal(outs.sentUuid);
+      const again = await clone.create(args(SRC, CL, { start: true }));
+      expect(again.outs).to.include({
+        adopted: true,
+        subvolumeUuid: outs.subvolumeUuid,
+        sentUuid: outs.sentUuid,
+      });
+    });
+
+    it("deletes the clone on h2 with its received parent, and the kept sent snapshot on h1", async () => {
+      await clone.del("", outs);
+      expect(await exists(h2, `${L}/${CL}`)).to.equal(false);
+      // Nothing of this clone's is left beside the containers (a marker, a receive).
+      expect(await hostSh(h2, 'ls -a "$1" | grep -c -- "^\\.plb-.*-it-xcl$" || true', L)).to.equal("0\n");
+      expect(await exists(h1, sentDir(SRC, CL))).to.equal(false);
+      expect(await hostSh(h1, 'ls -a "$1/snaps"', `${L}/${SRC}`)).to.equal(".\n..\n");
+      expect(await manifest(h1, `${L}/${SRC}/rootfs`)).to.equal(srcManifest);
+      // Deleting again is a no-op.
+      await clone.del("", outs);
+    });
+  });
+
+  describe("refusals with nothing changed, and what an interrupted run left", () => {
+    const SRC = "it-xsrc2";
+    before(async () => {
+      await destroyContainers(h1, SRC);
+      await makeBusybox(h1, SRC, "lxc.net.0.type = empty\n");
+      await rootfs.create(rootfsArgsSchema.parse({ connection: connTo(h1), container: SRC }));
+    });
+    after(async () => {
+      await destroyContainers(h2, "it-xtaken", "it-xcl2");
+      await destroyContainers(h3, "it-xcl3");
+      await destroyContainers(h1, SRC);
+    });
+
+    const snapshotOf = async (h: FleetHost) =>
+      (await hostSh(h, 'ls -a "$1"; ls -a "$2/snaps" 2>/dev/null || true', L, `${L}/${SRC}`)).trim();
+
+    it("reads the target's filesystem and free space (btrfs filesystem usage's estimate)", async () => {
+      const out = await openRemote(connectionSchema.parse(connTo(h2))).check(
+        scriptArgv("clone", ["xtarget", L, "-", "it-none"]),
+      );
+      const facts = parseCrossHostFacts(out.stdout);
+      const df = Number((await hostSh(h2, 'df -B1 --output=avail "$1" | tail -n 1', L)).trim());
+      expect(facts).to.include({ lxcFstype: "btrfs", receiving: "missing" });
+      expect(facts.received).to.equal(undefined);
+      // The estimate is of the same free space df sees (within a few hundred MiB of metadata reserve).
+      expect(Math.abs((facts.freeBytes ?? 0) - df)).to.be.lessThan(1024 * 2 ** 20);
+      expect(facts.freeBytes).to.be.greaterThan(2 ** 30);
+    });
+
+    it("refuses a target whose lxcPath is not btrfs", async () => {
+      const before1 = await snapshotOf(h1);
+      const before3 = await snapshotOf(h3);
+      const msg = await rejectionOf(clone.create(args(SRC, "it-xcl3", {}, h3)));
+      expect(msg).to.equal(
+        `LxcSnapshotClone it-xcl3 (from ${SRC}) on root@${h3.address}:22: the target's ${L} is on ext2/ext3, not btrfs; a cross-host clone needs btrfs on both hosts. Nothing was changed.`,
+      );
+      expect(await snapshotOf(h1)).to.equal(before1);
+      expect(await snapshotOf(h3)).to.equal(before3);
+    });
+
+    it("refuses a target that has another container by that name", async () => {
+      await makeBusybox(h2, "it-xtaken");
+      const before = await manifest(h2, `${L}/it-xtaken`);
+      const before1 = await snapshotOf(h1);
+      const msg = await rejectionOf(clone.create(args(SRC, "it-xtaken")));
+      expect(msg).to.equal(
+        `LxcSnapshotClone it-xtaken (from ${SRC}) on root@${h2.address}:22: the target already has a container named it-xtaken that is not this clone; choose another name or remove it. Nothing was changed.`,
+      );
+      expect(await manifest(h2, `${L}/it-xtaken`)).to.equal(before);
+      expect(await snapshotOf(h1)).to.equal(before1);
+    });
+
+    it('refuses a running source with ifSourceRunning "fail", and copies it frozen with "freeze"', async () => {
+      await hostSh(h1, 'lxc-start -n "$1" && lxc-wait -n "$1" -s RUNNING -t 30', SRC);
+      try {
+        const before1 = await snapshotOf(h1);
+        const before2 = await snapshotOf(h2);
+        const msg = await rejectionOf(clone.create(args(SRC, "it-xcl2")));
+        expect(msg).to.equal(
+          `LxcSnapshotClone it-xcl2 (from ${SRC}) on root@${h1.address}:22: source ${SRC} is RUNNING; stop it, or set ifSourceRunning: "freeze" or "restart". Nothing was changed.`,
+        );
+        expect(await snapshotOf(h1)).to.equal(before1);
+        expect(await snapshotOf(h2)).to.equal(before2);
+        const { outs } = await clone.create(args(SRC, "it-xcl2", { ifSourceRunning: "freeze" }));
+        expect(outs.state).to.equal("STOPPED");
+        expect((await hostSh(h1, 'lxc-info -n "$1" -s -H', SRC)).trim()).to.equal("RUNNING");
+        await clone.del("", outs);
+      } finally {
+        await hostSh(h1, 'lxc-stop -k -n "$1"', SRC);
+      }
+    });
+
+    it("copies a read-only snapshot of the source (snapshot), keeping a snapshot of it as the sent one", async () => {
+      const snap = await snapshot.create(
+        snapshotArgsSchema.parse({ connection: connTo(h1), container: SRC, name: "it-pre" }),
+      );
+      await hostSh(h1, 'echo after-the-snapshot >"$1/rootfs/after"', `${L}/${SRC}`);
+      const { outs } = await clone.create(args(SRC, "it-xcl2", { snapshot: "it-pre" }));
+      const sent = await subvol(h1, `${sentDir(SRC, "it-xcl2")}/rootfs`);
+      expect(sent["Parent UUID"]).to.equal(snap.outs.uuid);
+      expect(outs.sentUuid).to.equal(sent.UUID);
+      expect(await exists(h2, `${L}/it-xcl2/rootfs/after`)).to.equal(false);
+      expect(await manifest(h2, `${L}/it-xcl2/snaps/.plb-received/rootfs`)).to.equal(
+        await manifest(h1, `${L}/${SRC}/snaps/it-pre/rootfs`),
+      );
+      await clone.del("", outs);
+      await snapshot.del("", snap.outs);
+      expect(await hostSh(h1, 'ls -a "$1/snaps"', `${L}/${SRC}`)).to.equal(".\n..\n");
+    });
+
+    it("a container by that name made on the target during the copy is refused and left alone", async () => {
+      const fp = failpoint(h2, "it-xrace", "place");
+      await fp.set();
+      try {
+        const create = rejectionOf(clone.create(args(SRC, "it-xrace")));
+        await fp.reached();
+        await makeBusybox(h2, "it-xrace");
+        const theirs = await manifest(h2, `${L}/it-xrace`);
+        await fp.release();
+        expect(await create).to.match(
+          new RegExp(
+            `^LxcSnapshotClone it-xrace \\(from ${SRC}\\): on root@${h2.address.replace(/\./g, "\\.")}:22: .* exited with code 4: ${L}/it-xrace already exists`,
+          ),
+        );
+        expect(await manifest(h2, `${L}/it-xrace`)).to.equal(theirs);
+        expect(await exists(h2, `${L}/.plb-receiving-it-xrace`)).to.equal(false);
+        expect(await exists(h2, `${L}/.plb-making-it-xrace`)).to.equal(false);
+        expect(await exists(h1, sentDir(SRC, "it-xrace"))).to.equal(false);
+      } finally {
+        await fp.release();
+        await destroyContainers(h2, "it-xrace");
+      }
+    });
+
+    it("removes a receive and a half-placed clone left by an interrupted run, and copies again", async () => {
+      // What a provider killed during the receive leaves: the marker, a partial subvolume in the
+      // receiving directory, and (killed while placing) the clone's directory with a received parent.
+      await hostSh(
+        h2,
+        `cd "$1" && : >.plb-making-it-xcl2 && mkdir .plb-receiving-it-xcl2 && btrfs subvolume create .plb-receiving-it-xcl2/rootfs >/dev/null &&
+         echo partial >.plb-receiving-it-xcl2/rootfs/file && mkdir -p it-xcl2/snaps/.plb-received &&
+         btrfs subvolume create it-xcl2/snaps/.plb-received/rootfs >/dev/null && btrfs property set -ts it-xcl2/snaps/.plb-received/rootfs ro true`,
+        L,
+      );
+      const { outs } = await clone.create(args(SRC, "it-xcl2"));
+      expect(outs.adopted).to.equal(false);
+      expect(await exists(h2, `${L}/.plb-receiving-it-xcl2`)).to.equal(false);
+      expect(await exists(h2, `${L}/.plb-making-it-xcl2`)).to.equal(false);
+      const received = await subvol(h2, `${L}/it-xcl2/snaps/.plb-received/rootfs`);
+      expect(received["Received UUID"]).to.equal(outs.sentUuid);
+      await clone.del("", outs);
+      expect(await exists(h2, `${L}/it-xcl2`)).to.equal(false);
+    });
+
+    it("refuses a receiving directory that is a symlink, and leaves what it points at alone", async () => {
+      await hostSh(
+        h2,
+        'mkdir -p /root/it-xtarget && echo keep >/root/it-xtarget/f && ln -s /root/it-xtarget "$1/.plb-receiving-it-xcl2"',
+        L,
+      );
+      try {
+        const msg = await rejectionOf(clone.create(args(SRC, "it-xcl2")));
+        expect(msg).to.equal(
+          `LxcSnapshotClone it-xcl2 (from ${SRC}) on root@${h2.address}:22: ${L}/.plb-receiving-it-xcl2 on the target is a symlink; remove it (what it points at is left alone). Nothing was changed.`,
+        );
+        expect(await hostSh(h2, "cat /root/it-xtarget/f")).to.equal("keep\n");
+        expect(await exists(h2, `${L}/it-xcl2`)).to.equal(false);
+      } finally {
+        await hostSh(h2, 'rm -f "$1/.plb-receiving-it-xcl2"; rm -rf /root/it-xtarget', L);
+      }
+    });
+  });
+
+  describe("the relay", () => {
+    const SRC = "it-xbig";
+    const CL = "it-xbigc";
+    before(async () => {
+      await destroyContainers(h2, CL);
+      await destroyContainers(h1, SRC);
+      await makeBusybox(h1, SRC, "lxc.net.0.type = empty\n");
+      await rootfs.create(rootfsArgsSchema.parse({ connection: connTo(h1), container: SRC }));
+      // 1 GiB of incompressible data in the converted rootfs.
+      await hostSh(h1, 'head -c 1073741824 /dev/urandom >"$1/big"', `${L}/${SRC}/rootfs`);
+    });
+    after(async () => {
+      await destroyContainers(h2, CL, "it-xkill", "it-xcut");
+      await hostSh(
+        h2,
+        'cd "$1" && rm -f .plb-making-it-xkill .plb-making-it-xcut && for d in .plb-receiving-it-xkill .plb-receiving-it-xcut; do if [ -d "$d" ]; then btrfs subvolume delete "$d"/* >/dev/null; rm -rf "$d"; fi; done',
+        L,
+      );
+      await destroyContainers(h1, SRC);
+    });
+
+    it("relays 1 GiB with the provider's memory bounded, reporting progress every few seconds", async () => {
+      global.gc?.();
+      const base = process.memoryUsage().rss;
+      let peak = base;
+      const sampler = setInterval(() => {
+        peak = Math.max(peak, process.memoryUsage().rss);
+      }, 50);
+      let res: Awaited<ReturnType<typeof clone.create>>;
+      let lines: string[];
+      try {
+        ({ value: res, lines } = await withLog(() => clone.create(args(SRC, CL))));
+      } finally {
+        clearInterval(sampler);
+      }
+      const growth = peak - base;
+      const progress = lines.filter((l) => / relayed \d+\.\d MiB in \d+\.\d s \(/.test(l));
+      console.log(
+        `      relayed ${res.outs.transferredBytes} bytes; provider RSS ${Math.round(base / 2 ** 20)} MiB -> peak ${Math.round(peak / 2 ** 20)} MiB; ${progress.length} progress lines, last: ${progress.at(-1)}`,
+      );
+      expect(res.outs.transferredBytes).to.be.greaterThan(2 ** 30);
+      expect(growth).to.be.lessThan(200 * 2 ** 20);
+      expect(progress.length).to.be.greaterThan(1);
+      expect(await sum(h2, `${L}/${CL}/rootfs/big`)).to.equal(await sum(h1, `${L}/${SRC}/rootfs/big`));
+      await clone.del("", res.outs);
+    });
+
+    const sum = (h: FleetHost, f: string) => hostSh(h, 'sha256sum <"$1"', f);
+
+    /** A create in a node process of its own (a provider process), so that it can be SIGKILLed. */
+    function providerChild(inputs: CloneInputs): { kill: () => void; done: Promise<string> } {
+      const mod = path.resolve(__dirname, "../../provider/clone/provider.js");
+      const code = `require(${JSON.stringify(mod)}).create(JSON.parse(process.argv[1])).then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); })`;
+      const child = spawn(process.execPath, ["-e", code, JSON.stringify(inputs)], { stdio: "ignore" });
+      const done = new Promise<string>((resolve) =>
+        child.on("exit", (c, sig) => resolve(c === 0 ? "succeeded" : `failed (${c ?? sig})`)),
+      );
+      return { kill: () => child.kill("SIGKILL"), done };
+    }
+
+    for (const f of ["provider SIGKILL", "link cut on the target"] as const) {
+      it(`${f} in the middle of the stream: no half-received subvolume in place; the next create copies again`, async () => {
+        const name = f === "provider SIGKILL" ? "it-xkill" : "it-xcut";
+        const inputs = args(SRC, name, { connection: { ...connTo(h2), commandTimeout: 20 } as never });
+        const partial = `${L}/.plb-receiving-${name}/rootfs/big`;
+        let run: { kill: () => void; done: Promise<string> };
+        if (f === "provider SIGKILL") run = providerChild(inputs);
+        else {
+          const p = clone.create(inputs).then(
+            () => "succeeded",
+            (e: Error) => `failed: ${e.message.split("\n")[0]}`,
+          );
+          run = { kill: () => {}, done: p };
+        }
+        try {
+          // Strike once the target has received part of the file (of 1 GiB).
+          await waitFor(
+            `${partial} to grow`,
+            async () =>
+              Number((await hostSh(h2, 'stat -c %s "$1" 2>/dev/null || echo 0', partial)).trim()) >
+              100 * 2 ** 20,
+            120_000,
+          );
+          if (f === "provider SIGKILL") run.kill();
+          else await fault(h2, "cut");
+          const how = await run.done;
+          expect(how).to.match(/^failed/);
+        } finally {
+          if (f !== "provider SIGKILL") await fault(h2, "restore");
+          await closeAllConnections();
+        }
+        // The stream's ends stop (sshd closes the sessions once their client is gone).
+        await waitFor(
+          "the interrupted send and receive to end",
+          async () =>
+            (await hostSh(
+              h2,
+              `pgrep -f "plb-clon[e] xreceive .*${name}" >/dev/null && echo busy || true`,
+            )) === "" &&
+            (await hostSh(
+              h1,
+              `pgrep -f "btrfs sen[d] -q -- .*-${name}/rootfs" >/dev/null && echo busy || true`,
+            )) === "",
+          180_000,
+        );
+        // Nothing half-received is in place: no clone, at most the marker and the receiving directory.
+        expect(await exists(h2, `${L}/${name}`)).to.equal(false);
+        const { outs } = await clone.create(args(SRC, name));
+        expect(outs.adopted).to.equal(false);
+        expect(await sum(h2, `${L}/${name}/rootfs/big`)).to.equal(await sum(h1, `${L}/${SRC}/rootfs/big`));
+        expect(await exists(h2, `${L}/.plb-receiving-${name}`)).to.equal(false);
+        expect(await exists(h2, `${L}/.plb-making-${name}`)).to.equal(false);
+        expect((await subvol(h2, `${L}/${name}/snaps/.plb-received/rootfs`))["Received UUID"]).to.equal(
+          outs.sentUuid,
+        );
+        await clone.del("", outs);
+        expect(await exists(h2, `${L}/${name}`)).to.equal(false);
+        expect(await exists(h1, sentDir(SRC, name))).to.equal(false);
+      });
+    }
+  });
+});

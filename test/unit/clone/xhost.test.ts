@@ -1,0 +1,322 @@
+/** Cross-host clones, the pure part (clone/xhost.ts) and the diff of `sourceConnection` (clone/provider.ts). */
+import { expect } from "chai";
+import { type CloneInputs, cloneArgsSchema } from "../../../provider/clone/inputs";
+import type { CloneInspection } from "../../../provider/clone/inspection";
+import type { CloneOutputs } from "../../../provider/clone/outputs";
+import { cloneEdits, diffClone } from "../../../provider/clone/provider";
+import {
+  crossHostConfig,
+  hostIdentity,
+  isCrossHost,
+  parseCrossHostFacts,
+  parseSentReport,
+  progressLine,
+  relayProblem,
+  sentName,
+  sourceMacs,
+  spaceNeeded,
+  targetProblem,
+  targetTag,
+} from "../../../provider/clone/xhost";
+import { connectionSchema } from "../../../provider/core/connection";
+
+const conn = (o: Record<string, unknown>) => connectionSchema.parse({ privateKey: "k", ...o });
+const U1 = "11111111-1111-1111-1111-111111111111";
+const U2 = "22222222-2222-2222-2222-222222222222";
+const U3 = "33333333-3333-3333-3333-333333333333";
+
+function inputs(raw: Record<string, unknown> = {}): CloneInputs {
+  return cloneArgsSchema.parse({
+    connection: { host: "h2", privateKey: "k" },
+    source: "web",
+    name: "web-c",
+    ...raw,
+  });
+}
+
+describe("clone/xhost: which host is which", () => {
+  for (const [what, a, b, same] of [
+    ["same host, port and user", { host: "h1" }, { host: "h1", password: "other" }, true],
+    [
+      "host names compare case-insensitively, a trailing dot aside",
+      { host: "H1.example" },
+      { host: "h1.example." },
+      true,
+    ],
+    ["another host", { host: "h1" }, { host: "h2" }, false],
+    ["another port", { host: "h1" }, { host: "h1", port: 2222 }, false],
+    ["another user", { host: "h1" }, { host: "h1", user: "admin" }, false],
+    [
+      "through a jump host or not",
+      { host: "h1" },
+      { host: "h1", proxy: { host: "j", privateKey: "k" } },
+      false,
+    ],
+  ] as const) {
+    it(`${what}: ${same ? "same" : "another"} host`, () => {
+      expect(hostIdentity(conn(a)) === hostIdentity(conn(b))).to.equal(same);
+    });
+  }
+
+  it("a clone without sourceConnection, or with one to its own host, is a local clone", () => {
+    expect(isCrossHost(inputs())).to.equal(false);
+    expect(isCrossHost(inputs({ sourceConnection: { host: "h2", password: "p" } }))).to.equal(false);
+    expect(isCrossHost(inputs({ sourceConnection: { host: "h1", privateKey: "k" } }))).to.equal(true);
+  });
+});
+
+describe("clone/xhost: the kept snapshots' names", () => {
+  it("tags a target by host identity and lxcPath: 12 hex digits, stable, different per target", () => {
+    const t = targetTag(conn({ host: "h2" }), "/var/lib/lxc");
+    expect(t).to.match(/^[0-9a-f]{12}$/);
+    expect(targetTag(conn({ host: "H2", password: "x" }), "/var/lib/lxc")).to.equal(t);
+    expect(targetTag(conn({ host: "h3" }), "/var/lib/lxc")).to.not.equal(t);
+    expect(targetTag(conn({ host: "h2" }), "/srv/lxc")).to.not.equal(t);
+    expect(sentName(t, "web-c")).to.equal(`.plb-sent-${t}-web-c`);
+  });
+});
+
+describe("clone/xhost: the config carried over", () => {
+  it("points lxc.rootfs.path at the clone's subvolume, every other byte kept", () => {
+    const src = "# x\nlxc.rootfs.path = btrfs:/var/lib/lxc/web/rootfs\nlxc.uts.name = web\n";
+    expect(crossHostConfig(src, "/var/lib/lxc", "web-c")).to.equal(
+      "# x\nlxc.rootfs.path = btrfs:/var/lib/lxc/web-c/rootfs\nlxc.uts.name = web\n",
+    );
+    expect(crossHostConfig("  lxc.rootfs.path=dir:/x", "/l", "c")).to.equal(
+      "  lxc.rootfs.path=btrfs:/l/c/rootfs",
+    );
+    expect(crossHostConfig("lxc.uts.name = a", "/l", "c")).to.equal(
+      "lxc.uts.name = a\nlxc.rootfs.path = btrfs:/l/c/rootfs\n",
+    );
+  });
+
+  it("sourceMacs lists every MAC of the source, lower-case", () => {
+    expect(
+      sourceMacs("lxc.net.0.hwaddr = 00:16:3E:AA:BB:CC\n lxc.net.1.hwaddr=00:16:3e:01:02:03 \n"),
+    ).to.deep.equal(["00:16:3e:aa:bb:cc", "00:16:3e:01:02:03"]);
+  });
+
+  it("with the source's MACs to avoid, every MAC of the clone is replaced, even one the target does not use", () => {
+    const config = "lxc.net.0.hwaddr = 00:16:3e:aa:bb:cc\nlxc.uts.name = web\n";
+    const insp = inspection({ cloneConfig: config, sourceConfig: config });
+    let n = 0;
+    const rand = () => (n++ % 7) / 7;
+    const e = cloneEdits(inputs(), insp, rand, ["00:16:3e:aa:bb:cc"]);
+    expect(e?.stdin).to.match(
+      /^lxc\.net\.0\.hwaddr = 00:16:3e:(?!aa:bb:cc)[0-9a-f:]{8}\nlxc\.uts\.name = web-c\n/,
+    );
+    // Without it, the MAC is unique on the target and kept (a local clone's rule).
+    expect(cloneEdits(inputs(), insp, rand)?.stdin).to.match(/^lxc\.net\.0\.hwaddr = 00:16:3e:aa:bb:cc\n/);
+  });
+});
+
+function inspection(over: Partial<CloneInspection> = {}): CloneInspection {
+  return {
+    making: false,
+    hasLxcCopy: true,
+    hasLxcClone: false,
+    source: { dir: "missing", isSubvolume: false },
+    clone: { dir: "missing", isSubvolume: false },
+    hwaddrs: [],
+    sourceConfig: "",
+    cloneConfig: "",
+    cloneHostname: "",
+    cloneHosts: "",
+    nested: [],
+    ...over,
+  };
+}
+
+const subvolLines = (prefix: string, uuid: string, received = "-") =>
+  `${prefix} Name=rootfs\n${prefix} UUID=${uuid}\n${prefix} Parent UUID=-\n${prefix} Received UUID=${received}\n${prefix} Generation=12\n${prefix} Subvolume ID=300\n`;
+
+describe("clone/xhost: reading the hosts' reports", () => {
+  it("xsource: the kept sent snapshot and the source's size", () => {
+    const f = parseCrossHostFacts(
+      `xsent_dir=subvol\n${subvolLines("xsent", U1)}xsize=123456\nmaking=0\n@@hwaddrs\0`,
+    );
+    expect(f).to.deep.equal({
+      sentDir: "subvol",
+      sent: { id: 300, uuid: U1, parentUuid: null, generation: 12, receivedUuid: null },
+      sizeBytes: 123456,
+    });
+    expect(parseCrossHostFacts("xsent_dir=missing\n@@hwaddrs\0")).to.deep.equal({ sentDir: "missing" });
+  });
+
+  it("xtarget: filesystem, free bytes, a receive left over, the kept received parent", () => {
+    const out = `lxc_fstype=btrfs\nfree_bytes=9000000000\nreceiving=present\nreceived=1\n${subvolLines("received", U2, U1)}making=0\n@@hwaddrs\0`;
+    expect(parseCrossHostFacts(out)).to.deep.equal({
+      lxcFstype: "btrfs",
+      freeBytes: 9000000000,
+      receiving: "present",
+      received: { id: 300, uuid: U2, parentUuid: null, generation: 12, receivedUuid: U1 },
+    });
+    expect(
+      parseCrossHostFacts("lxc_fstype=ext2/ext3\nfree_bytes=\nreceiving=missing\nreceived=0\n"),
+    ).to.deep.equal({
+      lxcFstype: "ext2/ext3",
+      receiving: "missing",
+    });
+  });
+
+  it("xsent: the new snapshot and its flag records, which must end with a NUL", () => {
+    const head = subvolLines("xsent", U1);
+    expect(parseSentReport(`${head}@@flags\0---C ./a\0----i ./b c\0`)).to.deep.equal({
+      sent: { id: 300, uuid: U1, parentUuid: null, generation: 12 },
+      flags: "---C ./a\0----i ./b c\0",
+    });
+    expect(parseSentReport(`${head}@@flags\0`).flags).to.equal("");
+    expect(() => parseSentReport(`${head}@@flags\0---C ./a`)).to.throw(/truncated/);
+    expect(() => parseSentReport(head)).to.throw(/unrecognised/);
+  });
+});
+
+describe("clone/xhost: refusals before anything changes", () => {
+  const o = { lxcPath: "/var/lib/lxc", name: "web-c", sourceSize: 1000, sentUuid: U1 };
+  const ok = { lxcFstype: "btrfs", freeBytes: 10 * 2 ** 30, receiving: "missing" };
+  const ours = inspection({
+    clone: {
+      dir: "present",
+      isSubvolume: true,
+      subvolume: { id: 1, uuid: U3, parentUuid: U2, generation: 1 },
+    },
+    cloneConfig: "lxc.rootfs.path = btrfs:/var/lib/lxc/web-c/rootfs\n",
+  });
+  const received = { id: 2, uuid: U2, parentUuid: null, generation: 1, receivedUuid: U1 };
+  for (const [what, insp, facts, want] of [
+    ["a free btrfs target", inspection(), ok, undefined],
+    [
+      "a target that is not btrfs",
+      inspection(),
+      { ...ok, lxcFstype: "ext2/ext3" },
+      /on ext2\/ext3, not btrfs/,
+    ],
+    [
+      "a symlinked receiving directory",
+      inspection(),
+      { ...ok, receiving: "symlink" },
+      /\.plb-receiving-web-c on the target is a symlink/,
+    ],
+    [
+      "not enough space",
+      inspection(),
+      { ...ok, freeBytes: 64 * 2 ** 20 },
+      /has 64\.0 MiB free .* free space on the target$/,
+    ],
+    [
+      "another container by that name",
+      inspection({ clone: { dir: "present", isSubvolume: false } }),
+      ok,
+      /already has a container named web-c that is not this clone/,
+    ],
+    ["this clone, made from the kept snapshot", ours, { ...ok, received }, undefined],
+    [
+      "a clone of an older send",
+      ours,
+      { ...ok, received: { ...received, receivedUuid: U3 } },
+      /not this clone/,
+    ],
+    [
+      "this clone with another rootfs path",
+      { ...ours, cloneConfig: "lxc.rootfs.path = dir:/x\n" },
+      { ...ok, received },
+      /does not say lxc\.rootfs\.path = btrfs:\/var\/lib\/lxc\/web-c\/rootfs/,
+    ],
+    ["an unfinished clone of ours (removed and made again)", { ...ours, making: true }, ok, undefined],
+  ] as const) {
+    it(`${what}: ${want ? "refused" : "goes on"}`, () => {
+      const p = targetProblem(insp as CloneInspection, facts, o);
+      if (want === undefined) expect(p).to.equal(undefined);
+      else expect(p).to.match(want);
+    });
+  }
+
+  it("space needed: the size, 5% and 64 MiB", () => {
+    expect(spaceNeeded(0)).to.equal(64 * 2 ** 20);
+    expect(spaceNeeded(2 ** 30)).to.equal(2 ** 30 + Math.ceil(2 ** 30 / 20) + 64 * 2 ** 20);
+  });
+});
+
+describe("clone/xhost: the relay's outcome and progress", () => {
+  const good = {
+    sendCode: 0,
+    sendStderr: "",
+    receiveCode: 0,
+    receiveStderr: "",
+    bytesRead: 10,
+    bytesWritten: 10,
+  };
+  for (const [what, over, want] of [
+    ["both ends exited 0, every byte passed", {}, undefined],
+    [
+      "send failed",
+      { sendCode: 1, sendStderr: "ERROR: send ioctl failed\n" },
+      "btrfs send on the source exited with code 1: ERROR: send ioctl failed",
+    ],
+    ["send cut off", { sendCode: null }, "btrfs send on the source was cut off"],
+    [
+      "receive failed",
+      { receiveCode: 1, receiveStderr: "ERROR: short read\n" },
+      "btrfs receive on the target exited with code 1: ERROR: short read",
+    ],
+    ["the pipe broke", { error: "write EPIPE" }, "the relay failed: write EPIPE"],
+    [
+      "the pipe broke, and we closed both ends",
+      { error: "no byte for 20 s", sendCode: null, receiveCode: null },
+      "the relay failed: no byte for 20 s",
+    ],
+    [
+      "receive failed, and the sender was closed",
+      { receiveCode: 1, sendCode: null, error: "x" },
+      "btrfs receive on the target exited with code 1",
+    ],
+    ["receive cut off", { receiveCode: null }, "btrfs receive on the target was cut off"],
+    ["bytes lost", { bytesWritten: 9 }, "the relay read 10 bytes from the source but wrote 9 to the target"],
+  ] as const) {
+    it(`${what}: ${want ?? "usable"}`, () => {
+      expect(relayProblem({ ...good, ...over })).to.equal(want);
+    });
+  }
+
+  it("a progress line gives bytes, time, the overall rate and the last interval's", () => {
+    expect(progressLine(100 * 2 ** 20, 10_000, 60 * 2 ** 20, 5_000)).to.equal(
+      "relayed 100.0 MiB in 10.0 s (10.0 MiB/s; last 5.0 s: 8.0 MiB/s)",
+    );
+    expect(progressLine(0, 0, 0, 0)).to.equal("relayed 0.0 MiB in 0.0 s (-; last 0.0 s: -)");
+  });
+});
+
+describe("clone/xhost: diff of sourceConnection", () => {
+  const olds = (raw: Record<string, unknown>): Partial<CloneOutputs> => ({ ...inputs(raw), drift: [] });
+  for (const [what, before, after, replaces] of [
+    ["none on either side", {}, {}, []],
+    [
+      "the same source host, other credentials",
+      { sourceConnection: { host: "h1", privateKey: "k" } },
+      { sourceConnection: { host: "h1", password: "p" } },
+      [],
+    ],
+    [
+      "another source host",
+      { sourceConnection: { host: "h1", privateKey: "k" } },
+      { sourceConnection: { host: "h3", privateKey: "k" } },
+      ["sourceConnection"],
+    ],
+    [
+      "given where there was none (another host)",
+      {},
+      { sourceConnection: { host: "h1", privateKey: "k" } },
+      ["sourceConnection"],
+    ],
+    [
+      "given as the clone's own host where there was none",
+      {},
+      { sourceConnection: { host: "h2", privateKey: "k" } },
+      [],
+    ],
+  ] as const) {
+    it(`${what}: replaces ${JSON.stringify(replaces)}`, () => {
+      expect(diffClone(olds(before), inputs(after)).replaces).to.deep.equal(replaces);
+    });
+  }
+});
