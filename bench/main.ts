@@ -34,6 +34,7 @@ import { benchPreview } from "./parts/preview";
 import { benchRollback } from "./parts/rollback";
 import { benchScale, parseScale } from "./parts/scale";
 import { benchTransport } from "./parts/transport";
+import { benchXhost } from "./parts/xhost";
 
 /** Scratch space next to the build (scripts/bench.sh compiles into dist/.bench/build): ignored by git. */
 const BASE = path.resolve(__dirname, "..", "..");
@@ -140,7 +141,7 @@ async function runAll(): Promise<BenchResults> {
   });
   const t0 = process.env.BENCH_T0 ? Number(process.env.BENCH_T0) : ctx.started;
   const parts = (
-    process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,transport,conversion,downtime,rollback"
+    process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,transport,conversion,downtime,rollback,xhost"
   ).split(",");
   const sizes = parseSizes(process.env.BENCH_SIZES ?? "1k,debian,10k,50k,100k");
   const res: BenchResults = {
@@ -220,6 +221,9 @@ async function runAll(): Promise<BenchResults> {
     });
     await attempt("rollback", async () => {
       res.rollback = await benchRollback(ctx, Number(process.env.BENCH_ROLLBACK_ENTRIES ?? "100000"));
+    });
+    await attempt("xhost", async () => {
+      res.xhost = await benchXhost(ctx);
     });
   } finally {
     res.otherTestRuns = others.stop();

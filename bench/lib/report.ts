@@ -17,6 +17,7 @@ import {
   type ScaleSample,
 } from "../parts/scale";
 import { type TransportResult, transportSection } from "../parts/transport";
+import type { XhostResult } from "../parts/xhost";
 import type { CommandTiming } from "./remote-timing";
 import {
   type Figure,
@@ -45,6 +46,8 @@ export interface BenchResults {
   downtime?: DowntimeResult;
   /** restoreFrom on a stopped container against a bare snapshot + two renames + one round trip. */
   rollback?: RollbackResult;
+  /** A cross-host clone (send/receive relayed through the provider) against send | ssh receive and rsync. */
+  xhost?: XhostResult;
   skipped: { tag: string; reason: string }[];
   errors: { part: string; message: string }[];
   notes: { postDotfiles?: string; postGuardSkips?: boolean; merged?: string };
@@ -64,6 +67,33 @@ function convLabel(c: ConversionResult): string {
 /** Every figure of the report, in order, with its target where the issue set one. */
 export function computeFigures(res: BenchResults): Figure[] {
   const figs: Figure[] = [];
+  const xh = res.xhost;
+  if (xh) {
+    const group = `Cross-host clone of a ${xh.mb} MB container, h1 to h2`;
+    figs.push({
+      group,
+      label: "ours / (btrfs subvolume snapshot -r; btrfs send | ssh h2 btrfs receive, from h1)",
+      ratio: summarize(pairRatios(xh.ours, xh.floor)),
+      target: { op: "<=", value: 1.25, text: "≤ 1.25×" },
+      oursMs: med(xh.ours),
+      baseMs: med(xh.floor),
+    });
+    figs.push({
+      group,
+      label: "ours / rsync -aHAX --numeric-ids over ssh",
+      ratio: summarize(pairRatios(xh.ours, xh.rsync)),
+      target: { op: "<=", value: 1, text: "≤ 1 expected" },
+      oursMs: med(xh.ours),
+      baseMs: med(xh.rsync),
+    });
+    figs.push({
+      group: `Memory: the provider relaying a ${xh.bigMb} MB cross-host clone`,
+      label: "peak RSS / 200 MiB",
+      ratio: summarize([xh.peakRss / 1024 / MEMORY_LIMIT_KB]),
+      target: { op: "<", value: 1, text: "< 1 (under 200 MiB)" },
+      note: "space",
+    });
+  }
   const rb = res.rollback;
   if (rb) {
     const floor = rb.floor.map((ms, i) => ms + rb.rtt[i]);
