@@ -87,6 +87,15 @@ export function computeFigures(res: BenchResults): Figure[] {
       baseMs: med(xh.rsync),
     });
     figs.push({
+      group,
+      label: `fan-out: copies to ${xh.fanoutHosts.join(" and ")} at once / one copy`,
+      ratio: summarize(pairRatios(xh.fanout, xh.ours)),
+      target: { op: "<=", value: 1.5, text: "≤ 1.5 (issue: 3 hosts)" },
+      oursMs: med(xh.fanout),
+      baseMs: med(xh.ours),
+      note: "one send per target, all at once; the fleet has two btrfs hosts besides the source",
+    });
+    figs.push({
       group: `Memory: the provider relaying a ${xh.bigMb} MB cross-host clone`,
       label: "peak RSS / 200 MiB",
       ratio: summarize([xh.peakRss / 1024 / MEMORY_LIMIT_KB]),

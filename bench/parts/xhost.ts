@@ -4,7 +4,9 @@
  * against what a btrbk user runs on the source host: `btrfs subvolume snapshot -r` then
  * `btrfs send | ssh h2 btrfs receive` with OpenSSH (the floor), and against `rsync -aHAX --numeric-ids`
  * over OpenSSH into a new subvolume on h2. Ours is clone.create through warm pooled connections; both
- * baselines are timed on h1 itself. Ours, the floor and rsync take turns going first. Then one clone of a
+ * baselines are timed on h1 itself. Fan-out: copies to h2 and h4 at once (two resources, one send each: the
+ * fleet's other btrfs hosts), against the one copy. Ours, fan-out, the floor and rsync take turns going
+ * first. Then one clone of a
  * 2 GB source with this process's RSS sampled every 50 ms: the relay's memory.
  */
 import { cloneArgsSchema } from "../../provider/clone/inputs";
@@ -21,6 +23,9 @@ export interface XhostResult {
   ours: number[];
   floor: number[];
   rsync: number[];
+  /** Copies to h2 and h4 at once, ms per run. */
+  fanout: number[];
+  fanoutHosts: string[];
   /** Bytes the relay carried, per run of ours (from its outputs or log). */
   bigMb: number;
   /** Peak RSS of this process while relaying the big source, and before it started, bytes. */
@@ -76,21 +81,25 @@ export async function benchXhost(ctx: BenchContext, runs = ctx.runs): Promise<Xh
     ours: [],
     floor: [],
     rsync: [],
+    fanout: [],
+    fanoutHosts: [],
     bigMb: 2048,
     peakRss: 0,
     idleRss: 0,
     bigMs: 0,
   };
-  const inputs = (source: string) =>
+  const targets = ctx.btrfsHosts.filter((h) => h.name !== h1.name);
+  res.fanoutHosts = targets.map((h) => h.name);
+  const inputs = (source: string, to: FleetHost = h2) =>
     cloneArgsSchema.parse({
-      connection: rootConnection(ctx, h2),
+      connection: rootConnection(ctx, to),
       sourceConnection: rootConnection(ctx, h1),
       source,
       name: NAME,
     });
   try {
     await makeSource(ctx, SRC, res.mb);
-    await destroy(h2, NAME);
+    for (const h of targets) await destroy(h, NAME);
     await settle(h1);
     for (let i = 0; i < runs; i++) {
       await warmRemote(ctx, h1);
@@ -111,14 +120,21 @@ export async function benchXhost(ctx: BenchContext, runs = ctx.runs): Promise<Xh
         if (f.code !== 0) throw new Error(`xhost rsync: ${f.stderr}`);
         res.rsync.push(f.intervals[0]);
       };
-      const order = [ours, floor, rsync];
+      const fanout = async () => {
+        const t = performance.now();
+        const made = await quietly(ctx, () =>
+          Promise.all(targets.map((to) => clone.create(inputs(SRC, to)))),
+        );
+        res.fanout.push(performance.now() - t);
+        for (const { id, outs } of made) await quietly(ctx, () => clone.del(id, outs));
+      };
+      const order = [ours, fanout, floor, rsync];
       for (let k = 0; k < order.length; k++) {
-        await settle(h1);
-        await settle(h2);
+        for (const h of [h1, ...targets]) await settle(h);
         await order[(k + i) % order.length]();
       }
       ctx.log(
-        `xhost run ${i + 1}/${runs}: ours ${res.ours[i].toFixed(0)} ms, send|ssh receive ${res.floor[i].toFixed(0)} ms, rsync ${res.rsync[i].toFixed(0)} ms`,
+        `xhost run ${i + 1}/${runs}: ours ${res.ours[i].toFixed(0)} ms, fan-out to ${res.fanoutHosts.join("+")} ${res.fanout[i].toFixed(0)} ms, send|ssh receive ${res.floor[i].toFixed(0)} ms, rsync ${res.rsync[i].toFixed(0)} ms`,
       );
     }
     // Memory while relaying 2 GB.
@@ -144,7 +160,7 @@ export async function benchXhost(ctx: BenchContext, runs = ctx.runs): Promise<Xh
     );
   } finally {
     for (const n of [SRC, BIG]) await destroy(h1, n);
-    for (const n of [NAME, FLOOR_NAME]) await destroy(h2, n);
+    for (const h of targets) for (const n of [NAME, FLOOR_NAME]) await destroy(h, n);
   }
   return res;
 }
