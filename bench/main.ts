@@ -35,6 +35,7 @@ import { benchRollback } from "./parts/rollback";
 import { benchScale, parseScale } from "./parts/scale";
 import { benchSnapshot } from "./parts/snapshot";
 import { benchTransport } from "./parts/transport";
+import { benchXhost } from "./parts/xhost";
 
 /** Scratch space next to the build (scripts/bench.sh compiles into dist/.bench/build): ignored by git. */
 const BASE = path.resolve(__dirname, "..", "..");
@@ -141,7 +142,7 @@ async function runAll(): Promise<BenchResults> {
   });
   const t0 = process.env.BENCH_T0 ? Number(process.env.BENCH_T0) : ctx.started;
   const parts = (
-    process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,transport,conversion,downtime,rollback,snapshot"
+    process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,transport,conversion,downtime,rollback,snapshot,xhost"
   ).split(",");
   const sizes = parseSizes(process.env.BENCH_SIZES ?? "1k,debian,10k,50k,100k");
   const res: BenchResults = {
@@ -224,6 +225,9 @@ async function runAll(): Promise<BenchResults> {
     });
     await attempt("snapshot", async () => {
       res.snapshot = await benchSnapshot(ctx);
+    });
+    await attempt("xhost", async () => {
+      res.xhost = await benchXhost(ctx);
     });
   } finally {
     res.otherTestRuns = others.stop();

@@ -4,7 +4,7 @@
 # into dist/.bench/build, runs `npm run build` for the providers and removes every bench- container at the end.
 #
 # Env: BENCH_RUNS (5), BENCH_SIZES (1k,debian,10k,50k,100k), BENCH_SCALE (20,200:1,1000),
-#      BENCH_PARTS (clone,preview,fleet,scale,transport,conversion,downtime,rollback,snapshot), BENCH_DOWNTIME_ENTRIES (100000), BENCH_DOWNTIME_HOST (h2),
+#      BENCH_PARTS (clone,preview,fleet,scale,transport,conversion,downtime,rollback,snapshot,xhost), BENCH_DOWNTIME_ENTRIES (100000), BENCH_DOWNTIME_HOST (h2),
 #      BENCH_ROLLBACK_ENTRIES (100000),
 # BENCH_BUDGET_S (1200: a conversion size that would not fit is skipped and the report says so).
 set -euo pipefail

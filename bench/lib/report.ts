@@ -18,6 +18,7 @@ import {
 } from "../parts/scale";
 import type { SnapshotResult } from "../parts/snapshot";
 import { type TransportResult, transportSection } from "../parts/transport";
+import type { XhostResult } from "../parts/xhost";
 import type { CommandTiming } from "./remote-timing";
 import {
   type Figure,
@@ -48,6 +49,8 @@ export interface BenchResults {
   rollback?: RollbackResult;
   /** LxcSnapshot create, "live" at two sizes and "freeze" on a running container, against bare btrfs/LXC. */
   snapshot?: SnapshotResult;
+  /** A cross-host clone (send/receive relayed through the provider) against send | ssh receive and rsync. */
+  xhost?: XhostResult;
   skipped: { tag: string; reason: string }[];
   errors: { part: string; message: string }[];
   notes: { postDotfiles?: string; postGuardSkips?: boolean; merged?: string };
@@ -67,6 +70,42 @@ function convLabel(c: ConversionResult): string {
 /** Every figure of the report, in order, with its target where the issue set one. */
 export function computeFigures(res: BenchResults): Figure[] {
   const figs: Figure[] = [];
+  const xh = res.xhost;
+  if (xh) {
+    const group = `Cross-host clone of a ${xh.mb} MB container, h1 to h2`;
+    figs.push({
+      group,
+      label: "ours / (btrfs subvolume snapshot -r; btrfs send | ssh h2 btrfs receive, from h1)",
+      ratio: summarize(pairRatios(xh.ours, xh.floor)),
+      target: { op: "<=", value: 1.25, text: "≤ 1.25×" },
+      oursMs: med(xh.ours),
+      baseMs: med(xh.floor),
+    });
+    figs.push({
+      group,
+      label: "ours / rsync -aHAX --numeric-ids over ssh",
+      ratio: summarize(pairRatios(xh.ours, xh.rsync)),
+      target: { op: "<=", value: 1, text: "≤ 1 expected" },
+      oursMs: med(xh.ours),
+      baseMs: med(xh.rsync),
+    });
+    figs.push({
+      group,
+      label: `fan-out: copies to ${xh.fanoutHosts.join(" and ")} at once / one copy`,
+      ratio: summarize(pairRatios(xh.fanout, xh.ours)),
+      target: { op: "<=", value: 1.5, text: "≤ 1.5 (issue: 3 hosts)" },
+      oursMs: med(xh.fanout),
+      baseMs: med(xh.ours),
+      note: "one send per target, all at once; the fleet has two btrfs hosts besides the source",
+    });
+    figs.push({
+      group: `Memory: the provider relaying a ${xh.bigMb} MB cross-host clone`,
+      label: "peak RSS / 200 MiB",
+      ratio: summarize([xh.peakRss / 1024 / MEMORY_LIMIT_KB]),
+      target: { op: "<", value: 1, text: "< 1 (under 200 MiB)" },
+      note: "space",
+    });
+  }
   const rb = res.rollback;
   if (rb) {
     const floor = rb.floor.map((ms, i) => ms + rb.rtt[i]);

@@ -103,6 +103,20 @@ export function conversionKey(host: string, container: string): string {
 }
 
 /**
+ * Each host's wave: 0 for the canary hosts (the first `canary` hosts, or the named ones), 1 for the others;
+ * 0 for all when there is no canary. Throws a UserError for a canary host that is not among the hosts.
+ */
+export function hostWaves(names: string[], canary: number | string[] | undefined): (host: string) => 0 | 1 {
+  const set = new Set(Array.isArray(canary) ? canary : names.slice(0, canary ?? 0));
+  for (const c of set)
+    if (!names.includes(c))
+      throw new UserError(
+        `canary host ${c} is not among the hosts (${names.join(", ")}); name one of them, or give canary as a number of hosts`,
+      );
+  return (h) => (set.size > 0 && !set.has(h) ? 1 : 0);
+}
+
+/**
  * Waves: the canary hosts (the first `canary` hosts, or the named ones) form wave 0, every other host
  * wave 1, which starts only once all of wave 0 has succeeded. Within a host at most
  * `maxConcurrentPerHost` conversions run at once: conversion i waits for conversion i - k.
@@ -125,15 +139,9 @@ export function planRollout(
     if (twice)
       throw new UserError(`container ${twice} is listed twice for host ${h.name}; list each container once`);
   }
-  const canary = new Set(Array.isArray(opts.canary) ? opts.canary : names.slice(0, opts.canary ?? 0));
-  for (const c of canary)
-    if (!names.includes(c))
-      throw new UserError(
-        `canary host ${c} is not among the hosts (${names.join(", ")}); name one of them, or give canary as a number of hosts`,
-      );
-  const waveOf = (h: string) => (canary.size > 0 && !canary.has(h) ? 1 : 0);
+  const waveOf = hostWaves(names, opts.canary);
   const wave0Keys = hosts
-    .filter((h) => waveOf(h.name) === 0 && canary.size > 0)
+    .filter((h) => waveOf(h.name) === 0 && names.some((n) => waveOf(n) === 1))
     .flatMap((h) => h.containers.map((c) => conversionKey(h.name, c)));
   // Wave 0 first: every conversion comes after those it waits for, so the component can wire dependsOn
   // in this order (a named canary host listed after the others must still gate them).
@@ -147,6 +155,102 @@ export function planRollout(
         if (wave === 1) after.push(...wave0Keys);
         out.push({ host: h.name, container: c, wave, after });
       });
+    }
+  }
+  return out;
+}
+
+export interface CopyPlanInput {
+  from: { host: string; container: string };
+  /** Host names, or "all": every host but the source's (and but those listed in `except`). */
+  to: string[] | "all";
+  /** The copy's name on every target (default: the source container's). */
+  name?: string;
+}
+
+export interface PlannedCopy {
+  /** Which of the copies given this is one of (its index). */
+  index: number;
+  /** The target host, the source host and container, the copy's name there. */
+  host: string;
+  fromHost: string;
+  container: string;
+  name: string;
+  wave: number;
+  /** Keys that must finish first: conversions (`host/container`) and other copies (`copy:host/name`). */
+  after: string[];
+}
+
+export function copyKey(host: string, name: string): string {
+  return `copy:${host}/${name}`;
+}
+
+/**
+ * Copies of one container to other hosts (cross-host clones), in the rollout's waves: each waits for its
+ * source's conversion when the rollout converts it; a copy to a wave-1 host also waits for every
+ * conversion of wave 0; and at most `maxConcurrentPerHost` copies at a time arrive at one host (copy i to a
+ * host waits for copy i - k to it). `unreachable` hosts (discovery failed) are left out of "all". Throws a
+ * UserError for a copy the user must fix; the caller names the rollout.
+ */
+export function planCopies(
+  hosts: (RolloutHostPlanInput & { lxcPath?: string })[],
+  conversions: PlannedConversion[],
+  copies: CopyPlanInput[],
+  opts: { canary?: number | string[]; maxConcurrentPerHost?: number; unreachable?: string[] },
+): PlannedCopy[] {
+  const k = opts.maxConcurrentPerHost ?? 1;
+  const names = hosts.map((h) => h.name);
+  const waveOf = hostWaves(names, opts.canary);
+  const byName = new Map(hosts.map((h) => [h.name, h]));
+  const converted = new Set(conversions.map((c) => conversionKey(c.host, c.container)));
+  const wave0 = conversions
+    .filter((c) => c.wave === 0 && waveOf(c.host) === 0)
+    .map((c) => conversionKey(c.host, c.container));
+  const hasCanary = names.some((h) => waveOf(h) === 1);
+  const perTarget = new Map<string, string[]>();
+  const seen = new Set<string>();
+  const out: PlannedCopy[] = [];
+  for (const [index, c] of copies.entries()) {
+    const src = byName.get(c.from.host);
+    if (!src)
+      throw new UserError(
+        `copy of ${c.from.container} names source host ${c.from.host}, which is not among the hosts`,
+      );
+    const name = c.name ?? c.from.container;
+    const targets =
+      c.to === "all" ? names.filter((h) => h !== c.from.host && !(opts.unreachable ?? []).includes(h)) : c.to;
+    for (const t of targets) {
+      const target = byName.get(t);
+      if (!target)
+        throw new UserError(
+          `copy of ${c.from.container} names target host ${t}, which is not among the hosts`,
+        );
+      if (t === c.from.host)
+        throw new UserError(
+          `copy of ${c.from.container} to ${t}: that is its own host; declare a clone (clones) for a copy on the same host`,
+        );
+      if ((target.lxcPath ?? "/var/lib/lxc") !== (src.lxcPath ?? "/var/lib/lxc"))
+        throw new UserError(
+          `copy of ${c.from.container} from ${c.from.host} to ${t}: the hosts' lxcPath differ (${src.lxcPath ?? "/var/lib/lxc"}, ${target.lxcPath ?? "/var/lib/lxc"}); a copy keeps its container's lxcPath`,
+        );
+      if (target.containers.includes(name))
+        throw new UserError(
+          `copy ${name} to ${t}: ${t} already has a container ${name} in this rollout; give the copy another name`,
+        );
+      const key = copyKey(t, name);
+      if (seen.has(key))
+        throw new UserError(`two copies are named ${name} on ${t}; give each copy on a host its own name`);
+      seen.add(key);
+      const after: string[] = [];
+      const source = conversionKey(c.from.host, c.from.container);
+      if (converted.has(source)) after.push(source);
+      const wave = waveOf(t);
+      if (wave === 1 && hasCanary) after.push(...wave0.filter((w) => w !== source));
+      const queue = perTarget.get(t) ?? [];
+      if (queue.length >= k) after.push(queue[queue.length - k]);
+      queue.push(key);
+      perTarget.set(t, queue);
+      out.push({ index, host: t, fromHost: c.from.host, container: c.from.container, name, wave, after });
     }
   }
   return out;

@@ -11,8 +11,10 @@ import { LxcSubvolumeRootfs, type LxcSubvolumeRootfsArgs } from "../rootfs/resou
 import { LxcSnapshot, type LxcSnapshotArgs } from "../snapshot/resource";
 import {
   conversionKey,
+  copyKey,
   type DiscoveredContainer,
   parseDiscovery,
+  planCopies,
   planRollout,
   selectContainers,
 } from "./plan";
@@ -87,6 +89,22 @@ export interface FleetCloneArgs {
   snapshot?: string;
 }
 
+/**
+ * A container copied to other hosts: on each, a cross-host `LxcSnapshotClone` (btrfs send on the source
+ * host, receive on the target, relayed through the provider).
+ */
+export interface FleetCopyArgs {
+  /** The source: a host (a `name` of hosts) and one of its containers (or that container's `snapshot`). */
+  from: { host: string; container: string; snapshot?: string };
+  /** The hosts to copy it to (names of hosts), or "all": every other host (whose discovery succeeded). */
+  to: string[] | "all";
+  /** The copy's name on every target (default: the source container's name). */
+  name?: string;
+  start?: boolean;
+  hostname?: string;
+  ifSourceRunning?: "fail" | "freeze" | "restart";
+}
+
 /** A restore point per container: its name, and how to take it (the `LxcSnapshot` inputs of those names). */
 export type FleetSnapshotArgs = { name: string } & Pick<LxcSnapshotArgs, "ifRunning" | "nestedSubvolumes">;
 
@@ -106,6 +124,8 @@ export interface LxcFleetRolloutArgs {
    * rollout find a restore point on each one.
    */
   snapshotBefore?: string | FleetSnapshotArgs;
+  /** Containers copied to other hosts, in the rollout's waves (see FleetCopyArgs). */
+  copies?: FleetCopyArgs[];
 }
 
 export interface FleetHostSummary {
@@ -130,7 +150,7 @@ const discoveryFailures = new WeakMap<LxcFleetRolloutArgs, Record<string, string
 export class LxcFleetRollout extends pulumi.ComponentResource {
   /** Per host: containers converted now, adopted (already converted), skipped and failed. */
   declare readonly summary: pulumi.Output<Record<string, FleetHostSummary>>;
-  /** Per clone (`host/name`): its state and rootfs subvolume UUID. */
+  /** Per clone and per copy (`host/name`): its state and rootfs subvolume UUID. */
   declare readonly clones: pulumi.Output<Record<string, { state: string; subvolumeUuid: string | null }>>;
   readonly conversions: Record<string, LxcSubvolumeRootfs> = {};
   /** With `snapshotBefore`: the restore points, by `host/container`. */
@@ -179,10 +199,13 @@ export class LxcFleetRollout extends pulumi.ComponentResource {
     super("lxc-btrfs:index:LxcFleetRollout", name, {}, opts);
     const failedHosts = discoveryFailures.get(args) ?? {};
     let plan: ReturnType<typeof planRollout>;
+    let copyPlan: ReturnType<typeof planCopies>;
     try {
-      plan = planRollout(args.hosts, {
-        canary: args.canary,
-        maxConcurrentPerHost: args.maxConcurrentPerHost,
+      const opts = { canary: args.canary, maxConcurrentPerHost: args.maxConcurrentPerHost };
+      plan = planRollout(args.hosts, opts);
+      copyPlan = planCopies(args.hosts, plan, args.copies ?? [], {
+        ...opts,
+        unreachable: Object.keys(failedHosts),
       });
     } catch (e) {
       throw e instanceof UserError ? new UserError(`LxcFleetRollout ${name}: ${e.message}`) : e;
@@ -232,9 +255,39 @@ export class LxcFleetRollout extends pulumi.ComponentResource {
         { parent: this, dependsOn: source ? [source] : [] },
       );
     }
+    // Copies, by copyKey (`copy:host/name`), the keys their plan waits on.
+    const copies: Record<string, LxcSnapshotClone> = {};
+    for (const p of copyPlan) {
+      const c = (args.copies ?? [])[p.index];
+      const [target, source] = [byName.get(p.host), byName.get(p.fromHost)] as FleetHostArgs[];
+      if (clones[`${p.host}/${p.name}`])
+        throw new UserError(
+          `LxcFleetRollout ${name}: a clone and a copy are both named ${p.name} on ${p.host}`,
+        );
+      copies[copyKey(p.host, p.name)] = new LxcSnapshotClone(
+        `${name}-${p.host}-${p.name}`,
+        {
+          connection: target.connection,
+          sourceConnection: source.connection,
+          lxcPath: target.lxcPath,
+          source: p.container,
+          name: p.name,
+          snapshot: c.from.snapshot,
+          start: c.start,
+          hostname: c.hostname,
+          ifSourceRunning: c.ifSourceRunning,
+        },
+        { parent: this, dependsOn: p.after.map((k) => copies[k] ?? last(k)) },
+      );
+    }
     this.summary = summarize(args.hosts, this.conversions, failedHosts);
     this.clones = pulumi
-      .all(Object.entries(clones).map(([k, r]) => pulumi.all([k, r.state, r.subvolumeUuid])))
+      .all(
+        [
+          ...Object.entries(clones),
+          ...copyPlan.map((p) => [`${p.host}/${p.name}`, copies[copyKey(p.host, p.name)]] as const),
+        ].map(([k, r]) => pulumi.all([k, r.state, r.subvolumeUuid])),
+      )
       .apply((rows) =>
         Object.fromEntries(rows.map(([k, state, uuid]) => [k, { state, subvolumeUuid: uuid }])),
       );

@@ -5,9 +5,12 @@
 import { expect } from "chai";
 import { UserError } from "../../../provider/core/errors";
 import {
+  type CopyPlanInput,
   type DiscoveredContainer,
   ODD_NAME_PROBLEM,
+  type PlannedCopy,
   parseDiscovery,
+  planCopies,
   planRollout,
   printableName,
   selectContainers,
@@ -178,4 +181,110 @@ describe("fleet-plan: planRollout", () => {
       expect((caught as Error).message).to.equal(message);
     });
   }
+});
+
+describe("fleet-plan: planCopies", () => {
+  const hosts = [
+    { name: "a", containers: ["golden", "db"] },
+    { name: "b", containers: ["web"] },
+    { name: "c", containers: [] },
+    { name: "d", containers: [], lxcPath: "/srv/lxc" },
+  ];
+  const conv = (canary?: number) => planRollout(hosts.slice(0, 3), { canary });
+  const row = (p: PlannedCopy) => [p.index, p.host, `${p.fromHost}/${p.container}`, p.name, p.wave, p.after];
+
+  it('"all" is every other host that was reached; each copy waits for its source\'s conversion', () => {
+    const got = planCopies(
+      hosts.slice(0, 3),
+      conv(),
+      [{ from: { host: "a", container: "golden" }, to: "all" }],
+      {},
+    );
+    expect(got.map(row)).to.deep.equal([
+      [0, "b", "a/golden", "golden", 0, ["a/golden"]],
+      [0, "c", "a/golden", "golden", 0, ["a/golden"]],
+    ]);
+    const some = planCopies(
+      hosts.slice(0, 3),
+      conv(),
+      [{ from: { host: "a", container: "golden" }, to: "all" }],
+      {
+        unreachable: ["c"],
+      },
+    );
+    expect(some.map((p) => p.host)).to.deep.equal(["b"]);
+  });
+
+  it("a copy to a wave-1 host waits for all of wave 0; at most k copies arrive at one host at a time", () => {
+    const got = planCopies(
+      hosts.slice(0, 3),
+      conv(1),
+      [
+        { from: { host: "a", container: "golden" }, to: ["b", "c"] },
+        { from: { host: "a", container: "db" }, to: ["c"], name: "db-standby" },
+        { from: { host: "b", container: "web" }, to: ["c"] },
+      ],
+      { canary: 1, maxConcurrentPerHost: 2 },
+    );
+    expect(got.map(row)).to.deep.equal([
+      [0, "b", "a/golden", "golden", 1, ["a/golden", "a/db"]],
+      [0, "c", "a/golden", "golden", 1, ["a/golden", "a/db"]],
+      [1, "c", "a/db", "db-standby", 1, ["a/db", "a/golden"]],
+      // the third copy to c waits for the first one to c (two at a time)
+      [2, "c", "b/web", "web", 1, ["b/web", "a/golden", "a/db", "copy:c/golden"]],
+    ]);
+  });
+
+  const refusals: [string, CopyPlanInput, string][] = [
+    [
+      "an unknown source host",
+      { from: { host: "x", container: "golden" }, to: ["b"] },
+      "copy of golden names source host x, which is not among the hosts",
+    ],
+    [
+      "an unknown target host",
+      { from: { host: "a", container: "golden" }, to: ["y"] },
+      "copy of golden names target host y, which is not among the hosts",
+    ],
+    [
+      "a copy to its own host",
+      { from: { host: "a", container: "golden" }, to: ["a"] },
+      "copy of golden to a: that is its own host; declare a clone (clones) for a copy on the same host",
+    ],
+    [
+      "a target whose lxcPath differs",
+      { from: { host: "a", container: "golden" }, to: ["d"] },
+      "copy of golden from a to d: the hosts' lxcPath differ (/var/lib/lxc, /srv/lxc); a copy keeps its container's lxcPath",
+    ],
+    [
+      "a name a target's own container has",
+      { from: { host: "a", container: "golden" }, to: ["b"], name: "web" },
+      "copy web to b: b already has a container web in this rollout; give the copy another name",
+    ],
+  ];
+  for (const [what, copy, message] of refusals)
+    it(`refuses ${what} (a UserError the rollout names)`, () => {
+      let caught: unknown;
+      try {
+        planCopies(hosts, planRollout(hosts, {}), [copy], {});
+      } catch (e) {
+        caught = e;
+      }
+      expect(caught).to.be.instanceOf(UserError);
+      expect((caught as Error).message).to.equal(message);
+    });
+
+  it("refuses two copies of one name on a host", () => {
+    const twice = () =>
+      planCopies(
+        hosts,
+        planRollout(hosts, {}),
+        [
+          { from: { host: "a", container: "golden" }, to: ["c"], name: "x" },
+          { from: { host: "a", container: "db" }, to: ["c"], name: "x" },
+        ],
+        {},
+      );
+    expect(twice).to.throw(UserError, "two copies are named x on c; give each copy on a host its own name");
+  });
 });

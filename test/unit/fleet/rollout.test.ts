@@ -262,6 +262,29 @@ describe("LxcFleetRollout wiring (pulumi mocks)", () => {
     ]);
   });
 
+  it("copies: a cross-host clone per target host, from the source host, after the source's conversion", async () => {
+    const rollout = new LxcFleetRollout("c", {
+      hosts: [hosts()[0], { name: "h4", connection: conn("10.0.0.4"), containers: [] }],
+      copies: [{ from: { host: "h1", container: "a" }, to: "all", name: "a-copy", start: true }],
+    });
+    const clones = await value(rollout.clones);
+    const rows = (await children(rollout, "c")).map((r) => [r.type.split(":").pop(), r.name, r.dependsOn]);
+    expect(rows).to.deep.equal([
+      ["LxcSubvolumeRootfs", "c-h1-a", []],
+      ["LxcSubvolumeRootfs", "c-h1-b", ["c-h1-a"]],
+      ["LxcSubvolumeRootfs", "c-h1-c", ["c-h1-b"]],
+      ["LxcSnapshotClone", "c-h4-a-copy", ["c-h1-a"]],
+    ]);
+    expect(given(registered.find((r) => r.name === "c-h4-a-copy")?.inputs ?? {})).to.deep.equal({
+      connection: conn("10.0.0.4"),
+      sourceConnection: conn("10.0.0.1"),
+      source: "a",
+      name: "a-copy",
+      start: true,
+    });
+    expect(clones).to.deep.equal({ "h4/a-copy": { state: "RUNNING", subvolumeUuid: "uuid-a-copy" } });
+  });
+
   const refusals: [string, Partial<LxcFleetRolloutArgs>, string][] = [
     [
       "a canary host that is not listed",
@@ -282,6 +305,11 @@ describe("LxcFleetRollout wiring (pulumi mocks)", () => {
       "a container listed twice on one host",
       { hosts: [{ name: "h1", connection: conn("10.0.0.1"), containers: ["a", "b", "a"] }] },
       "LxcFleetRollout bad: container a is listed twice for host h1; list each container once",
+    ],
+    [
+      "a copy from a host that is not listed",
+      { copies: [{ from: { host: "h9", container: "a" }, to: ["h2"] }] },
+      "LxcFleetRollout bad: copy of a names source host h9, which is not among the hosts",
     ],
     [
       "a clone on a host that is not listed",

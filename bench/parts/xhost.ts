@@ -1,0 +1,166 @@
+/**
+ * Part "xhost": a cross-host clone (LxcSnapshotClone with sourceConnection: btrfs send on h1, relayed
+ * through this process into btrfs receive on h2) of a container holding 1 GB of incompressible data,
+ * against what a btrbk user runs on the source host: `btrfs subvolume snapshot -r` then
+ * `btrfs send | ssh h2 btrfs receive` with OpenSSH (the floor), and against `rsync -aHAX --numeric-ids`
+ * over OpenSSH into a new subvolume on h2. Ours is clone.create through warm pooled connections; both
+ * baselines are timed on h1 itself. Fan-out: copies to h2 and h4 at once (two resources, one send each: the
+ * fleet's other btrfs hosts), against the one copy. Ours, fan-out, the floor and rsync take turns going
+ * first. Then one clone of a
+ * 2 GB source with this process's RSS sampled every 50 ms: the relay's memory.
+ */
+import { cloneArgsSchema } from "../../provider/clone/inputs";
+import * as clone from "../../provider/clone/provider";
+import { convergeWith } from "../../provider/rootfs/provider";
+import { openRemote } from "../../provider/transport/ssh";
+import type { FleetHost } from "../../test/support/fleet";
+import { type BenchContext, quietly, rootConnection, rootfsInputs, warmRemote } from "../lib/context";
+import { createBusybox, destroy, LXC, settle, sh, timedOnHost } from "../lib/host";
+
+export interface XhostResult {
+  mb: number;
+  /** ms per run */
+  ours: number[];
+  floor: number[];
+  rsync: number[];
+  /** Copies to h2 and h4 at once, ms per run. */
+  fanout: number[];
+  fanoutHosts: string[];
+  /** Bytes the relay carried, per run of ours (from its outputs or log). */
+  bigMb: number;
+  /** Peak RSS of this process while relaying the big source, and before it started, bytes. */
+  peakRss: number;
+  idleRss: number;
+  bigMs: number;
+}
+
+const SRC = "bench-xh-src";
+const BIG = "bench-xh-big";
+const NAME = "bench-xh-copy";
+const FLOOR_NAME = "bench-xh-floor";
+
+async function makeSource(ctx: BenchContext, name: string, mb: number): Promise<void> {
+  const h = ctx.h1;
+  await createBusybox(h, name);
+  const inputs = rootfsInputs(ctx, h, name);
+  await quietly(ctx, () => convergeWith(openRemote(inputs.connection), inputs));
+  await sh(
+    h,
+    `set -e; d=${LXC}/$1/rootfs/data; mkdir -p "$d"; left=$2; i=0
+while [ "$left" -gt 0 ]; do n=$((left > 100 ? 100 : left)); head -c "\${n}M" /dev/urandom >"$d/blob$i"; left=$((left - n)); i=$((i + 1)); done`,
+    name,
+    String(mb),
+  );
+}
+
+/** ssh from the source host to the target as root, with the fleet's key and known_hosts. */
+function sshTo(ctx: BenchContext, to: FleetHost): string {
+  return `ssh -i ${ctx.inv.users.root.privateKeyPath} -o UserKnownHostsFile=${ctx.inv.knownHostsPath} -o BatchMode=yes root@${to.address}`;
+}
+
+/** The floor on h1: a read-only snapshot, then btrfs send | ssh h2 btrfs receive; cleaned after the mark. */
+const floorScript = (ssh: string) => `set -e; d=${LXC}/$1
+btrfs subvolume snapshot -r "$d/rootfs" "$d/xh-floor-snap" >/dev/null
+btrfs send -q "$d/xh-floor-snap" | ${ssh} "mkdir -p ${LXC}/$2 && btrfs receive -q ${LXC}/$2"
+mark
+btrfs subvolume delete "$d/xh-floor-snap" >/dev/null
+${ssh} "btrfs property set -ts ${LXC}/$2/xh-floor-snap ro false; btrfs subvolume delete ${LXC}/$2/xh-floor-snap >/dev/null; rmdir ${LXC}/$2"`;
+
+/** rsync -aHAX --numeric-ids over OpenSSH into a new subvolume on h2; cleaned after the mark. */
+const rsyncScript = (ssh: string) => `set -e; d=${LXC}/$1
+${ssh} "mkdir -p ${LXC}/$2 && btrfs subvolume create ${LXC}/$2/rootfs >/dev/null"
+rsync -aHAX --numeric-ids -e "${ssh.replace(/ root@\S+$/, "")}" "$d/rootfs/" "root@$3:${LXC}/$2/rootfs/"
+mark
+${ssh} "btrfs subvolume delete ${LXC}/$2/rootfs >/dev/null; rmdir ${LXC}/$2"`;
+
+export async function benchXhost(ctx: BenchContext, runs = ctx.runs): Promise<XhostResult> {
+  const [h1, h2] = [ctx.h1, ctx.h2];
+  const ssh = sshTo(ctx, h2);
+  const res: XhostResult = {
+    mb: 1024,
+    ours: [],
+    floor: [],
+    rsync: [],
+    fanout: [],
+    fanoutHosts: [],
+    bigMb: 2048,
+    peakRss: 0,
+    idleRss: 0,
+    bigMs: 0,
+  };
+  const targets = ctx.btrfsHosts.filter((h) => h.name !== h1.name);
+  res.fanoutHosts = targets.map((h) => h.name);
+  const inputs = (source: string, to: FleetHost = h2) =>
+    cloneArgsSchema.parse({
+      connection: rootConnection(ctx, to),
+      sourceConnection: rootConnection(ctx, h1),
+      source,
+      name: NAME,
+    });
+  try {
+    await makeSource(ctx, SRC, res.mb);
+    for (const h of targets) await destroy(h, NAME);
+    await settle(h1);
+    for (let i = 0; i < runs; i++) {
+      await warmRemote(ctx, h1);
+      await warmRemote(ctx, h2);
+      const ours = async () => {
+        const t = performance.now();
+        const { id, outs } = await quietly(ctx, () => clone.create(inputs(SRC)));
+        res.ours.push(performance.now() - t);
+        await quietly(ctx, () => clone.del(id, outs));
+      };
+      const floor = async () => {
+        const f = await timedOnHost(h1, floorScript(ssh), SRC, FLOOR_NAME);
+        if (f.code !== 0) throw new Error(`xhost floor: ${f.stderr}`);
+        res.floor.push(f.intervals[0]);
+      };
+      const rsync = async () => {
+        const f = await timedOnHost(h1, rsyncScript(ssh), SRC, FLOOR_NAME, h2.address);
+        if (f.code !== 0) throw new Error(`xhost rsync: ${f.stderr}`);
+        res.rsync.push(f.intervals[0]);
+      };
+      const fanout = async () => {
+        const t = performance.now();
+        const made = await quietly(ctx, () =>
+          Promise.all(targets.map((to) => clone.create(inputs(SRC, to)))),
+        );
+        res.fanout.push(performance.now() - t);
+        for (const { id, outs } of made) await quietly(ctx, () => clone.del(id, outs));
+      };
+      const order = [ours, fanout, floor, rsync];
+      for (let k = 0; k < order.length; k++) {
+        for (const h of [h1, ...targets]) await settle(h);
+        await order[(k + i) % order.length]();
+      }
+      ctx.log(
+        `xhost run ${i + 1}/${runs}: ours ${res.ours[i].toFixed(0)} ms, fan-out to ${res.fanoutHosts.join("+")} ${res.fanout[i].toFixed(0)} ms, send|ssh receive ${res.floor[i].toFixed(0)} ms, rsync ${res.rsync[i].toFixed(0)} ms`,
+      );
+    }
+    // Memory while relaying 2 GB.
+    await destroy(h1, SRC);
+    await makeSource(ctx, BIG, res.bigMb);
+    await settle(h1);
+    res.idleRss = process.memoryUsage().rss;
+    let peak = res.idleRss;
+    const timer = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }, 50);
+    try {
+      const t = performance.now();
+      const { id, outs } = await quietly(ctx, () => clone.create(inputs(BIG)));
+      res.bigMs = performance.now() - t;
+      await quietly(ctx, () => clone.del(id, outs));
+    } finally {
+      clearInterval(timer);
+    }
+    res.peakRss = peak;
+    ctx.log(
+      `xhost 2 GB: ${res.bigMs.toFixed(0)} ms, RSS ${(res.idleRss / 2 ** 20).toFixed(0)} MiB before, peak ${(peak / 2 ** 20).toFixed(0)} MiB`,
+    );
+  } finally {
+    for (const n of [SRC, BIG]) await destroy(h1, n);
+    for (const h of targets) for (const n of [NAME, FLOOR_NAME]) await destroy(h, n);
+  }
+  return res;
+}
