@@ -142,7 +142,8 @@ async function runAll(): Promise<BenchResults> {
   });
   const t0 = process.env.BENCH_T0 ? Number(process.env.BENCH_T0) : ctx.started;
   const parts = (
-    process.env.BENCH_PARTS ?? "clone,preview,fleet,scale,transport,conversion,downtime,rollback,snapshot,xhost"
+    process.env.BENCH_PARTS ??
+    "clone,preview,fleet,scale,transport,conversion,downtime,rollback,snapshot,xhost"
   ).split(",");
   const sizes = parseSizes(process.env.BENCH_SIZES ?? "1k,debian,10k,50k,100k");
   const res: BenchResults = {
