@@ -225,10 +225,26 @@ drop_sent() { # removes $sp (ours by its reserved name)
   elif [ -e "$sp/rootfs" ] || [ -L "$sp/rootfs" ]; then fail "$sp/rootfs is not a subvolume; not this provider's: remove it"; fi
   rmdir -- "$sp" || fail "$sp holds files this provider did not make; remove them"
 }
+# Ends a receive of this clone that an earlier create left running. A link cut while the provider closed
+# its channel loses that close: sshd never hears of it (no keepalive by default) and the receive waits for
+# input for ever. The marker names it (xreceive writes its PID there and execs btrfs receive); it is ended
+# only if that PID still runs exactly that receive into $rd.
+stop_stale_receive() {
+  m=$lxcpath/.plb-making-$name old=
+  if [ -f "$m" ] && [ ! -L "$m" ]; then read -r old <"$m" 2>/dev/null || :; fi
+  case $old in '' | *[!0-9]*) return 0 ;; esac
+  [ "$(tr '\0' ' ' <"/proc/$old/cmdline" 2>/dev/null)" = "btrfs receive -C -E 1 -e -- $rd " ] || return 0
+  kill -TERM "$old" 2>/dev/null || return 0
+  for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$old" 2>/dev/null || return 0; sleep 0.5; done
+  kill -KILL "$old" 2>/dev/null || :
+  sleep 0.5
+  kv stopped_receive 1
+}
 # Removes $rd, what an interrupted receive left: only subvolumes right in it (a receive makes nothing else
 # there), never through a symlink; anything else in it is refused.
 drop_receiving() {
   if [ -L "$rd" ]; then fail "$rd is a symlink; remove it (what it points at is left alone)"; fi
+  stop_stale_receive
   [ -e "$rd" ] || return 0
   [ -d "$rd" ] || fail "$rd is not a directory; remove it"
   for e in "$rd"/* "$rd"/.[!.]* "$rd"/..?*; do
@@ -303,12 +319,15 @@ op_xreceive() { # btrfs receive of stdin into $rd, after the marker (a create of
   hold "$name" receive
   [ "$(stat -f -c %T "$lxcpath")" = btrfs ] || fail "$lxcpath is not on btrfs; a cross-host clone needs btrfs on both hosts"
   if [ -e "$cd" ] || [ -L "$cd" ]; then printf '%s\n' "$cd already exists" >&2; exit "$EXIT_NAME_TAKEN"; fi
-  : >"$lxcpath/.plb-making-$name"
+  stop_stale_receive >/dev/null
+  # The marker names this receive (the exec below keeps the PID), for a next create to end it if its
+  # connection is lost without a word.
+  printf '%s\n' "$$" >"$lxcpath/.plb-making-$name"
   drop_receiving >/dev/null
   mkdir -- "$rd"
   # --chroot: receive works inside $rd and cannot write outside it whatever the stream says; -E 1: the
   # first error ends it; -e: it ends at the stream's end marker.
-  btrfs receive -C -E 1 -e -- "$rd" >&2
+  exec btrfs receive -C -E 1 -e -- "$rd" >&2
 }
 # Places a complete receive: the received subvolume (read-only, with the Received UUID of the snapshot that
 # was sent) is kept as $kept/rootfs (its directory $rd renamed), the clone's rootfs is a writable snapshot of it, made as rootfs.plb-new,
