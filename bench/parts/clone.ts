@@ -54,23 +54,28 @@ export interface CloneResult {
 
 const src = (s: CloneSize) => `bench-src-${s.tag}`;
 
-/** Sources: a busybox container converted by us, then DATA written into its subvolume once. */
-async function makeSources(ctx: BenchContext): Promise<void> {
+/**
+ * A busybox container on h1 converted by us, then MB of data written into its subvolume once, in 100 MiB
+ * files (one smaller file for the rest): random, so nothing compresses or dedupes. The clone, snapshot
+ * and xhost parts' sources.
+ */
+export async function makeDataSource(ctx: BenchContext, name: string, mb: number): Promise<void> {
   const h = ctx.h1;
-  for (const s of CLONE_SIZES) {
-    await createBusybox(h, src(s));
-    const remote = await warmRemote(ctx, h);
-    await quietly(ctx, () => convergeWith(remote, rootfsInputs(ctx, h, src(s))));
-    // 100 MiB files (one 10 MiB file for the smallest): random, so nothing compresses or dedupes
-    await sh(
-      h,
-      `set -e; d=${LXC}/$1/rootfs/data; mkdir -p "$d"; left=$2; i=0
+  await createBusybox(h, name);
+  const remote = await warmRemote(ctx, h);
+  await quietly(ctx, () => convergeWith(remote, rootfsInputs(ctx, h, name)));
+  await sh(
+    h,
+    `set -e; d=${LXC}/$1/rootfs/data; mkdir -p "$d"; left=$2; i=0
 while [ "$left" -gt 0 ]; do n=$((left > 100 ? 100 : left)); head -c "\${n}M" /dev/urandom >"$d/blob$i"; left=$((left - n)); i=$((i + 1)); done`,
-      src(s),
-      String(s.mb),
-    );
-  }
-  await settle(h);
+    name,
+    String(mb),
+  );
+}
+
+async function makeSources(ctx: BenchContext): Promise<void> {
+  for (const s of CLONE_SIZES) await makeDataSource(ctx, src(s), s.mb);
+  await settle(ctx.h1);
 }
 
 /**

@@ -24,7 +24,8 @@ import {
   rootfsInputs,
   warmRemote,
 } from "../lib/context";
-import { createBusybox, destroy, LXC, settle, sh, timedOnHost } from "../lib/host";
+import { destroy, LXC, settle, sh, timedOnHost } from "../lib/host";
+import { makeDataSource } from "./clone";
 import { makeTemplate, templateName } from "./conversion";
 
 export interface SnapshotSizeResult {
@@ -58,21 +59,6 @@ const SIZES: { tag: string; mb: number; entries?: number }[] = [
 const src = (tag: string) => (tag === "100k-files" ? templateName("snap100k") : `bench-snap-${tag}`);
 const RUNNING = "bench-snap-run";
 
-/** A busybox container converted by us, with MB of random data written into its subvolume. */
-async function makeSource(ctx: BenchContext, name: string, mb: number): Promise<void> {
-  const h = ctx.h1;
-  await createBusybox(h, name);
-  const inputs = rootfsInputs(ctx, h, name);
-  await quietly(ctx, () => convergeWith(openRemote(inputs.connection), inputs));
-  await sh(
-    h,
-    `set -e; d=${LXC}/$1/rootfs/data; mkdir -p "$d"; left=$2; i=0
-while [ "$left" -gt 0 ]; do n=$((left > 100 ? 100 : left)); head -c "\${n}M" /dev/urandom >"$d/blob$i"; left=$((left - n)); i=$((i + 1)); done`,
-    name,
-    String(mb),
-  );
-}
-
 const inputsFor = (ctx: BenchContext, container: string, ifRunning: "live" | "freeze") =>
   snapshotArgsSchema.parse({ connection: rootConnection(ctx, ctx.h1), container, name: "bench", ifRunning });
 
@@ -95,9 +81,9 @@ export async function benchSnapshot(ctx: BenchContext): Promise<SnapshotResult> 
         await makeTemplate(ctx, { tag: "snap100k", entries: s.entries });
         const inputs = rootfsInputs(ctx, h, src(s.tag));
         await quietly(ctx, () => convergeWith(openRemote(inputs.connection), inputs));
-      } else await makeSource(ctx, src(s.tag), s.mb);
+      } else await makeDataSource(ctx, src(s.tag), s.mb);
     }
-    await makeSource(ctx, RUNNING, 10);
+    await makeDataSource(ctx, RUNNING, 10);
     await sh(h, `lxc-start -n "$1" -d && lxc-wait -n "$1" -s RUNNING -t 30`, RUNNING);
     await settle(h);
     for (let i = 0; i < ctx.runs; i++) {

@@ -11,11 +11,10 @@
  */
 import { cloneArgsSchema } from "../../provider/clone/inputs";
 import * as clone from "../../provider/clone/provider";
-import { convergeWith } from "../../provider/rootfs/provider";
-import { openRemote } from "../../provider/transport/ssh";
 import type { FleetHost } from "../../test/support/fleet";
-import { type BenchContext, quietly, rootConnection, rootfsInputs, warmRemote } from "../lib/context";
-import { createBusybox, destroy, LXC, settle, sh, timedOnHost } from "../lib/host";
+import { type BenchContext, quietly, rootConnection, warmRemote } from "../lib/context";
+import { destroy, LXC, settle, timedOnHost } from "../lib/host";
+import { makeDataSource } from "./clone";
 
 export interface XhostResult {
   mb: number;
@@ -38,20 +37,6 @@ const SRC = "bench-xh-src";
 const BIG = "bench-xh-big";
 const NAME = "bench-xh-copy";
 const FLOOR_NAME = "bench-xh-floor";
-
-async function makeSource(ctx: BenchContext, name: string, mb: number): Promise<void> {
-  const h = ctx.h1;
-  await createBusybox(h, name);
-  const inputs = rootfsInputs(ctx, h, name);
-  await quietly(ctx, () => convergeWith(openRemote(inputs.connection), inputs));
-  await sh(
-    h,
-    `set -e; d=${LXC}/$1/rootfs/data; mkdir -p "$d"; left=$2; i=0
-while [ "$left" -gt 0 ]; do n=$((left > 100 ? 100 : left)); head -c "\${n}M" /dev/urandom >"$d/blob$i"; left=$((left - n)); i=$((i + 1)); done`,
-    name,
-    String(mb),
-  );
-}
 
 /** ssh from the source host to the target as root, with the fleet's key and known_hosts. */
 function sshTo(ctx: BenchContext, to: FleetHost): string {
@@ -98,7 +83,7 @@ export async function benchXhost(ctx: BenchContext, runs = ctx.runs): Promise<Xh
       name: NAME,
     });
   try {
-    await makeSource(ctx, SRC, res.mb);
+    await makeDataSource(ctx, SRC, res.mb);
     for (const h of targets) await destroy(h, NAME);
     await settle(h1);
     for (let i = 0; i < runs; i++) {
@@ -139,7 +124,7 @@ export async function benchXhost(ctx: BenchContext, runs = ctx.runs): Promise<Xh
     }
     // Memory while relaying 2 GB.
     await destroy(h1, SRC);
-    await makeSource(ctx, BIG, res.bigMb);
+    await makeDataSource(ctx, BIG, res.bigMb);
     await settle(h1);
     res.idleRss = process.memoryUsage().rss;
     let peak = res.idleRss;
