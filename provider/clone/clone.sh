@@ -99,7 +99,7 @@ op_snapshot() ( # MODE(fail|freeze|restart|stopped) TOOL(lxc-copy|lxc-clone|sent
   # follows a symlink planted there by the source container (e.g. to /etc/shadow: a host file). We set
   # lxc.uts.name and write /etc/hostname ourselves in finish, never through a symlink.
   if [ "$tool" = sent ]; then
-    btrfs subvolume snapshot -r -- "$sd/rootfs" "$sp/rootfs" >/dev/null
+    btrfs subvolume snapshot -r -- "$sd/rootfs" "$to/rootfs" >/dev/null
   elif [ "$tool" = lxc-copy ]; then
     lxc-copy -n "$src" -N "$name" -P "$lxcpath" -p "$lxcpath" -s -B btrfs -K $extra
   else
@@ -186,7 +186,7 @@ op_destroy() { # stop if running, remove nested subvolumes deepest first, then l
   if [ ! -L "$cd/snaps" ] && [ ! -L "$kept" ] && is_subvol "$kept/rootfs"; then btrfs subvolume delete -- "$kept/rootfs" >/dev/null; fi
   if [ -d "$kept" ] && [ ! -L "$kept" ]; then rmdir -- "$kept"; fi
   if [ -d "$cd/snaps" ] && [ ! -L "$cd/snaps" ]; then rmdir -- "$cd/snaps" 2>/dev/null || :; fi
-  if is_subvol "$cd/rootfs.plb-new"; then btrfs subvolume delete -- "$cd/rootfs.plb-new" >/dev/null; fi
+  for x in "$cd/rootfs.plb-new" "$cd/rootfs.plb-old"; do if is_subvol "$x"; then drop_subvol_tree "$x"; fi; done
   if [ -d "$cd/rootfs" ]; then
     find "$cd/rootfs" -mindepth 1 -depth -type d -inum "$SUBVOL_INO" -exec btrfs subvolume delete {} + >/dev/null
   fi
@@ -197,7 +197,7 @@ op_destroy() { # stop if running, remove nested subvolumes deepest first, then l
     if is_subvol "$cd/rootfs"; then btrfs subvolume delete "$cd/rootfs" >/dev/null; fi
     rm -rf -- "$cd"
   fi
-  rm -f -- "$lxcpath/.plb-making-$name"
+  rm -f -- "$lxcpath/.plb-making-$name" "$lxcpath/.plb-refreshing-$name"
 }
 op_copy_snapshot() { # a writable snapshot clone of the read-only snapshot $sd (SRC/snaps/SNAP)
   # LXC sees <lxcpath>/SRC/snaps as a directory of containers holding one named SNAP; it must be reached
@@ -213,25 +213,32 @@ op_copy_snapshot() { # a writable snapshot clone of the read-only snapshot $sd (
 # target receives into $rd, keeps the received subvolume at $kept/rootfs, and the clone's rootfs is a
 # writable snapshot of it. Nothing is reached through a symlink: every directory on the way is checked.
 sent_path() { # TAG: sets sp; fails if the container's directory or snaps/ is a symlink
-  sp=$lxcpath/$src/snaps/.plb-sent-$1-$name
+  sp=$lxcpath/$src/snaps/.plb-sent-$1-$name np=$lxcpath/$src/snaps/.plb-next-$1-$name
   { [ ! -L "$lxcpath/$src" ] && [ -d "$lxcpath/$src" ]; } || fail "$lxcpath/$src is not the container's directory"
   [ ! -L "$lxcpath/$src/snaps" ] || fail "$lxcpath/$src/snaps is a symlink; not keeping a snapshot through it: remove it (what it points at is left alone)"
   [ ! -L "$sp" ] || fail "$sp is a symlink; remove it (what it points at is left alone)"
+  [ ! -L "$np" ] || fail "$np is a symlink; remove it (what it points at is left alone)"
 }
-drop_sent() { # removes $sp (ours by its reserved name)
-  [ -e "$sp" ] || return 0
-  [ -d "$sp" ] || fail "$sp is not a directory; remove it"
-  if is_subvol "$sp/rootfs"; then btrfs subvolume delete -- "$sp/rootfs" >/dev/null
-  elif [ -e "$sp/rootfs" ] || [ -L "$sp/rootfs" ]; then fail "$sp/rootfs is not a subvolume; not this provider's: remove it"; fi
-  rmdir -- "$sp" || fail "$sp holds files this provider did not make; remove them"
+drop_sent() { # [DIR]: removes $sp, or DIR (ours by their reserved names)
+  set -- "${1:-$sp}"
+  [ -e "$1" ] || return 0
+  [ -d "$1" ] || fail "$1 is not a directory; remove it"
+  if is_subvol "$1/rootfs"; then btrfs subvolume delete -- "$1/rootfs" >/dev/null
+  elif [ -e "$1/rootfs" ] || [ -L "$1/rootfs" ]; then fail "$1/rootfs is not a subvolume; not this provider's: remove it"; fi
+  rmdir -- "$1" || fail "$1 holds files this provider did not make; remove them"
 }
+# The UUID of subvolume DIR, into $uuid ("" if it is none).
+uuid_of() { uuid=; if is_subvol "$1"; then subvol_fields "$1" u; uuid=${fields#*"u UUID="}; uuid=${uuid%%"$nl"*}; fi; }
 # Ends a receive of this clone that an earlier create left running. A link cut while the provider closed
 # its channel loses that close: sshd never hears of it (no keepalive by default) and the receive waits for
 # input for ever. The marker names it (xreceive writes its PID there and execs btrfs receive); it is ended
 # only if that PID still runs exactly that receive into $rd.
 stop_stale_receive() {
-  m=$lxcpath/.plb-making-$name old=
-  if [ -f "$m" ] && [ ! -L "$m" ]; then read -r old <"$m" 2>/dev/null || :; fi
+  for m in "$lxcpath/.plb-making-$name" "$lxcpath/.plb-refreshing-$name"; do stop_receive_of "$m"; done
+}
+stop_receive_of() { # MARKER
+  old=
+  if [ -f "$1" ] && [ ! -L "$1" ]; then read -r old <"$1" 2>/dev/null || :; fi
   case $old in '' | *[!0-9]*) return 0 ;; esac
   [ "$(tr '\0' ' ' <"/proc/$old/cmdline" 2>/dev/null)" = "btrfs receive -C -E 1 -e -- $rd " ] || return 0
   kill -TERM "$old" 2>/dev/null || return 0
@@ -262,47 +269,91 @@ op_xsource() { # TAG: the kept sent snapshot, the source's size, then the inspec
     kv xsent_dir subvol; subvol_fields "$sp/rootfs" xsent; printf %s "$fields"
   elif [ -e "$sp" ]; then kv xsent_dir other
   else kv xsent_dir missing; fi
+  # A refresh's new snapshot, left by a refresh cut off before it became the kept one.
+  np=$lxcpath/$src/snaps/.plb-next-$1-$name
+  if [ ! -L "$np" ] && is_subvol "$np/rootfs"; then kv xnext_dir subvol; subvol_fields "$np/rootfs" xnext; printf %s "$fields"; fi
   # Bytes the source's tree takes (allocated blocks, each file once): what a receive will write, roughly.
   if [ -n "$sd" ] && is_subvol "$sd/rootfs"; then kv xsize "$(du -sxB1 -- "$sd/rootfs" | cut -f1)"; fi
   op_inspect all
 }
-op_xsent() ( # MODE TAG: a fresh read-only snapshot $sp of the source (or of its snapshot SRC/snaps/SNAP)
+op_xsent() ( # MODE TAG [PARENT_UUID|-]: a fresh read-only snapshot $sp of the source (or of its snapshot
+  # SRC/snaps/SNAP). With a third argument (a refresh), the new snapshot is $np instead, and $sp is the
+  # common parent PARENT_UUID the target has (moved there from $np if a refresh was cut off after the
+  # target took $np), or "-": no common parent, $sp stays until the refresh is done.
   sent_path "$2"
   [ -d "$lxcpath/$src/snaps" ] || mkdir -- "$lxcpath/$src/snaps"
-  drop_sent
-  mkdir -- "$sp"
+  if [ $# -ge 3 ]; then
+    if [ "$3" != - ]; then
+      uuid_of "$np/rootfs"
+      if [ "$uuid" = "$3" ]; then drop_sent "$sp"; mv -T -- "$np" "$sp"; kv moved_next 1; fi
+      uuid_of "$sp/rootfs"
+      [ "$uuid" = "$3" ] || fail "$sp/rootfs is not the parent the target has (UUID $3); not refreshing from it"
+    fi
+    drop_sent "$np"
+    to=$np
+  else
+    drop_sent
+    to=$sp
+  fi
+  mkdir -- "$to"
   if [ -n "$snap" ]; then
     { [ ! -L "$sd" ] && is_subvol "$sd/rootfs"; } || fail "$sd: the snapshot is a symlink or its rootfs is not a subvolume; not sending it"
-    btrfs subvolume snapshot -r -- "$sd/rootfs" "$sp/rootfs" >/dev/null
+    btrfs subvolume snapshot -r -- "$sd/rootfs" "$to/rootfs" >/dev/null
   else
     op_snapshot "$1" sent
   fi
-  subvol_fields "$sp/rootfs" xsent
+  subvol_fields "$to/rootfs" xsent
   printf %s "$fields"
   # Its inode flags, which btrfs send does not carry: the target sets them on the clone (op_xplace).
   need_chattr
   w=$(mktemp -d)
   trap 'rm -rf -- "$w"' EXIT
-  flags_of "$sp/rootfs" "$w/flags" || fail "could not read the inode flags of $sp/rootfs"
+  flags_of "$to/rootfs" "$w/flags" || fail "could not read the inode flags of $to/rootfs"
   printf '@@flags\0'
   cat -- "$w/flags"
 )
-op_xsend() { # TAG UUID: btrfs send of $sp to stdout, if it is that read-only subvolume
+sendable() { # DIR UUID: DIR/rootfs is the read-only subvolume UUID
+  uuid_of "$1/rootfs"
+  [ -n "$uuid" ] || fail "$1/rootfs is not a subvolume; not sending it"
+  [ "$uuid" = "$2" ] || fail "$1/rootfs is not the snapshot taken for this clone (UUID $2); not sending it"
+  [ "$(btrfs property get -ts "$1/rootfs" ro)" = ro=true ] || fail "$1/rootfs is not read-only; not sending it"
+}
+op_xsend() { # TAG UUID [PARENT_UUID]: btrfs send of $sp to stdout, or with a parent (a refresh) of $np
+  # against $sp, if they are those read-only subvolumes
   sent_path "$1"
-  is_subvol "$sp/rootfs" || fail "$sp/rootfs is not a subvolume; not sending it"
-  subvol_fields "$sp/rootfs" s
-  case $fields in *"s UUID=$2$nl"*) ;; *) fail "$sp/rootfs is not the snapshot taken for this clone (UUID $2); not sending it" ;; esac
-  [ "$(btrfs property get -ts "$sp/rootfs" ro)" = ro=true ] || fail "$sp/rootfs is not read-only; not sending it"
+  if [ $# -ge 3 ]; then
+    sendable "$np" "$2"
+    sendable "$sp" "$3"
+    hold "$name" send
+    exec btrfs send -q -p "$sp/rootfs" -- "$np/rootfs"
+  fi
+  sendable "$sp" "$2"
   hold "$name" send
   exec btrfs send -q -- "$sp/rootfs"
 }
-op_xdrop() { # TAG: removes the kept sent snapshot $sp (deleting a cross-host clone)
+op_xdrop() { # TAG: removes the kept sent snapshot $sp and a refresh's $np (deleting a cross-host clone)
   if [ ! -d "$lxcpath/$src" ] || [ -L "$lxcpath/$src" ] || [ -L "$lxcpath/$src/snaps" ]; then kv dropped_sent 0; return 0; fi
   sent_path "$1"
+  drop_sent "$np"
   drop_sent
   kv dropped_sent 1
 }
-op_xtarget() { # the target's filesystem and free space, the receive in progress, the kept parent, then inspect
+op_xdropnext() { # TAG: removes a refresh's new snapshot $np (the refresh failed; $sp stays the parent)
+  if [ ! -d "$lxcpath/$src" ] || [ -L "$lxcpath/$src" ] || [ -L "$lxcpath/$src/snaps" ]; then return 0; fi
+  sent_path "$1"
+  drop_sent "$np"
+}
+op_xrotate() { # TAG UUID: once the target took $np (UUID), it becomes the kept $sp, the old parent goes
+  sent_path "$1"
+  uuid_of "$np/rootfs"
+  if [ "$uuid" = "$2" ]; then drop_sent "$sp"; mv -T -- "$np" "$sp"; fi
+  uuid_of "$sp/rootfs"
+  [ "$uuid" = "$2" ] || fail "$sp/rootfs is not the snapshot sent (UUID $2)"
+  kv rotated 1
+}
+op_xtarget() { # [recover]: the target's filesystem and free space, the receive in progress, the kept parent,
+  # then inspect; with "recover" (a refresh), what an interrupted refresh left is put right first
+  if [ "${1:-}" = recover ]; then recover_refresh; fi
   kv lxc_fstype "$(stat -f -c %T "$lxcpath")"
   if free=$(btrfs filesystem usage -b -- "$lxcpath" 2>/dev/null | awk '/Free \(estimated\)/ { print $3; exit }') && [ -n "$free" ]; then
     kv free_bytes "$free"
@@ -315,14 +366,19 @@ op_xtarget() { # the target's filesystem and free space, the receive in progress
   else kv received 0; fi
   op_inspect all
 }
-op_xreceive() { # btrfs receive of stdin into $rd, after the marker (a create of NAME under way)
+op_xreceive() { # [refresh]: btrfs receive of stdin into $rd, after the marker (a create of NAME under way,
+  # or with "refresh" a refresh of the existing clone NAME)
   hold "$name" receive
   [ "$(stat -f -c %T "$lxcpath")" = btrfs ] || fail "$lxcpath is not on btrfs; a cross-host clone needs btrfs on both hosts"
-  if [ -e "$cd" ] || [ -L "$cd" ]; then printf '%s\n' "$cd already exists" >&2; exit "$EXIT_NAME_TAKEN"; fi
+  mk=$lxcpath/.plb-making-$name
+  if [ "${1:-}" = refresh ]; then
+    { [ ! -L "$cd" ] && [ -d "$cd" ] && [ ! -e "$mk" ]; } || fail "$cd is not a finished clone; not refreshing it"
+    mk=$lxcpath/.plb-refreshing-$name
+  elif [ -e "$cd" ] || [ -L "$cd" ]; then printf '%s\n' "$cd already exists" >&2; exit "$EXIT_NAME_TAKEN"; fi
   stop_stale_receive >/dev/null
-  # The marker names this receive (the exec below keeps the PID), for a next create to end it if its
+  # The marker names this receive (the exec below keeps the PID), for a next run to end it if its
   # connection is lost without a word.
-  printf '%s\n' "$$" >"$lxcpath/.plb-making-$name"
+  printf '%s\n' "$$" >"$mk"
   drop_receiving >/dev/null
   mkdir -- "$rd"
   # --chroot: receive works inside $rd and cannot write outside it whatever the stream says; -E 1: the
@@ -366,6 +422,83 @@ op_xplace() { # UUID CONFIG_BYTES
   sync -- "$cd"
   op_inspect made
 }
+# ---- Refresh of a cross-host clone: its rootfs re-made from an incremental receive ------------------------
+# The receive (xreceive refresh) lands in $rd as a create's does, with -p's parent found by its Received UUID
+# at $kept/rootfs. xrefresh then makes the new rootfs beside the old one (rootfs.plb-new), gives it the
+# source's inode flags, checks them, and only then swaps: rootfs -> rootfs.plb-old, rootfs.plb-new -> rootfs.
+# The received subvolume becomes the kept parent, and the old rootfs goes last. Every state a cut leaves
+# is put right by recover_refresh, forward if the new rootfs is in place, back otherwise.
+drop_subvol_tree() { # DIR: a subvolume and the subvolumes nested in it, deepest first
+  find "$1" -mindepth 1 -depth -type d -inum "$SUBVOL_INO" -exec btrfs subvolume delete {} + >/dev/null
+  btrfs subvolume delete -- "$1" >/dev/null
+}
+recover_refresh() {
+  [ -d "$cd" ] && [ ! -L "$cd" ] && [ ! -e "$lxcpath/.plb-making-$name" ] || return 0
+  if [ ! -e "$cd/rootfs" ] && [ ! -L "$cd/rootfs" ] && is_subvol "$cd/rootfs.plb-old"; then
+    mv -T -- "$cd/rootfs.plb-old" "$cd/rootfs"; kv refresh_rolled_back 1
+  fi
+  if is_subvol "$cd/rootfs.plb-new"; then drop_subvol_tree "$cd/rootfs.plb-new"; fi
+  if is_subvol "$cd/rootfs.plb-old"; then drop_subvol_tree "$cd/rootfs.plb-old"; kv refresh_finished 1; fi
+  # Cut between dropping the old kept parent and keeping the new: the new one is the rootfs's parent.
+  if [ ! -L "$cd/snaps" ] && [ ! -L "$kept" ] && ! is_subvol "$kept/rootfs" && [ ! -L "$rd" ] && is_subvol "$rd/rootfs" &&
+    [ "$(btrfs property get -ts "$rd/rootfs" ro)" = ro=true ]; then
+    uuid_of "$rd/rootfs" && r=$uuid
+    subvol_fields "$cd/rootfs" c
+    case $fields in *"c Parent UUID=$r$nl"*)
+      if [ -d "$kept" ]; then rmdir -- "$kept"; fi
+      mkdir -p -- "$cd/snaps"; mv -T -- "$rd" "$kept"; kv refresh_kept 1 ;;
+    esac
+  fi
+  if [ -e "$rd" ] || [ -L "$rd" ] || [ -e "$lxcpath/.plb-refreshing-$name" ]; then drop_receiving >/dev/null; fi
+  rm -f -- "$lxcpath/.plb-refreshing-$name"
+}
+op_xrefresh() { # UUID MODE(fail|restart): the complete receive (of UUID) becomes the clone's rootfs; stdin is
+  # the source's inode flags. A running clone is stopped with "restart" (was_running=1: the provider starts
+  # it again once its identity files are written). Ends with the inspection made's.
+  hold "$name" refresh
+  mk=$lxcpath/.plb-refreshing-$name
+  [ -e "$mk" ] || fail "no refresh of $name is under way here (no $mk)"
+  { [ ! -L "$cd" ] && [ -d "$cd" ] && [ ! -L "$cd/snaps" ] && [ ! -L "$kept" ] && is_subvol "$cd/rootfs"; } ||
+    fail "$cd is not a finished clone (a symlink on the way, or no rootfs subvolume); not refreshing it"
+  r=$rd/rootfs
+  { [ ! -L "$rd" ] && is_subvol "$r"; } || fail "$r is not a received subvolume"
+  subvol_fields "$r" r
+  case $fields in *"r Received UUID=$1$nl"*) ;; *) fail "$r is not the receive of the snapshot sent (Received UUID $1)" ;; esac
+  [ "$(btrfs property get -ts "$r" ro)" = ro=true ] || fail "$r is not read-only: its receive did not finish"
+  [ "$(ls -A -- "$rd")" = rootfs ] || fail "$rd holds more than the received rootfs; not using it"
+  w=$(mktemp -d)
+  trap 'rm -rf -- "$w"' EXIT
+  cat >"$w/flags"
+  need_chattr
+  new=$cd/rootfs.plb-new
+  if is_subvol "$new"; then drop_subvol_tree "$new"; fi
+  btrfs subvolume snapshot -- "$r" "$new" >/dev/null
+  set_nocow "$w/flags" "$new" || fail "could not make the NOCOW files of $new NOCOW again"
+  apply_flags "$w/flags" "$new" || fail "could not set the inode flags of $new"
+  flags_of "$new" "$w/got" || fail "could not read the inode flags of $new"
+  cmp -s -- "$w/flags" "$w/got" ||
+    fail "the inode flags of $new differ from the source's after setting them: $(LC_ALL=C comm -z -3 "$w/flags" "$w/got" | tr '\0' ' ' | head -c 300)"
+  sync -f -- "$new"
+  state_of "$name"
+  case $state in RUNNING|FROZEN)
+    [ "$2" = restart ] || fail "$name is $state; stop it, or set ifRunning: \"restart\" (nothing was changed in the clone)"
+    lxc-stop -n "$name" -P "$lxcpath" -t 30
+    kv was_running 1 ;;
+  esac
+  hold "$name" swap
+  mv -T -- "$cd/rootfs" "$cd/rootfs.plb-old"
+  mv -T -- "$new" "$cd/rootfs"
+  sync -- "$cd"
+  hold "$name" keep
+  if is_subvol "$kept/rootfs"; then btrfs subvolume delete -- "$kept/rootfs" >/dev/null; fi
+  if [ -d "$kept" ]; then rmdir -- "$kept"; fi
+  mkdir -p -- "$cd/snaps"
+  mv -T -- "$rd" "$kept"
+  drop_subvol_tree "$cd/rootfs.plb-old"
+  rm -f -- "$mk"
+  op_inspect made
+}
+
 # btrfs send carries no inode flags, and chattr +C is ignored on a file that has data: each regular file the
 # source had NOCOW (FLAGS records "FLAGS ./PATH" with a C) is emptied and refilled in place, NOCOW, from a
 # reflink copy of its data taken first (same inode: its other names, owner, mode and xattrs stay; its
@@ -387,7 +520,10 @@ set_nocow() ( # FLAGS DIR
 )
 
 case $op in
-inspect|destroy|xsource|xsend|xdrop|xtarget|xreceive) "op_$op" "$@" ;;
+inspect|destroy|xsource|xsend|xdrop|xdropnext|xrotate|xtarget|xreceive|xrefresh) "op_$op" "$@" ;;
+xrecover)       # a refresh that failed: the clone as it was (or as refreshed, if the swap was done)
+  recover_refresh
+  ;;
 xdropreceiving) drop_receiving ;;
 xabandon)       # a create that found the name taken by another container: only our receive and marker go
   drop_receiving

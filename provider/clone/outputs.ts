@@ -36,8 +36,13 @@ export interface CloneOutputs extends CloneInputs {
    * the target). Null for a clone on the source's host.
    */
   sentUuid: string | null;
-  /** A cross-host clone: the bytes relayed from the source's btrfs send to the target's receive. */
+  /** A cross-host clone: the bytes relayed from the source's btrfs send to the target's receive (the last one). */
   transferredBytes: number | null;
+  /**
+   * A cross-host clone's last transfer: the UUID of the kept snapshot it was sent against (`btrfs send -p`,
+   * an incremental refresh), or null for a full copy.
+   */
+  sentParentUuid: string | null;
 }
 
 /** Every input key, for the class (the schema's keys; the compiler checks this list against them). */
@@ -51,6 +56,8 @@ export const CLONE_INPUT_KEYS = {
   ifSourceRunning: true,
   start: true,
   hostname: true,
+  revision: true,
+  ifRunning: true,
 } as const satisfies Record<keyof CloneInputs, true>;
 
 /** Every output that is not an input (the compiler checks this list against CloneOutputs). */
@@ -68,4 +75,5 @@ export const CLONE_OUTPUT_KEYS = {
   drift: true,
   sentUuid: true,
   transferredBytes: true,
+  sentParentUuid: true,
 } as const satisfies Record<Exclude<keyof CloneOutputs, keyof CloneInputs>, true>;

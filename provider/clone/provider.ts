@@ -7,7 +7,7 @@ import { randomInt } from "node:crypto";
 import { RemoteCommandError } from "../core/errors";
 import type { CheckFailure } from "../core/inputs";
 import { guardProviderProcess } from "../core/process-guard";
-import { ProviderBase } from "../core/provider-base";
+import { ProviderBase, sameValue } from "../core/provider-base";
 import { findHwaddrs, getConfigValue } from "../host/lxc-config";
 import { ExitCode } from "../transport/exit-codes";
 import { scriptArgv } from "../transport/remote-scripts";
@@ -26,6 +26,7 @@ import {
 } from "./plan";
 import { relay } from "./relay";
 import {
+  commonParent,
   crossHostConfig,
   hostIdentity,
   isCrossHost,
@@ -74,6 +75,9 @@ export function diffClone(
     hostIdentity(olds.sourceConnection ?? olds.connection) !== hostIdentity(sourceConnectionOf(news))
   )
     replaces.push("sourceConnection");
+  // A new revision re-makes the clone: in place across hosts (an incremental refresh), as a new snapshot
+  // clone on the source's host.
+  if (!sameValue(olds.revision, news.revision) && !isCrossHost(news)) replaces.push("revision");
   const drift = olds.drift ?? [];
   if (replaces.length === 0 && driftNeedsReplace(drift)) replaces.push("name");
   // A clone can be made before the old one goes only if the names differ (same host, same lxcPath).
@@ -101,14 +105,20 @@ export async function update(
   raw: CloneInputs,
 ): Promise<{ outs: CloneOutputs }> {
   const inputs = base.parse(raw);
+  if (isCrossHost(inputs) && !sameValue(olds.revision, inputs.revision)) {
+    const src = openRemote(sourceConnectionOf(inputs));
+    return { outs: await refreshCrossHostWith(src, openRemote(inputs.connection), inputs, olds) };
+  }
   const outs = await updateCloneWith(openRemote(inputs.connection), inputs, olds.adopted ?? false);
   if (!isCrossHost(inputs)) return { outs };
-  // What only the create saw (the source's side is on another host, and an update does not contact it).
+  // What only the create or the last refresh saw (the source's side is on another host, and an update does
+  // not contact it).
   return {
     outs: {
       ...outs,
       sentUuid: olds.sentUuid ?? null,
       transferredBytes: olds.transferredBytes ?? null,
+      sentParentUuid: olds.sentParentUuid ?? null,
       sourceGeneration: olds.sourceGeneration ?? null,
     },
   };
@@ -126,6 +136,7 @@ export async function read(
   const outs = toOutputs(inputs, insp, props.adopted ?? false, drift, {
     sentUuid: props.sentUuid ?? null,
     transferredBytes: props.transferredBytes ?? null,
+    sentParentUuid: props.sentParentUuid ?? null,
   });
   outs.parentUuid = props.parentUuid ?? outs.parentUuid;
   outs.sourceGeneration = props.sourceGeneration ?? outs.sourceGeneration;
@@ -220,17 +231,7 @@ export async function createCrossHostWith(
     const done: string[] = [];
     const tag = targetTag(inputs.connection, inputs.lxcPath);
     const sentAt = `${inputs.lxcPath}/${inputs.source}/snaps/${sentName(tag, inputs.name)}`;
-    const sres = await src.check(sourceArgv(inputs, "xsource", tag));
-    const s = readInspection(inputs, src, sres.stdout, done);
-    const sfacts = parseCrossHostFacts(sres.stdout);
-    const problem = sourceProblem(s, inputs.lxcPath, inputs.source, inputs.snapshot, false);
-    if (problem) throw base.refuse(inputs, src, problem);
-    if (s.nested.length > 0)
-      throw base.refuse(
-        inputs,
-        src,
-        `source ${inputs.source} has nested subvolumes in its rootfs (${s.nested.slice(0, 5).join(", ")}); a cross-host clone sends the rootfs subvolume only`,
-      );
+    const { s, sfacts } = await inspectSource(src, inputs, tag);
     let t = await inspectTarget(dst, inputs, done);
     const targetCheck = () =>
       targetProblem(t.insp, t.facts, {
@@ -267,16 +268,7 @@ export async function createCrossHostWith(
         transferredBytes: null,
       });
     }
-    const running = !inputs.snapshot && (s.source.state === "RUNNING" || s.source.state === "FROZEN");
-    if (running && inputs.ifSourceRunning === "fail") {
-      throw base.refuse(
-        inputs,
-        src,
-        `source ${inputs.source} is ${s.source.state}; stop it, or set ifSourceRunning: "freeze" or "restart"`,
-        done,
-      );
-    }
-    const mode = running ? inputs.ifSourceRunning : "stopped";
+    const mode = sourceMode(src, inputs, s, done);
     base.log(inputs, src, `taking the read-only snapshot ${sentAt}/rootfs to send (source ${mode})`);
     // As bytes (latin1 keeps each byte): the flag list's paths need not be UTF-8.
     const sentOut = await src.check(sourceArgv(inputs, "xsent", mode, tag));
@@ -291,16 +283,7 @@ export async function createCrossHostWith(
         dst,
         `receiving ${inputs.source} from ${src.target} (btrfs send of about ${mib(sfacts.sizeBytes ?? 0)}, relayed through the provider)`,
       );
-      const r = await relay(
-        src,
-        sourceArgv(inputs, "xsend", tag, sent.sent.uuid),
-        dst,
-        cloneArgv(inputs, "xreceive"),
-        {
-          progress: (line) => base.log(inputs, dst, line),
-          stallSec: Math.min(inputs.connection.commandTimeout, sourceConnectionOf(inputs).commandTimeout),
-        },
-      );
+      const r = await transfer(src, dst, inputs, ["xsend", tag, sent.sent.uuid], ["xreceive"]);
       nameTaken = r.receiveCode === ExitCode.NAME_TAKEN;
       if (nameTaken)
         throw base.refuse(
@@ -340,6 +323,133 @@ export async function createCrossHostWith(
     }
   });
   return { id: base.resourceId(inputs), outs };
+}
+
+/**
+ * Refreshes a cross-host clone from its source's current state (a new `revision`): a new read-only snapshot
+ * on the source, sent against the snapshot both hosts kept from the last copy (btrfs send -p: only what
+ * changed; in full when they have none in common), received on the target beside the clone, made its
+ * rootfs once complete and checked, the old rootfs removed last, and the identity files written again. The
+ * clone keeps its config and MACs; its own changes are replaced. A failure puts the clone back as it was.
+ */
+export async function refreshCrossHostWith(
+  src: Remote,
+  dst: Remote,
+  inputs: CloneInputs,
+  olds: Partial<CloneOutputs>,
+): Promise<CloneOutputs> {
+  return base.guard(inputs, async () => {
+    const tag = targetTag(inputs.connection, inputs.lxcPath);
+    const { s, sfacts } = await inspectSource(src, inputs, tag);
+    // What a refresh cut off left on the target is put right first (forward if its swap was done).
+    const tout = (await dst.check(cloneArgv(inputs, "xtarget", "recover"))).stdout;
+    const t = readInspection(inputs, dst, tout, []);
+    if (t.clone.dir === "missing")
+      throw base.refuse(
+        inputs,
+        dst,
+        `the clone ${inputs.name} no longer exists; run \`pulumi up --refresh\` to create it again`,
+      );
+    const state = t.clone.state;
+    if ((state === "RUNNING" || state === "FROZEN") && (inputs.ifRunning ?? "fail") === "fail")
+      throw base.refuse(
+        inputs,
+        dst,
+        `the clone ${inputs.name} is ${state}; a refresh replaces its rootfs: stop it, or set ifRunning: "restart"`,
+      );
+    const mode = sourceMode(src, inputs, s, []);
+    const parent = commonParent({ source: sfacts, target: parseCrossHostFacts(tout) });
+    base.log(
+      inputs,
+      src,
+      parent
+        ? `refreshing: a new snapshot of ${inputs.source} (source ${mode}), sent against the one both hosts kept (${parent})`
+        : `refreshing: the hosts keep no snapshot in common; sending a new snapshot of ${inputs.source} in full (source ${mode})`,
+    );
+    const sentOut = await src.check(sourceArgv(inputs, "xsent", mode, tag, parent ?? "-"));
+    const sent = parseSentReport(
+      (sentOut.stdoutBytes ?? Buffer.from(sentOut.stdout, "utf8")).toString("latin1"),
+    );
+    let swapped = false;
+    try {
+      const sendArgs = ["xsend", tag, sent.sent.uuid, ...(parent ? [parent] : [])];
+      const r = await transfer(src, dst, inputs, sendArgs, ["xreceive", "refresh"]);
+      if (r.problem) throw base.refuse(inputs, dst, r.problem, [REFRESH_NOTHING]);
+      base.log(inputs, dst, `received ${mib(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s; swapping the rootfs`);
+      const argv = cloneArgv(inputs, "xrefresh", sent.sent.uuid, inputs.ifRunning ?? "fail");
+      const out = (await dst.check(argv, { stdin: Buffer.from(sent.flags, "latin1") })).stdout;
+      swapped = true;
+      const made = readInspection(inputs, dst, out, [REFRESHED]);
+      await src.check(sourceArgv(inputs, "xrotate", tag, sent.sent.uuid));
+      const startAgain = parseCrossHostFacts(out).wasRunning === true;
+      const insp = await converge(dst, inputs, withSource(made, s), [REFRESHED], [], startAgain);
+      return toOutputs(inputs, insp, olds.adopted ?? false, [], {
+        sourceGeneration: s.source.subvolume?.generation ?? null,
+        sentUuid: sent.sent.uuid,
+        transferredBytes: r.bytes,
+        sentParentUuid: parent ?? null,
+      });
+    } catch (e) {
+      // Before the swap: the clone as it was, the new snapshot gone from the source (the kept one stays the
+      // parent). After it: the refresh is done on the target, and the next run finds its parent either way.
+      if (!swapped) {
+        base.log(inputs, dst, "the refresh failed; leaving the clone as it was");
+        await dst.run(cloneArgv(inputs, "xrecover")).catch(() => undefined);
+        await src.run(sourceArgv(inputs, "xdropnext", tag)).catch(() => undefined);
+      }
+      throw e;
+    }
+  });
+}
+
+/** What `done` says of a refresh that failed before its swap, and after it. */
+const REFRESH_NOTHING =
+  "received into a temporary directory on the target, removed again; the clone is as it was";
+const REFRESHED = "replaced the clone's rootfs by the refreshed one";
+
+/** The source host's side: its inspection and cross-host facts, refused if it cannot be sent. */
+async function inspectSource(src: Remote, inputs: CloneInputs, tag: string) {
+  const sres = await src.check(sourceArgv(inputs, "xsource", tag));
+  const s = readInspection(inputs, src, sres.stdout, []);
+  const problem = sourceProblem(s, inputs.lxcPath, inputs.source, inputs.snapshot, false);
+  if (problem) throw base.refuse(inputs, src, problem);
+  if (s.nested.length > 0)
+    throw base.refuse(
+      inputs,
+      src,
+      `source ${inputs.source} has nested subvolumes in its rootfs (${s.nested.slice(0, 5).join(", ")}); a cross-host clone sends the rootfs subvolume only`,
+    );
+  return { s, sfacts: parseCrossHostFacts(sres.stdout) };
+}
+
+/** How the source's snapshot is taken: as it is (stopped, or a snapshot), or per ifSourceRunning. */
+function sourceMode(src: Remote, inputs: CloneInputs, s: CloneInspection, done: readonly string[]) {
+  const running = !inputs.snapshot && (s.source.state === "RUNNING" || s.source.state === "FROZEN");
+  if (running && inputs.ifSourceRunning === "fail") {
+    throw base.refuse(
+      inputs,
+      src,
+      `source ${inputs.source} is ${s.source.state}; stop it, or set ifSourceRunning: "freeze" or "restart"`,
+      done,
+    );
+  }
+  return running ? inputs.ifSourceRunning : "stopped";
+}
+
+/** btrfs send on the source (`sendArgs`) relayed into btrfs receive on the target, progress in the log. */
+function transfer(src: Remote, dst: Remote, inputs: CloneInputs, sendArgs: string[], receiveArgs: string[]) {
+  const [sendOp, ...sendRest] = sendArgs;
+  const [receiveOp, ...receiveRest] = receiveArgs;
+  return relay(
+    src,
+    sourceArgv(inputs, sendOp, ...sendRest),
+    dst,
+    cloneArgv(inputs, receiveOp, ...receiveRest),
+    {
+      progress: (line) => base.log(inputs, dst, line),
+      stallSec: Math.min(inputs.connection.commandTimeout, sourceConnectionOf(inputs).commandTimeout),
+    },
+  );
 }
 
 /** What `done` says once a receive ran: the next create removes what it left. */
@@ -446,8 +556,9 @@ async function converge(
   insp: CloneInspection,
   done: readonly string[],
   avoidMacs: readonly string[] = [],
+  startAgain = false,
 ): Promise<CloneInspection> {
-  const edits = cloneEdits(i, insp, () => randomInt(0, 2 ** 32) / 2 ** 32, avoidMacs);
+  const edits = cloneEdits(i, insp, () => randomInt(0, 2 ** 32) / 2 ** 32, avoidMacs, startAgain);
   if (!edits) return insp;
   if (edits.action !== "-") base.log(i, remote, edits.action === "start" ? "starting" : "stopping");
   const argv = cloneArgv(i, "finish", ...edits.counts, edits.action);
@@ -467,6 +578,7 @@ export function cloneEdits(
   insp: CloneInspection,
   rand: () => number,
   avoidMacs: readonly string[] = [],
+  startAgain = false,
 ): { counts: [string, string, string]; action: "start" | "stop" | "-"; stdin: string } | undefined {
   const want = desired(i);
   const cloneMacs = findHwaddrs(insp.cloneConfig);
@@ -490,7 +602,9 @@ export function cloneEdits(
     insp.cloneHosts && hosts !== insp.cloneHosts ? hosts : undefined,
   ];
   const running = insp.clone.state === "RUNNING";
-  const action = want.start && !running ? "start" : !want.start && running ? "stop" : "-";
+  // startAgain: a clone a refresh stopped runs again, declared to or not.
+  const start = want.start || startAgain;
+  const action = start && !running ? "start" : !start && running ? "stop" : "-";
   if (action === "-" && files.every((f) => f === undefined)) return undefined;
   const counts = files.map((f) => (f === undefined ? "-" : String(Buffer.byteLength(f, "utf8"))));
   return {
@@ -542,6 +656,7 @@ function toOutputs(
     drift,
     sentUuid: null,
     transferredBytes: null,
+    sentParentUuid: null,
     ...extra,
   };
 }

@@ -72,6 +72,8 @@ export interface CrossHostFacts {
   /** xsource: the kept sent snapshot (`subvol`, `missing`, `symlink`, `other`) and its subvolume. */
   sentDir?: string;
   sent?: SubvolumeInfo & { receivedUuid: string | null };
+  /** xsource: a refresh's new snapshot `.plb-next-<tag>-<name>`, left by a refresh cut off. */
+  next?: SubvolumeInfo & { receivedUuid: string | null };
   /** xsource: bytes the source's tree takes (du). */
   sizeBytes?: number;
   /** xtarget: the filesystem of lxcPath and its free bytes (btrfs' estimate, or df's). */
@@ -81,6 +83,8 @@ export interface CrossHostFacts {
   receiving?: string;
   /** xtarget: the kept received parent `<name>/snaps/.plb-received/rootfs`, if there. */
   received?: SubvolumeInfo & { receivedUuid: string | null };
+  /** xrefresh: the clone was running and was stopped for the swap (to be started again). */
+  wasRunning?: boolean;
 }
 
 /** Pure: the cross-host lines of an xsource or xtarget report (the inspection after them is parsed apart). */
@@ -88,10 +92,14 @@ export function parseCrossHostFacts(out: string): CrossHostFacts {
   const end = out.indexOf("@@hwaddrs\0");
   const head = end < 0 ? out : out.slice(0, end);
   const kv = new Map<string, string>();
-  const sub = { xsent: new Map<string, string>(), received: new Map<string, string>() };
+  const sub = {
+    xsent: new Map<string, string>(),
+    xnext: new Map<string, string>(),
+    received: new Map<string, string>(),
+  };
   for (const line of head.split("\n")) {
-    const m = /^(xsent|received) ([A-Za-z ]+)=(.*)$/.exec(line);
-    if (m) sub[m[1] as "xsent" | "received"].set(m[2], m[3].trim());
+    const m = /^(xsent|xnext|received) ([A-Za-z ]+)=(.*)$/.exec(line);
+    if (m) sub[m[1] as keyof typeof sub].set(m[2], m[3].trim());
     else if (line.includes("=")) kv.set(line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1));
   }
   const num = (k: string) => {
@@ -105,12 +113,25 @@ export function parseCrossHostFacts(out: string): CrossHostFacts {
   const f: CrossHostFacts = {};
   if (kv.has("xsent_dir")) f.sentDir = kv.get("xsent_dir");
   if (f.sentDir === "subvol") f.sent = subvol(sub.xsent);
+  if (kv.get("xnext_dir") === "subvol") f.next = subvol(sub.xnext);
   if (num("xsize") !== undefined) f.sizeBytes = num("xsize");
   if (kv.has("lxc_fstype")) f.lxcFstype = kv.get("lxc_fstype");
   if (num("free_bytes") !== undefined) f.freeBytes = num("free_bytes");
   if (kv.has("receiving")) f.receiving = kv.get("receiving");
   if (kv.get("received") === "1") f.received = subvol(sub.received);
+  if (kv.get("was_running") === "1") f.wasRunning = true;
   return f;
+}
+
+/**
+ * The parent of an incremental refresh: the UUID of the snapshot kept on the source (as `.plb-sent-…`, or as
+ * `.plb-next-…` when a refresh was cut off after the target took it) that the target's kept received
+ * subvolume is the receive of; undefined when there is none in common (the refresh then sends in full).
+ */
+export function commonParent(facts: { source: CrossHostFacts; target: CrossHostFacts }): string | undefined {
+  const have = facts.target.received?.receivedUuid;
+  if (!have) return undefined;
+  return [facts.source.sent, facts.source.next].some((s) => s?.uuid === have) ? have : undefined;
 }
 
 /** xsent's report: the new sent snapshot's subvolume, and its inode flags (NUL-terminated "FLAGS ./PATH"). */

@@ -73,6 +73,20 @@ async function subvol(h: FleetHost, path: string): Promise<Record<string, string
 const exists = async (h: FleetHost, path: string) =>
   (await hostSh(h, '[ -e "$1" ] || [ -L "$1" ] && echo yes || echo no', path)).trim() === "yes";
 
+/** A provider method (create, update) in a node process of its own, so that it can be SIGKILLed. */
+function providerChild(
+  method: "create" | "update",
+  params: unknown[],
+): { kill: () => void; done: Promise<string> } {
+  const mod = path.resolve(__dirname, "../../provider/clone/provider.js");
+  const code = `require(${JSON.stringify(mod)}).${method}(...JSON.parse(process.argv[1])).then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); })`;
+  const child = spawn(process.execPath, ["-e", code, JSON.stringify(params)], { stdio: "ignore" });
+  const done = new Promise<string>((resolve) =>
+    child.on("exit", (c, sig) => resolve(c === 0 ? "succeeded" : `failed (${c ?? sig})`)),
+  );
+  return { kill: () => child.kill("SIGKILL"), done };
+}
+
 /** The hostile tree, the flags and the odd files of the source's rootfs (run in it). */
 const HOSTILE = `set -e
 ln -s /etc/shadow shadow-link
@@ -218,6 +232,143 @@ describe("LxcSnapshotClone across hosts (h1 -> h2)", function () {
         sentUuid: outs.sentUuid,
       });
     });
+
+    /** Everything a refresh keeps or leaves beside the clone on each host, as names. */
+    const kept = async () => ({
+      h1: (await hostSh(h1, 'ls -A "$1/snaps" | sort', `${L}/${SRC}`)).trim().split("\n"),
+      h2: (
+        await hostSh(
+          h2,
+          'cd "$1" && { ls -A | grep -- "^\\.plb-.*-$2$" || true; ls -A "$2"; ls -A "$2/snaps"; } | sort',
+          L,
+          CL,
+        )
+      )
+        .trim()
+        .split("\n"),
+    });
+    const afterRefresh = (sentTag: string) => ({
+      h1: [sentTag],
+      h2: [".plb-received", "config", "rootfs", "snaps"].sort(),
+    });
+
+    /**
+     * The lines of a running clone's manifest that differ from the source's, but for what the identity
+     * rewrite wrote (/etc/hostname and /etc/hosts, by rename in /etc) and what booting busybox writes.
+     */
+    const differences = (clone: string, source: string) => {
+      const ours = (l: string) =>
+        /^(etc|etc\/hostname|etc\/hosts|\.|var\/log|var\/log\/messages|var\/run|var\/run\/syslogd\.pid)\t/.test(
+          l,
+        );
+      const a = new Set(clone.split("\n").filter((l) => !ours(l)));
+      const b = new Set(source.split("\n").filter((l) => !ours(l)));
+      return [
+        ...[...a].filter((l) => !b.has(l)).map((l) => `+${l}`),
+        ...[...b].filter((l) => !a.has(l)).map((l) => `-${l}`),
+      ];
+    };
+
+    it('refuses to refresh a running clone with ifRunning "fail", before anything is sent', async () => {
+      const before = await kept();
+      const err = await rejectionOf(clone.update("", outs, args(SRC, CL, { start: true, revision: "2" })));
+      expect(err).to.equal(
+        `LxcSnapshotClone ${CL} (from ${SRC}) on root@${h2.address}:22: the clone ${CL} is RUNNING; a refresh replaces its rootfs: stop it, or set ifRunning: "restart". Nothing was changed.`,
+      );
+      expect(await kept()).to.deep.equal(before);
+      expect(await manifest(h1, `${L}/${SRC}/rootfs`)).to.equal(srcManifest);
+    });
+
+    it("refreshes it with an incremental stream: what changed on h1 arrives, the clone's own changes go, its MACs stay", async () => {
+      // On h1, about 1% of the tree's bytes change: a new 1 MiB file, a new NOCOW file, one file
+      // rewritten, one removed, an xattr changed. On h2, the clone writes a file of its own.
+      await hostSh(
+        h1,
+        `cd "$1" && head -c 1048576 /dev/urandom >srv/new-data && : >new.nocow && chattr +C new.nocow &&
+head -c 65536 /dev/urandom >>new.nocow && echo changed >etc/motd && rm -- "odd dir/-rf" && setfattr -n user.test -v bye xa`,
+        `${L}/${SRC}/rootfs`,
+      );
+      const newSrc = await manifest(h1, `${L}/${SRC}/rootfs`);
+      await hostSh(h2, 'echo mine >"$1/clone-only"', `${L}/${CL}/rootfs`);
+      const prev = outs;
+      const { value, lines } = await withLog(() =>
+        clone.update("", prev, args(SRC, CL, { start: true, revision: "2", ifRunning: "restart" })),
+      );
+      outs = value.outs;
+      // Incremental: sent against the snapshot kept from the first copy, and about the size of the change.
+      expect(outs.sentParentUuid).to.equal(prev.sentUuid);
+      expect(outs.sentUuid).to.not.equal(prev.sentUuid);
+      expect(outs.transferredBytes).to.be.within(1_048_576 + 65_536, 1_048_576 + 65_536 + 200_000);
+      expect(lines.join("\n")).to.include(`sent against the one both hosts kept (${prev.sentUuid})`);
+      // The clone: the source's new tree (but for the identity files), restarted, same MACs and name.
+      expect(outs).to.include({ state: "RUNNING", actualHostname: CL, revision: "2" });
+      expect(outs.hwaddrs).to.deep.equal(prev.hwaddrs);
+      expect(outs.subvolumeUuid).to.not.equal(prev.subvolumeUuid);
+      expect(differences(await manifest(h2, `${L}/${CL}/rootfs`), newSrc)).to.deep.equal([]);
+      expect(await exists(h2, `${L}/${CL}/rootfs/clone-only`)).to.equal(false);
+      expect(
+        await hostSh(h2, 'cd "$1" && lsattr -d new.nocow nocow.db etc/locked', `${L}/${CL}/rootfs`),
+      ).to.match(/^-+C-* new.nocow\n-+C-* nocow.db\n-*i-* etc\/locked\n$/);
+      expect((await hostExec(h2, ["lxc-attach", "-n", CL, "--", "/bin/hostname"])).stdout).to.equal(
+        `${CL}\n`,
+      );
+      // Exactly one parent kept per pair, on each host: the new snapshot and its receive.
+      const sent = await subvol(h1, `${sentDir(SRC, CL)}/rootfs`);
+      expect(sent.UUID).to.equal(outs.sentUuid);
+      const received = await subvol(h2, `${L}/${CL}/snaps/.plb-received/rootfs`);
+      expect(received["Received UUID"]).to.equal(outs.sentUuid);
+      expect(outs.parentUuid).to.equal(received.UUID);
+      expect(await kept()).to.deep.equal(afterRefresh(path.basename(sentDir(SRC, CL))));
+      expect(await manifest(h1, `${L}/${SRC}/rootfs`)).to.equal(newSrc);
+      srcManifest = newSrc;
+      // A read after it finds no drift; the same revision again changes nothing.
+      expect((await clone.read("", outs)).props?.drift).to.deep.equal([]);
+      expect(
+        clone.diffClone(outs, args(SRC, CL, { start: true, revision: "2", ifRunning: "restart" })),
+      ).to.deep.equal({
+        changes: false,
+        replaces: [],
+        deleteBeforeReplace: false,
+      });
+    });
+
+    let lastMotd = "changed";
+    for (const point of ["receive", "refresh", "swap", "keep"] as const) {
+      it(`killed at "${point}" on h2 during a refresh: the clone stays whole, the next refresh completes incrementally`, async () => {
+        await hostSh(h1, 'echo "$2" >"$1/etc/motd"', `${L}/${SRC}/rootfs`, point);
+        const want = await manifest(h1, `${L}/${SRC}/rootfs`);
+        const fp = failpoint(h2, CL, point);
+        await fp.set();
+        const next = args(SRC, CL, { start: true, revision: `cut-${point}`, ifRunning: "restart" });
+        const run = providerChild("update", ["", outs, next]);
+        try {
+          await fp.reached();
+          // The host's side dies there (as in a crash of h2), and the provider with it.
+          await hostSh(h2, 'pkill -KILL -f "^sh -c .* plb-clone x[a-z]* $1 - $2( |$)"', L, CL);
+          run.kill();
+          expect(await run.done).to.match(/^failed/);
+        } finally {
+          await fp.release();
+          await closeAllConnections();
+        }
+        // Whole: a rootfs subvolume in place, the old tree until the swap, the new one after it.
+        expect(await hostSh(h2, 'cat "$1/etc/motd"', `${L}/${CL}/rootfs`)).to.equal(
+          `${point === "keep" ? point : lastMotd}\n`,
+        );
+        lastMotd = point;
+        expect((await subvol(h2, `${L}/${CL}/rootfs`)).ro).to.equal("ro=false");
+        const prev = outs;
+        outs = (await clone.update("", prev, next)).outs;
+        expect(outs.sentParentUuid).to.be.a("string");
+        expect(outs.transferredBytes).to.be.lessThan(100_000);
+        expect(outs.state).to.equal("RUNNING");
+        expect(await hostSh(h2, 'cat "$1/etc/motd"', `${L}/${CL}/rootfs`)).to.equal(`${point}\n`);
+        expect(differences(await manifest(h2, `${L}/${CL}/rootfs`), want)).to.deep.equal([]);
+        expect(await kept()).to.deep.equal(afterRefresh(path.basename(sentDir(SRC, CL))));
+        expect(await manifest(h1, `${L}/${SRC}/rootfs`)).to.equal(want);
+        srcManifest = want;
+      });
+    }
 
     it("deletes the clone on h2 with its received parent, and the kept sent snapshot on h1", async () => {
       await clone.del("", outs);
@@ -434,17 +585,6 @@ describe("LxcSnapshotClone across hosts (h1 -> h2)", function () {
 
     const sum = (h: FleetHost, f: string) => hostSh(h, 'sha256sum <"$1"', f);
 
-    /** A create in a node process of its own (a provider process), so that it can be SIGKILLed. */
-    function providerChild(inputs: CloneInputs): { kill: () => void; done: Promise<string> } {
-      const mod = path.resolve(__dirname, "../../provider/clone/provider.js");
-      const code = `require(${JSON.stringify(mod)}).create(JSON.parse(process.argv[1])).then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); })`;
-      const child = spawn(process.execPath, ["-e", code, JSON.stringify(inputs)], { stdio: "ignore" });
-      const done = new Promise<string>((resolve) =>
-        child.on("exit", (c, sig) => resolve(c === 0 ? "succeeded" : `failed (${c ?? sig})`)),
-      );
-      return { kill: () => child.kill("SIGKILL"), done };
-    }
-
     it("a receive an earlier create left waiting (its close lost with a cut link) is ended by the next create", async () => {
       const name = "it-xstale";
       const rd = `${L}/.plb-receiving-${name}`;
@@ -478,7 +618,7 @@ sleep 1; cat "$f.pid" | tee "$2"; rm -f "$f" "$f.pid"`,
         const inputs = args(SRC, name, { connection: { ...connTo(h2), commandTimeout: 20 } as never });
         const partial = `${L}/.plb-receiving-${name}/rootfs/big`;
         let run: { kill: () => void; done: Promise<string> };
-        if (f === "provider SIGKILL") run = providerChild(inputs);
+        if (f === "provider SIGKILL") run = providerChild("create", [inputs]);
         else {
           const p = clone.create(inputs).then(
             () => "succeeded",

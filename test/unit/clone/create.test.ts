@@ -58,6 +58,7 @@ function made(over: Partial<CloneOutputs> = {}): { id: string; outs: CloneOutput
       drift: [],
       sentUuid: null,
       transferredBytes: null,
+      sentParentUuid: null,
       ...over,
     },
   };

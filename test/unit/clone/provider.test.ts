@@ -33,6 +33,7 @@ function outputs(i: CloneInputs = inputs(), over: Partial<CloneOutputs> = {}): C
     drift: [],
     sentUuid: null,
     transferredBytes: null,
+    sentParentUuid: null,
     ...over,
   };
 }
