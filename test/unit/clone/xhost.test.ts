@@ -5,6 +5,7 @@ import type { CloneInspection } from "../../../provider/clone/inspection";
 import type { CloneOutputs } from "../../../provider/clone/outputs";
 import { cloneEdits, diffClone } from "../../../provider/clone/provider";
 import {
+  commonParent,
   crossHostConfig,
   hostIdentity,
   isCrossHost,
@@ -157,6 +158,21 @@ describe("clone/xhost: reading the hosts' reports", () => {
       lxcFstype: "ext2/ext3",
       receiving: "missing",
     });
+  });
+
+  it("xsource: a refresh's new snapshot left by a refresh cut off (.plb-next-…)", () => {
+    const out = `xsent_dir=subvol\n${subvolLines("xsent", U1)}xnext_dir=subvol\n${subvolLines("xnext", U3)}xsize=5\n@@hwaddrs\0`;
+    expect(parseCrossHostFacts(out)).to.deep.equal({
+      sentDir: "subvol",
+      sent: { id: 300, uuid: U1, parentUuid: null, generation: 12, receivedUuid: null },
+      next: { id: 300, uuid: U3, parentUuid: null, generation: 12, receivedUuid: null },
+      sizeBytes: 5,
+    });
+  });
+
+  it("xrefresh: a clone that was running and was stopped for the swap", () => {
+    expect(parseCrossHostFacts("was_running=1\nmaking=0\n@@hwaddrs\0")).to.deep.equal({ wasRunning: true });
+    expect(parseCrossHostFacts("making=0\n@@hwaddrs\0")).to.deep.equal({});
   });
 
   it("xsent: the new snapshot and its flag records, which must end with a NUL", () => {
@@ -317,6 +333,74 @@ describe("clone/xhost: diff of sourceConnection", () => {
   ] as const) {
     it(`${what}: replaces ${JSON.stringify(replaces)}`, () => {
       expect(diffClone(olds(before), inputs(after)).replaces).to.deep.equal(replaces);
+    });
+  }
+});
+
+describe("clone/xhost: the parent of an incremental refresh", () => {
+  const sub = (uuid: string, receivedUuid: string | null = null) => ({
+    id: 300,
+    uuid,
+    parentUuid: null,
+    generation: 12,
+    receivedUuid,
+  });
+  for (const [what, source, target, want] of [
+    ["the target keeps the receive of the sent snapshot", { sent: sub(U1) }, { received: sub(U2, U1) }, U1],
+    [
+      "a refresh cut off after the target took the new snapshot (.plb-next-…)",
+      { sent: sub(U1), next: sub(U3) },
+      { received: sub(U2, U3) },
+      U3,
+    ],
+    ["the target keeps a receive of something else", { sent: sub(U1) }, { received: sub(U2, U3) }, undefined],
+    ["the target keeps nothing", { sent: sub(U1) }, {}, undefined],
+    ["the target's kept subvolume is no receive", { sent: sub(U1) }, { received: sub(U2) }, undefined],
+    ["the source keeps nothing", {}, { received: sub(U2, U1) }, undefined],
+  ] as const) {
+    it(`${what}: ${want ?? "none, sent in full"}`, () => {
+      expect(commonParent({ source: source, target: target })).to.equal(want);
+    });
+  }
+});
+
+describe("clone/xhost: diff of revision", () => {
+  const cross = { sourceConnection: { host: "h1", privateKey: "k" } };
+  const olds = (raw: Record<string, unknown>): Partial<CloneOutputs> => ({ ...inputs(raw), drift: [] });
+  for (const [what, before, after, want] of [
+    [
+      "across hosts, a new revision: an update (a refresh in place)",
+      { ...cross, revision: "1" },
+      { ...cross, revision: "2" },
+      { changes: true, replaces: [], deleteBeforeReplace: false },
+    ],
+    [
+      "across hosts, a first revision",
+      cross,
+      { ...cross, revision: "1" },
+      { changes: true, replaces: [], deleteBeforeReplace: false },
+    ],
+    [
+      "across hosts, the same revision",
+      { ...cross, revision: "1" },
+      { ...cross, revision: "1" },
+      { changes: false, replaces: [], deleteBeforeReplace: false },
+    ],
+    [
+      "across hosts, ifRunning alone: an update that sends nothing",
+      { ...cross, revision: "1" },
+      { ...cross, revision: "1", ifRunning: "restart" },
+      { changes: true, replaces: [], deleteBeforeReplace: false },
+    ],
+    [
+      "on the source's host, a new revision: a new snapshot clone",
+      { revision: "1" },
+      { revision: "2" },
+      { changes: true, replaces: ["revision"], deleteBeforeReplace: true },
+    ],
+  ] as const) {
+    it(what, () => {
+      expect(diffClone(olds(before), inputs(after))).to.deep.equal(want);
     });
   }
 });
