@@ -72,7 +72,7 @@ export const rootfs = provider(
 export const clone = provider(
   lazy(() => {
     const m = require("./clone/provider") as typeof import("./clone/provider");
-    return { ...m, diff: m.diffClone } as unknown as Impl;
+    return m as unknown as Impl;
   }),
 );
 

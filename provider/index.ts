@@ -16,6 +16,7 @@ export {
   type DiscoverOptions,
   discoverContainers,
   type FleetCloneArgs,
+  type FleetCopyArgs,
   type FleetHostArgs,
   type FleetHostSummary,
   LxcFleetRollout,

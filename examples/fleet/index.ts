@@ -9,11 +9,15 @@
 //   pulumi up
 //   pulumi config set snapshotBefore pre-upgrade # optional: a read-only restore point on every container
 //   pulumi up
+//   pulumi config set --path 'copies[0].from.host' a          # optional: copy a container to other hosts
+//   pulumi config set --path 'copies[0].from.container' web1
+//   pulumi config set --path 'copies[0].to' all; pulumi config set --path 'copies[0].revision' 1
+//   pulumi up                                                 # bump revision to refresh the copies
 //
 // Directories whose names LXC allows but this provider does not (spaces, tabs, shell characters, a
 // leading dash, non-UTF-8 bytes) are listed under summary.<host>.skipped with the reason; the rest go on.
 import * as pulumi from "@pulumi/pulumi";
-import { LxcFleetRollout } from "pulumi-lxc-btrfs";
+import { type FleetCopyArgs, LxcFleetRollout } from "pulumi-lxc-btrfs";
 
 interface HostConfig {
   name: string;
@@ -45,6 +49,7 @@ export = async () => {
     maxConcurrentPerHost: cfg.getNumber("maxConcurrentPerHost") ?? 2,
     conversion: { onDelete: "revert" },
     snapshotBefore: cfg.get("snapshotBefore"),
+    copies: cfg.getObject<FleetCopyArgs[]>("copies"),
   });
   return { summary: rollout.summary };
 };

@@ -92,6 +92,33 @@ export function diffClone(
   };
 }
 
+/** The same diff as diffClone, saying in the log (no network) which cross-host clone a new revision refreshes. */
+export function diff(
+  olds: Partial<CloneOutputs>,
+  news: CloneInputs,
+): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
+  const d = diffClone(olds, news);
+  if (refreshPlanned(olds, news, d.replaces))
+    console.log(
+      `[lxc-btrfs] clone ${news.name}: will be refreshed from ${news.source} on ${describeTarget(sourceConnectionOf(news))} (revision ${JSON.stringify(olds.revision ?? null)} -> ${JSON.stringify(news.revision ?? null)}): only what changed is sent; the clone's own changes are replaced`,
+    );
+  return d;
+}
+
+/** Pure: whether an update of a cross-host clone refreshes it (a new revision, nothing replaced). */
+export function refreshPlanned(
+  olds: Partial<CloneOutputs>,
+  news: CloneInputs,
+  replaces: readonly string[],
+): boolean {
+  return (
+    olds.connection !== undefined &&
+    replaces.length === 0 &&
+    isCrossHost(news) &&
+    !sameValue(olds.revision, news.revision)
+  );
+}
+
 export async function create(raw: CloneInputs): Promise<{ id: string; outs: CloneOutputs }> {
   const inputs = base.parse(raw);
   if (isCrossHost(inputs))
@@ -105,7 +132,7 @@ export async function update(
   raw: CloneInputs,
 ): Promise<{ outs: CloneOutputs }> {
   const inputs = base.parse(raw);
-  if (isCrossHost(inputs) && !sameValue(olds.revision, inputs.revision)) {
+  if (refreshPlanned(olds, inputs, [])) {
     const src = openRemote(sourceConnectionOf(inputs));
     return { outs: await refreshCrossHostWith(src, openRemote(inputs.connection), inputs, olds) };
   }

@@ -103,6 +103,10 @@ export interface FleetCopyArgs {
   start?: boolean;
   hostname?: string;
   ifSourceRunning?: "fail" | "freeze" | "restart";
+  /** Bump to refresh every copy from the source's current state, incrementally (LxcSnapshotClone's revision). */
+  revision?: string;
+  /** What a refresh does with a running copy: "fail" (default) or "restart". */
+  ifRunning?: "fail" | "restart";
 }
 
 /** A restore point per container: its name, and how to take it (the `LxcSnapshot` inputs of those names). */
@@ -276,6 +280,8 @@ export class LxcFleetRollout extends pulumi.ComponentResource {
           start: c.start,
           hostname: c.hostname,
           ifSourceRunning: c.ifSourceRunning,
+          revision: c.revision,
+          ifRunning: c.ifRunning,
         },
         { parent: this, dependsOn: p.after.map((k) => copies[k] ?? last(k)) },
       );

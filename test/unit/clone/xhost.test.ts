@@ -3,7 +3,7 @@ import { expect } from "chai";
 import { type CloneInputs, cloneArgsSchema } from "../../../provider/clone/inputs";
 import type { CloneInspection } from "../../../provider/clone/inspection";
 import type { CloneOutputs } from "../../../provider/clone/outputs";
-import { cloneEdits, diffClone } from "../../../provider/clone/provider";
+import { cloneEdits, diff, diffClone } from "../../../provider/clone/provider";
 import {
   commonParent,
   crossHostConfig,
@@ -403,4 +403,34 @@ describe("clone/xhost: diff of revision", () => {
       expect(diffClone(olds(before), inputs(after))).to.deep.equal(want);
     });
   }
+});
+
+describe("clone/xhost: the preview says which copy a new revision refreshes", () => {
+  const cross = { sourceConnection: { host: "h1", privateKey: "k" } };
+  const logged = (olds: Record<string, unknown>, news: Record<string, unknown>) => {
+    const lines: string[] = [];
+    const orig = console.log;
+    console.log = (...a: unknown[]) => lines.push(a.join(" "));
+    try {
+      diff({ ...inputs(olds), drift: [] }, inputs(news));
+    } finally {
+      console.log = orig;
+    }
+    return lines;
+  };
+  it("a cross-host clone with a new revision: one line, no network", () => {
+    expect(logged({ ...cross, revision: "1" }, { ...cross, revision: "2" })).to.deep.equal([
+      `[lxc-btrfs] clone web-c: will be refreshed from web on root@h1:22 (revision "1" -> "2"): only what changed is sent; the clone's own changes are replaced`,
+    ]);
+  });
+  it("the same revision, a local clone (replaced), another source host (replaced): nothing", () => {
+    expect(logged({ ...cross, revision: "1" }, { ...cross, revision: "1" })).to.deep.equal([]);
+    expect(logged({ revision: "1" }, { revision: "2" })).to.deep.equal([]);
+    expect(
+      logged(
+        { ...cross, revision: "1" },
+        { sourceConnection: { host: "h3", privateKey: "k" }, revision: "2" },
+      ),
+    ).to.deep.equal([]);
+  });
 });

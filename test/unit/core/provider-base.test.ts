@@ -70,6 +70,8 @@ describe("provider-base: inputs", () => {
       "ifSourceRunning",
       "start",
       "hostname",
+      "revision",
+      "ifRunning",
     ]);
   });
 

@@ -265,7 +265,16 @@ describe("LxcFleetRollout wiring (pulumi mocks)", () => {
   it("copies: a cross-host clone per target host, from the source host, after the source's conversion", async () => {
     const rollout = new LxcFleetRollout("c", {
       hosts: [hosts()[0], { name: "h4", connection: conn("10.0.0.4"), containers: [] }],
-      copies: [{ from: { host: "h1", container: "a" }, to: "all", name: "a-copy", start: true }],
+      copies: [
+        {
+          from: { host: "h1", container: "a" },
+          to: "all",
+          name: "a-copy",
+          start: true,
+          revision: "7",
+          ifRunning: "restart",
+        },
+      ],
     });
     const clones = await value(rollout.clones);
     const rows = (await children(rollout, "c")).map((r) => [r.type.split(":").pop(), r.name, r.dependsOn]);
@@ -281,6 +290,8 @@ describe("LxcFleetRollout wiring (pulumi mocks)", () => {
       source: "a",
       name: "a-copy",
       start: true,
+      revision: "7",
+      ifRunning: "restart",
     });
     expect(clones).to.deep.equal({ "h4/a-copy": { state: "RUNNING", subvolumeUuid: "uuid-a-copy" } });
   });
