@@ -98,6 +98,36 @@ export function computeFigures(res: BenchResults): Figure[] {
       baseMs: med(xh.ours),
       note: "one send per target, all at once; the fleet has two btrfs hosts besides the source",
     });
+    if (xh.refresh?.length) {
+      const rgroup = `Refresh of that copy after 1% changed (10 MiB of one blob, 4 small files), h1 to h2`;
+      figs.push({
+        group: rgroup,
+        label: "ours: refresh / full copy",
+        ratio: summarize(pairRatios(xh.refresh, xh.ours)),
+        target: { op: "<=", value: 0.1, text: "≤ 0.1×" },
+        oursMs: med(xh.refresh),
+        baseMs: med(xh.ours),
+        note: `${(med(xh.refreshBytes) / 2 ** 20).toFixed(1)} MiB relayed per refresh (btrfs send -p)`,
+      });
+      figs.push({
+        group: rgroup,
+        label: "ours / (snapshot -r; btrfs send -p <last> | ssh h2 btrfs receive, from h1)",
+        ratio: summarize(pairRatios(xh.refresh, xh.refreshFloor)),
+        target: { op: "<=", value: 1.25, text: "≤ 1.25×" },
+        oursMs: med(xh.refresh),
+        baseMs: med(xh.refreshFloor),
+      });
+    }
+    if (xh.teeOne?.length) {
+      figs.push({
+        group,
+        label: `fan-out at the floor: one send teed to ${xh.fanoutHosts.join(" and ")} / one send per host, at once (OpenSSH, from h1)`,
+        ratio: summarize(pairRatios(xh.teeOne, xh.teeTwo)),
+        oursMs: med(xh.teeOne),
+        baseMs: med(xh.teeTwo),
+        note: "below 1: reading the source once pays; the choice between the two is made on this figure",
+      });
+    }
     figs.push({
       group: `Memory: the provider relaying a ${xh.bigMb} MB cross-host clone`,
       label: "peak RSS / 200 MiB",

@@ -31,6 +31,20 @@ export interface XhostResult {
   peakRss: number;
   idleRss: number;
   bigMs: number;
+  /**
+   * Refresh after a change of 1% (10 MiB of one blob rewritten in place, and 4 of the busybox tree's ~400
+   * files): ours (update with a new revision: btrfs send -p through the relay), and the floor on h1
+   * (snapshot -r; btrfs send -p <last> | ssh h2 btrfs receive), ms per run; and the bytes ours relayed.
+   */
+  refresh: number[];
+  refreshFloor: number[];
+  refreshBytes: number[];
+  /**
+   * The fan-out choice at the floor, from h1 with OpenSSH: one btrfs send teed to receives on h2 and h4,
+   * against two sends (one per target) at once, ms per run.
+   */
+  teeOne: number[];
+  teeTwo: number[];
 }
 
 const SRC = "bench-xh-src";
@@ -58,6 +72,118 @@ rsync -aHAX --numeric-ids -e "${ssh.replace(/ root@\S+$/, "")}" "$d/rootfs/" "ro
 mark
 ${ssh} "btrfs subvolume delete ${LXC}/$2/rootfs >/dev/null; rmdir ${LXC}/$2"`;
 
+/** 1% of the source changed: 10 MiB of blob0 rewritten in place (at offset 10*K MiB), 4 small files. */
+const CHANGE = `set -e; d=${LXC}/$1/rootfs
+dd if=/dev/urandom of="$d/data/blob0" bs=1M count=10 seek=$(( ($2 * 10) % 90 )) conv=notrunc status=none
+for f in etc/motd etc/bench-a etc/bench-b root/bench-c; do mkdir -p "$d/\${f%/*}"; echo "run $2" >"$d/$f"; done`;
+
+/** The floor's refresh on h1: snapshot K+1, send it against K to h2 (which has K), then drop K on both. */
+const floorRefreshScript = (ssh: string) => `set -e; d=${LXC}/$1
+btrfs subvolume snapshot -r "$d/rootfs" "$d/xh-p$3" >/dev/null
+btrfs send -q -p "$d/xh-p$2" "$d/xh-p$3" | ${ssh} "btrfs receive -q ${LXC}/$4"
+mark
+btrfs subvolume delete "$d/xh-p$2" >/dev/null
+${ssh} "btrfs property set -ts ${LXC}/$4/xh-p$2 ro false; btrfs subvolume delete ${LXC}/$4/xh-p$2 >/dev/null"`;
+
+/**
+ * One send read once and teed to two receivers (through a FIFO: each ssh reads its own copy, and tee waits
+ * for the slower), against one send per receiver, both at once; each receive lands in its own directory,
+ * removed after the mark.
+ */
+const teeScript = (
+  a: string,
+  b: string,
+  two: boolean,
+) => `set -e; d=${LXC}/$1 f=$(mktemp -u /tmp/plb-tee.XXXXXX)
+btrfs subvolume snapshot -r "$d/rootfs" "$d/xh-tee" >/dev/null
+${a} "mkdir -p ${LXC}/$2"; ${b} "mkdir -p ${LXC}/$2"
+${
+  two
+    ? `btrfs send -q "$d/xh-tee" | ${a} "btrfs receive -q ${LXC}/$2" & p=$!
+btrfs send -q "$d/xh-tee" | ${b} "btrfs receive -q ${LXC}/$2"
+wait "$p"`
+    : `mkfifo "$f"
+${b} "btrfs receive -q ${LXC}/$2" <"$f" & p=$!
+btrfs send -q "$d/xh-tee" | tee "$f" | ${a} "btrfs receive -q ${LXC}/$2"
+wait "$p"; rm -f "$f"`
+}
+mark
+btrfs subvolume delete "$d/xh-tee" >/dev/null
+for s in "${a}" "${b}"; do $s "btrfs property set -ts ${LXC}/$2/xh-tee ro false; btrfs subvolume delete ${LXC}/$2/xh-tee >/dev/null; rmdir ${LXC}/$2"; done`;
+
+async function benchTee(ctx: BenchContext, res: XhostResult, to: FleetHost[], runs: number): Promise<void> {
+  const [a, b] = to.map((h) => sshTo(ctx, h));
+  for (let i = 0; i < runs; i++) {
+    for (const two of i % 2 === 0 ? [false, true] : [true, false]) {
+      for (const h of [ctx.h1, ...to]) await settle(h);
+      const f = await timedOnHost(ctx.h1, teeScript(a, b, two), SRC, `${FLOOR_NAME}-tee`);
+      if (f.code !== 0) throw new Error(`xhost tee: ${f.stderr}`);
+      (two ? res.teeTwo : res.teeOne).push(f.intervals[0]);
+    }
+    ctx.log(
+      `xhost fan-out floor run ${i + 1}/${runs}: one send teed to ${to.map((h) => h.name).join("+")} ${res.teeOne[i].toFixed(0)} ms, one send each ${res.teeTwo[i].toFixed(0)} ms`,
+    );
+  }
+}
+
+/**
+ * Refresh: the copy (ours) and the floor's received snapshot are made once, untimed; then per run the
+ * source changes by 1% and ours (clone.update with a new revision) and the floor send that change, taking
+ * turns going first.
+ */
+async function benchRefresh(
+  ctx: BenchContext,
+  res: XhostResult,
+  inputs: ReturnType<typeof cloneArgsSchema.parse>,
+  ssh: string,
+  runs: number,
+): Promise<void> {
+  const [h1, h2] = [ctx.h1, ctx.h2];
+  let { outs } = await quietly(ctx, () => clone.create({ ...inputs, revision: "0" }));
+  const first = await timedOnHost(
+    h1,
+    `set -e; d=${LXC}/$1; btrfs subvolume snapshot -r "$d/rootfs" "$d/xh-p0" >/dev/null
+btrfs send -q "$d/xh-p0" | ${ssh} "mkdir -p ${LXC}/$2 && btrfs receive -q ${LXC}/$2"`,
+    SRC,
+    FLOOR_NAME,
+  );
+  if (first.code !== 0) throw new Error(`xhost refresh floor: ${first.stderr}`);
+  try {
+    for (let i = 0; i < runs; i++) {
+      const change = await timedOnHost(h1, CHANGE, SRC, String(i + 1));
+      if (change.code !== 0) throw new Error(`xhost refresh change: ${change.stderr}`);
+      const ours = async () => {
+        const t = performance.now();
+        ({ outs } = await quietly(ctx, () => clone.update("", outs, { ...inputs, revision: String(i + 1) })));
+        res.refresh.push(performance.now() - t);
+        res.refreshBytes.push(outs.transferredBytes ?? 0);
+        if (!outs.sentParentUuid) throw new Error("xhost refresh: ours sent in full");
+      };
+      const floor = async () => {
+        const f = await timedOnHost(h1, floorRefreshScript(ssh), SRC, String(i), String(i + 1), FLOOR_NAME);
+        if (f.code !== 0) throw new Error(`xhost refresh floor: ${f.stderr}`);
+        res.refreshFloor.push(f.intervals[0]);
+      };
+      for (const step of i % 2 === 0 ? [ours, floor] : [floor, ours]) {
+        for (const h of [h1, h2]) await settle(h);
+        await step();
+      }
+      ctx.log(
+        `xhost refresh run ${i + 1}/${runs}: ours ${res.refresh[i].toFixed(0)} ms (${(res.refreshBytes[i] / 2 ** 20).toFixed(1)} MiB relayed), send -p|ssh receive ${res.refreshFloor[i].toFixed(0)} ms`,
+      );
+    }
+  } finally {
+    await quietly(ctx, () => clone.del("", outs)).catch(() => undefined);
+    await timedOnHost(
+      h1,
+      `d=${LXC}/$1; for s in "$d"/xh-p*; do [ -d "$s" ] && btrfs subvolume delete "$s" >/dev/null; done
+${ssh} "for s in ${LXC}/$2/xh-p*; do btrfs property set -ts "$s" ro false; btrfs subvolume delete "$s" >/dev/null; done; rmdir ${LXC}/$2"; true`,
+      SRC,
+      FLOOR_NAME,
+    );
+  }
+}
+
 export async function benchXhost(ctx: BenchContext, runs = ctx.runs): Promise<XhostResult> {
   const [h1, h2] = [ctx.h1, ctx.h2];
   const ssh = sshTo(ctx, h2);
@@ -72,6 +198,11 @@ export async function benchXhost(ctx: BenchContext, runs = ctx.runs): Promise<Xh
     peakRss: 0,
     idleRss: 0,
     bigMs: 0,
+    refresh: [],
+    refreshFloor: [],
+    refreshBytes: [],
+    teeOne: [],
+    teeTwo: [],
   };
   const targets = ctx.btrfsHosts.filter((h) => h.name !== h1.name);
   res.fanoutHosts = targets.map((h) => h.name);
@@ -122,6 +253,8 @@ export async function benchXhost(ctx: BenchContext, runs = ctx.runs): Promise<Xh
         `xhost run ${i + 1}/${runs}: ours ${res.ours[i].toFixed(0)} ms, fan-out to ${res.fanoutHosts.join("+")} ${res.fanout[i].toFixed(0)} ms, send|ssh receive ${res.floor[i].toFixed(0)} ms, rsync ${res.rsync[i].toFixed(0)} ms`,
       );
     }
+    await benchRefresh(ctx, res, inputs(SRC), ssh, runs);
+    if (targets.length >= 2) await benchTee(ctx, res, targets.slice(0, 2), runs);
     // Memory while relaying 2 GB.
     await destroy(h1, SRC);
     await makeDataSource(ctx, BIG, res.bigMb);

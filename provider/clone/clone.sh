@@ -262,7 +262,8 @@ drop_receiving() {
   rmdir -- "$rd"
   kv dropped_receiving 1
 }
-op_xsource() { # TAG: the kept sent snapshot, the source's size, then the inspection (all)
+op_xsource() { # TAG [nosize]: the kept sent snapshot (and a refresh's new one), the source's size, then the
+  # inspection (all)
   sp=$lxcpath/$src/snaps/.plb-sent-$1-$name
   if [ -L "$sp" ]; then kv xsent_dir symlink
   elif is_subvol "$sp/rootfs"; then
@@ -273,7 +274,8 @@ op_xsource() { # TAG: the kept sent snapshot, the source's size, then the inspec
   np=$lxcpath/$src/snaps/.plb-next-$1-$name
   if [ ! -L "$np" ] && is_subvol "$np/rootfs"; then kv xnext_dir subvol; subvol_fields "$np/rootfs" xnext; printf %s "$fields"; fi
   # Bytes the source's tree takes (allocated blocks, each file once): what a receive will write, roughly.
-  if [ -n "$sd" ] && is_subvol "$sd/rootfs"; then kv xsize "$(du -sxB1 -- "$sd/rootfs" | cut -f1)"; fi
+  # Not for a refresh ("nosize"): it sends only what changed, and the walk grows with the tree.
+  if [ "${2:-}" != nosize ] && [ -n "$sd" ] && is_subvol "$sd/rootfs"; then kv xsize "$(du -sxB1 -- "$sd/rootfs" | cut -f1)"; fi
   op_inspect all
 }
 op_xsent() ( # MODE TAG [PARENT_UUID|-]: a fresh read-only snapshot $sp of the source (or of its snapshot

@@ -367,7 +367,7 @@ export async function refreshCrossHostWith(
 ): Promise<CloneOutputs> {
   return base.guard(inputs, async () => {
     const tag = targetTag(inputs.connection, inputs.lxcPath);
-    const { s, sfacts } = await inspectSource(src, inputs, tag);
+    const { s, sfacts } = await inspectSource(src, inputs, tag, false);
     // What a refresh cut off left on the target is put right first (forward if its swap was done).
     const tout = (await dst.check(cloneArgv(inputs, "xtarget", "recover"))).stdout;
     const t = readInspection(inputs, dst, tout, []);
@@ -435,8 +435,8 @@ const REFRESH_NOTHING =
 const REFRESHED = "replaced the clone's rootfs by the refreshed one";
 
 /** The source host's side: its inspection and cross-host facts, refused if it cannot be sent. */
-async function inspectSource(src: Remote, inputs: CloneInputs, tag: string) {
-  const sres = await src.check(sourceArgv(inputs, "xsource", tag));
+async function inspectSource(src: Remote, inputs: CloneInputs, tag: string, sized = true) {
+  const sres = await src.check(sourceArgv(inputs, "xsource", tag, ...(sized ? [] : ["nosize"])));
   const s = readInspection(inputs, src, sres.stdout, []);
   const problem = sourceProblem(s, inputs.lxcPath, inputs.source, inputs.snapshot, false);
   if (problem) throw base.refuse(inputs, src, problem);

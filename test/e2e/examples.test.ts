@@ -248,7 +248,60 @@ describe("examples/ with the real Pulumi CLI", function () {
       ).to.equal("ro=true\npre-upgrade\n");
     }
     expect(noChanges((await ex.run(["preview"])).stdout)).to.equal(true);
+
+    // A golden container (web1 on h1) copied to every other btrfs host (h2 and h4, the fleet's others),
+    // then changed on h1 and refreshed: the preview names each copy, and only the change is sent.
+    const copy = (k: string, v: string) => ex.run(["config", "set", "--path", `copies[0].${k}`, v]);
+    for (const [k, v] of [
+      ["from.host", "h1"],
+      ["from.container", "web1"],
+      ["to", "all"],
+      ["name", "golden"],
+      ["revision", "1"],
+    ])
+      await copy(k, v);
+    const targets = ["h2", "h4"].map((n) => inv.hosts.find((x) => x.name === n) as FleetHost);
+    expect(changes((await ex.run(["preview"])).stdout)).to.deep.equal([
+      "fleet-h2-golden create",
+      "fleet-h4-golden create",
+    ]);
+    await ex.run(["up", "--yes", "--skip-preview"]);
+    const copyOuts = async () => {
+      const st = JSON.parse((await ex.run(["stack", "export"])).stdout);
+      const rs = st.deployment.resources as { urn: string; outputs: Record<string, unknown> }[];
+      return Object.fromEntries(
+        rs.filter((r) => /::fleet-h\d-golden$/.test(r.urn)).map((r) => [r.urn.split("::").pop(), r.outputs]),
+      );
+    };
+    const first = await copyOuts();
+    for (const h of targets) {
+      expect(first[`fleet-${h.name}-golden`]).to.include({ sentParentUuid: null, state: "STOPPED" });
+      expect(await hostSh(h, "cat /var/lib/lxc/golden/rootfs/etc/hostname")).to.equal("golden\n");
+    }
+    await hostSh(h1, "head -c 204800 /dev/urandom >/var/lib/lxc/web1/rootfs/golden-v2");
+    await copy("revision", "2");
+    const pv = (await ex.run(["preview"])).stdout;
+    expect(changes(pv)).to.deep.equal(["fleet-h2-golden update", "fleet-h4-golden update"]);
+    expect(pv.split("\n").filter((l) => l.includes("will be refreshed from web1 on")).length).to.equal(2);
+    expect(pv).to.include('(revision "1" -> "2"): only what changed is sent');
+    await ex.run(["up", "--yes", "--skip-preview"]);
+    const second = await copyOuts();
+    const sum = (h: FleetHost) =>
+      hostSh(h, "sha256sum </var/lib/lxc/$1/rootfs/golden-v2", h === h1 ? "web1" : "golden");
+    for (const h of targets) {
+      const o = second[`fleet-${h.name}-golden`];
+      expect(o.sentParentUuid, h.name).to.equal(first[`fleet-${h.name}-golden`].sentUuid);
+      expect(o.transferredBytes, h.name).to.be.within(204_800, 204_800 + 100_000);
+      expect(o.hwaddrs, h.name).to.deep.equal(first[`fleet-${h.name}-golden`].hwaddrs);
+      expect(await sum(h), h.name).to.equal(await sum(h1));
+    }
+    console.log(
+      `      golden copies: full ${targets.map((h) => first[`fleet-${h.name}-golden`].transferredBytes).join(", ")} bytes; refresh ${targets.map((h) => second[`fleet-${h.name}-golden`].transferredBytes).join(", ")} bytes`,
+    );
+    expect(noChanges((await ex.run(["preview"])).stdout)).to.equal(true);
     await ex.run(["destroy", "--yes", "--skip-preview"]);
+    await hostSh(h1, "rm -f /var/lib/lxc/web1/rootfs/golden-v2");
+    for (const h of targets) expect(await hostSh(h, "ls -A /var/lib/lxc | grep golden || true")).to.equal("");
     for (const [h, c] of managed)
       expect(await hostSh(h, `ls -A /var/lib/lxc/${c}/snaps`), `${h.name}/${c}`).to.equal("");
   });
