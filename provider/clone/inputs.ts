@@ -35,12 +35,15 @@ export const cloneArgsSchema = z
     /** The clone's hostname. Default: its name. */
     hostname: hostname.optional(),
     /**
-     * Any string; when it changes, the clone is re-made from the source's current state and its own changes
+     * Any string (a number is taken as its decimal string: `pulumi config set` stores `2` as a number); when it changes, the clone is re-made from the source's current state and its own changes
      * are replaced. Across hosts (`sourceConnection`), an update: only what changed since the last copy is
      * sent (btrfs send -p against the snapshot kept on both hosts), and the clone keeps its config and MACs.
      * On the source's host, a replacement (a new snapshot clone, with fresh MACs).
      */
-    revision: z.string().max(256).optional(),
+    revision: z
+      .union([z.string().max(256), z.number().finite()])
+      .transform((v) => String(v))
+      .optional(),
     /**
      * What a refresh (a changed `revision`) does with a running cross-host clone: "fail" (the default:
      * refused before anything is sent) or "restart" (stopped for the swap of its rootfs, started again).

@@ -104,7 +104,7 @@ export interface FleetCopyArgs {
   hostname?: string;
   ifSourceRunning?: "fail" | "freeze" | "restart";
   /** Bump to refresh every copy from the source's current state, incrementally (LxcSnapshotClone's revision). */
-  revision?: string;
+  revision?: string | number;
   /** What a refresh does with a running copy: "fail" (default) or "restart". */
   ifRunning?: "fail" | "restart";
 }

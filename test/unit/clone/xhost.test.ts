@@ -434,3 +434,12 @@ describe("clone/xhost: the preview says which copy a new revision refreshes", ()
     ).to.deep.equal([]);
   });
 });
+
+describe("clone/xhost: revision", () => {
+  it("is a string; a number (as pulumi config set --path stores 2) is taken as its decimal string", () => {
+    expect(inputs({ revision: "2026-12-07" }).revision).to.equal("2026-12-07");
+    expect(inputs({ revision: 2 }).revision).to.equal("2");
+    expect(cloneArgsSchema.safeParse({ ...inputs(), revision: { a: 1 } }).success).to.equal(false);
+    expect(cloneArgsSchema.safeParse({ ...inputs(), revision: "x".repeat(257) }).success).to.equal(false);
+  });
+});
