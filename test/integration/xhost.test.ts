@@ -5,13 +5,9 @@
  * everything kept for it on both hosts. Refusals before anything changes, a receive left by an interrupted
  * run, and the relay's memory and progress on a 1 GB source.
  */
-import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
-import * as path from "node:path";
 import { expect } from "chai";
-import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
 import * as clone from "../../provider/clone/provider";
-import { parseCrossHostFacts, sentName, targetTag } from "../../provider/clone/xhost";
+import { parseCrossHostFacts } from "../../provider/clone/xhost";
 import { connectionSchema } from "../../provider/core/connection";
 import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import * as rootfs from "../../provider/rootfs/provider";
@@ -19,30 +15,13 @@ import { snapshotArgsSchema } from "../../provider/snapshot/inputs";
 import * as snapshot from "../../provider/snapshot/provider";
 import { scriptArgv } from "../../provider/transport/remote-scripts";
 import { closeAllConnections, openRemote } from "../../provider/transport/ssh";
-import { type FleetHost, fault, hostExec, loadInventory, manifest } from "../support/fleet";
+import { type FleetHost, fault, hostExec, manifest } from "../support/fleet";
 import { destroyContainers, failpoint, hostSh, makeBusybox, rejectionOf, waitFor } from "../support/host";
+import { args, connTo, exists, host, L, providerChild, sentDir, subvol, sum } from "../support/xhost";
 
-const inv = loadInventory();
-const host = (n: string) => inv.hosts.find((h) => h.name === n) as FleetHost;
 const h1 = host("h1");
 const h2 = host("h2");
 const h3 = host("h3");
-const key = readFileSync(inv.users.root.privateKeyPath!, "utf8");
-const connTo = (h: FleetHost) => ({ host: h.address, privateKey: key, knownHostsPath: inv.knownHostsPath });
-const L = "/var/lib/lxc";
-
-function args(source: string, name: string, extra: Partial<CloneInputs> = {}, to = h2): CloneInputs {
-  return cloneArgsSchema.parse({
-    connection: connTo(to),
-    sourceConnection: connTo(h1),
-    source,
-    name,
-    ...extra,
-  });
-}
-
-const tagOf = (h: FleetHost) => targetTag(connectionSchema.parse(connTo(h)), L);
-const sentDir = (src: string, name: string, to = h2) => `${L}/${src}/snaps/${sentName(tagOf(to), name)}`;
 
 /** Runs `work`, collecting the provider's log lines (console.log) meanwhile. */
 async function withLog<T>(work: () => Promise<T>): Promise<{ value: T; lines: string[] }> {
@@ -57,21 +36,6 @@ async function withLog<T>(work: () => Promise<T>): Promise<{ value: T; lines: st
     console.log = orig;
   }
 }
-
-/** `btrfs subvolume show` fields of a path on a host. */
-async function subvol(h: FleetHost, path: string): Promise<Record<string, string>> {
-  const out = await hostSh(h, 'btrfs subvolume show "$1"', path);
-  const f: Record<string, string> = {};
-  for (const line of out.split("\n")) {
-    const m = /^\s*([A-Za-z ]+):\s*(.*)$/.exec(line);
-    if (m) f[m[1]] = m[2].trim();
-  }
-  f.ro = (await hostSh(h, 'btrfs property get -ts "$1" ro', path)).trim();
-  return f;
-}
-
-const exists = async (h: FleetHost, path: string) =>
-  (await hostSh(h, '[ -e "$1" ] || [ -L "$1" ] && echo yes || echo no', path)).trim() === "yes";
 
 /** The hostile tree, the flags and the odd files of the source's rootfs (run in it). */
 const HOSTILE = `set -e
@@ -431,19 +395,6 @@ describe("LxcSnapshotClone across hosts (h1 -> h2)", function () {
       expect(await sum(h2, `${L}/${CL}/rootfs/big`)).to.equal(await sum(h1, `${L}/${SRC}/rootfs/big`));
       await clone.del("", res.outs);
     });
-
-    const sum = (h: FleetHost, f: string) => hostSh(h, 'sha256sum <"$1"', f);
-
-    /** A create in a node process of its own (a provider process), so that it can be SIGKILLed. */
-    function providerChild(inputs: CloneInputs): { kill: () => void; done: Promise<string> } {
-      const mod = path.resolve(__dirname, "../../provider/clone/provider.js");
-      const code = `require(${JSON.stringify(mod)}).create(JSON.parse(process.argv[1])).then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); })`;
-      const child = spawn(process.execPath, ["-e", code, JSON.stringify(inputs)], { stdio: "ignore" });
-      const done = new Promise<string>((resolve) =>
-        child.on("exit", (c, sig) => resolve(c === 0 ? "succeeded" : `failed (${c ?? sig})`)),
-      );
-      return { kill: () => child.kill("SIGKILL"), done };
-    }
 
     it("a receive an earlier create left waiting (its close lost with a cut link) is ended by the next create", async () => {
       const name = "it-xstale";
