@@ -194,8 +194,14 @@ export function relayProblem(r: {
   // An end's own failure first, then a broken pipe (after which we closed the ends: cut off), then the rest.
   if (r.sendCode !== 0 && r.sendCode !== null)
     return end("btrfs send on the source", r.sendCode, r.sendStderr);
-  if (r.receiveCode !== 0 && r.receiveCode !== null)
-    return end("btrfs receive on the target", r.receiveCode, r.receiveStderr);
+  if (r.receiveCode !== 0 && r.receiveCode !== null) {
+    // ENOSPC: the target filled up during the copy (free space is checked before, but is an estimate, and
+    // others write there too). Say what to do.
+    const full = /No space left on device/.test(r.receiveStderr)
+      ? "; the target's filesystem is full: free space on the target and run again"
+      : "";
+    return end("btrfs receive on the target", r.receiveCode, r.receiveStderr) + full;
+  }
   if (r.error) return `the relay failed: ${r.error}`;
   if (r.sendCode === null) return end("btrfs send on the source", null, r.sendStderr);
   if (r.receiveCode === null) return end("btrfs receive on the target", null, r.receiveStderr);

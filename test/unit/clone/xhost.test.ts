@@ -259,6 +259,14 @@ describe("clone/xhost: the relay's outcome and progress", () => {
       { receiveCode: 1, receiveStderr: "ERROR: short read\n" },
       "btrfs receive on the target exited with code 1: ERROR: short read",
     ],
+    [
+      "receive failed, the target's disk full",
+      {
+        receiveCode: 1,
+        receiveStderr: "At subvol rootfs\nERROR: writing to big failed: No space left on device\n",
+      },
+      "btrfs receive on the target exited with code 1: At subvol rootfs | ERROR: writing to big failed: No space left on device; the target's filesystem is full: free space on the target and run again",
+    ],
     ["the pipe broke", { error: "write EPIPE" }, "the relay failed: write EPIPE"],
     [
       "the pipe broke, and we closed both ends",
