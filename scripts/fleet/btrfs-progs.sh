@@ -62,6 +62,7 @@ EOF
 }
 
 # The host's btrfs binary (the file its PATH finds) and whether our wrapper is mounted over it.
+# shellcheck disable=SC2016 # expanded by the host's sh
 target() { hexec "$host" sh -c 'readlink -f "$(command -v btrfs)"'; }
 mounted() { hexec "$host" findmnt -n -o TARGET --target "$1" | grep -qx "$1" && hexec "$host" cmp -s "$1" "$wrapper"; }
 
