@@ -22,6 +22,12 @@ const h1 = host("h1");
 const h2 = host("h2");
 const h4 = host("h4");
 const re = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+/** The end of the message of a create that failed after the copy started (as a RegExp source). */
+const AFTER =
+  "This run had already changed the host \\(.*\\); run again: it starts from what it finds there\\.";
+/** The source's channel closed under btrfs send (as a RegExp source). */
+const SEND_CUT =
+  "btrfs send on the source was cut off \\(its connection was lost, or it was killed\\), and btrfs receive on the target then failed:";
 
 /**
  * A copy's inputs that give up at once on an unreachable host (one dial, 4 s), as a faulted run should:
@@ -194,7 +200,9 @@ describe("cross-host clone faults (h1 -> h2)", function () {
       }
       console.log(`      faulted run: ${msg}`);
       expect(msg).to.match(
-        new RegExp(`^LxcSnapshotClone ${name} \\(from ${SRC}\\) on root@${re(h2.address)}:22: `),
+        new RegExp(
+          `^LxcSnapshotClone ${name} \\(from ${SRC}\\) on root@${re(h2.address)}:22: the relay failed: btrfs receive ended before the stream did\\. ${AFTER}$`,
+        ),
       );
       await scriptsEnded(h1, name);
       await scriptsEnded(h2, name);
@@ -221,7 +229,12 @@ describe("cross-host clone faults (h1 -> h2)", function () {
         await closeAllConnections();
       }
       console.log(`      faulted run: ${msg}`);
-      expect(msg).to.match(new RegExp(`^LxcSnapshotClone ${name} \\(from ${SRC}\\)`));
+      // The error points at the source, whose connection was lost; the receive's short read follows from it.
+      expect(msg).to.match(
+        new RegExp(
+          `^LxcSnapshotClone ${name} \\(from ${SRC}\\) on root@${re(h2.address)}:22: ${SEND_CUT} Chroot to ${L}/\\.plb-receiving-${name} \\| At subvol rootfs \\| ERROR: short read from stream: expected \\d+ read \\d+\\. ${AFTER}$`,
+        ),
+      );
       await scriptsEnded(h1, name);
       await scriptsEnded(h2, name);
       expect(await targetState(h2, name)).to.equal("");
@@ -249,7 +262,7 @@ describe("cross-host clone faults (h1 -> h2)", function () {
       }
       expect(msg).to.match(
         new RegExp(
-          `^LxcSnapshotClone ${name} \\(from ${SRC}\\) on root@${re(h2.address)}:22: btrfs receive on the target exited with code 1: Chroot to ${L}/\\.plb-receiving-${name} \\| At subvol rootfs \\| ERROR: [^|]*: No space left on device; the target's filesystem is full: free space on the target and run again\\. This run had already changed the host \\(.*\\); run again: it starts from what it finds there\\.$`,
+          `^LxcSnapshotClone ${name} \\(from ${SRC}\\) on root@${re(h2.address)}:22: btrfs receive on the target exited with code 1: Chroot to ${L}/\\.plb-receiving-${name} \\| At subvol rootfs \\| ERROR: [^|]*: No space left on device; the target's filesystem is full: free space on the target and run again\\. ${AFTER}$`,
         ),
       );
       expect(await manifest(h1, `${L}/${SRC}/rootfs`)).to.equal(srcManifest);
@@ -323,6 +336,11 @@ describe("cross-host clone faults (h1 -> h2)", function () {
     const finished = (name: string) =>
       `entry ${name}\nsubvol ${name}/rootfs ro=false\nsubvol ${name}/snaps/.plb-received/rootfs ro=true\n`;
 
+    /** A command on the target that the lost connection ended. */
+    const lost = (n: string, argv: string) =>
+      new RegExp(
+        `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\): on root@${re(h2.address)}:22: \`plb-clone ${argv}\` was killed or timed out\nhint: the SSH connection was lost while the command ran`,
+      );
     /** What each host holds after a fault, and what the next create does: copy again, or adopt the copy. */
     type Left = { target: string; source: string; next: "copies again" | "adopts" };
     const BOUNDARIES: {
@@ -332,6 +350,8 @@ describe("cross-host clone faults (h1 -> h2)", function () {
       /** Once the failpoint is reached, what must also hold before the strike. */
       ready?: (name: string) => Promise<boolean>;
       left: Record<Fault, (name: string) => Left>;
+      /** What the faulted run ended with when sshd was killed (a SIGKILLed provider says nothing). */
+      says: (name: string) => RegExp;
     }[] = [
       {
         point: "send",
@@ -354,6 +374,10 @@ describe("cross-host clone faults (h1 -> h2)", function () {
           // The failed run cleaned the target; the source's snapshot could not be removed (sshd down).
           "sshd killed": (n) => ({ target: clean, source: withSent(n), next: "copies again" }),
         },
+        says: (n) =>
+          new RegExp(
+            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\) on root@${re(h2.address)}:22: ${SEND_CUT} Chroot to ${L}/\\.plb-receiving-${n} \\| ERROR: empty stream is not considered valid\\. ${AFTER}$`,
+          ),
       },
       {
         point: "place",
@@ -367,6 +391,7 @@ describe("cross-host clone faults (h1 -> h2)", function () {
           // in place; the source's snapshot removed by the failed run.
           "sshd killed": (n) => ({ target: receiving(n, true), source: pristine(SRC), next: "copies again" }),
         },
+        says: (n) => lost(n, `xplace ${L} - ${n} [-0-9a-f]{36} \\d+`),
       },
       {
         point: "finish",
@@ -378,6 +403,7 @@ describe("cross-host clone faults (h1 -> h2)", function () {
           "provider SIGKILL": (n) => ({ target: finished(n), source: withSent(n), next: "adopts" }),
           "sshd killed": (n) => ({ target: placed(n), source: pristine(SRC), next: "copies again" }),
         },
+        says: (n) => lost(n, `finish ${L} - ${n} \\d+ \\d+ - -`),
       },
     ];
     for (const b of BOUNDARIES) {
@@ -413,7 +439,7 @@ describe("cross-host clone faults (h1 -> h2)", function () {
             await closeAllConnections();
           }
           console.log(`      faulted run: ${how.split("\n")[0]}`);
-          expect(how).to.match(/^failed/);
+          expect(how).to.match(f === "provider SIGKILL" ? /^failed \(SIGKILL\)$/ : b.says(name));
           await scriptsEnded(h1, name);
           await scriptsEnded(h2, name);
           const left = b.left[f](name);
