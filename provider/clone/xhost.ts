@@ -215,8 +215,25 @@ export function relayProblem(r: {
   // An end's own failure first, then a broken pipe (after which we closed the ends: cut off), then the rest.
   if (r.sendCode !== 0 && r.sendCode !== null)
     return end("btrfs send on the source", r.sendCode, r.sendStderr);
-  if (r.receiveCode !== 0 && r.receiveCode !== null)
-    return end("btrfs receive on the target", r.receiveCode, r.receiveStderr);
+  // The stream ended early (receive: a short read, or no stream at all), send gave no exit status and the
+  // relay had no error of its own: the source's channel closed under it (its connection lost, its sshd or
+  // btrfs send killed). The source is where to look; the receive's failure only follows from it.
+  if (
+    r.sendCode === null &&
+    !r.error &&
+    r.receiveCode !== 0 &&
+    r.receiveCode !== null &&
+    /short read from stream|empty stream is not considered valid/.test(r.receiveStderr)
+  )
+    return `${end("btrfs send on the source", null, r.sendStderr)} (its connection was lost, or it was killed), and btrfs receive on the target then failed: ${tail(r.receiveStderr)}`;
+  if (r.receiveCode !== 0 && r.receiveCode !== null) {
+    // ENOSPC: the target filled up during the copy (free space is checked before, but is an estimate, and
+    // others write there too). Say what to do.
+    const full = /No space left on device/.test(r.receiveStderr)
+      ? "; the target's filesystem is full: free space on the target and run again"
+      : "";
+    return end("btrfs receive on the target", r.receiveCode, r.receiveStderr) + full;
+  }
   if (r.error) return `the relay failed: ${r.error}`;
   if (r.sendCode === null) return end("btrfs send on the source", null, r.sendStderr);
   if (r.receiveCode === null) return end("btrfs receive on the target", null, r.receiveStderr);

@@ -5,13 +5,10 @@
  * everything kept for it on both hosts. Refusals before anything changes, a receive left by an interrupted
  * run, and the relay's memory and progress on a 1 GB source.
  */
-import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { expect } from "chai";
-import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
 import * as clone from "../../provider/clone/provider";
-import { parseCrossHostFacts, sentName, targetTag } from "../../provider/clone/xhost";
+import { parseCrossHostFacts } from "../../provider/clone/xhost";
 import { connectionSchema } from "../../provider/core/connection";
 import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import * as rootfs from "../../provider/rootfs/provider";
@@ -19,30 +16,24 @@ import { snapshotArgsSchema } from "../../provider/snapshot/inputs";
 import * as snapshot from "../../provider/snapshot/provider";
 import { scriptArgv } from "../../provider/transport/remote-scripts";
 import { closeAllConnections, openRemote } from "../../provider/transport/ssh";
-import { type FleetHost, fault, hostExec, loadInventory, manifest } from "../support/fleet";
+import { type FleetHost, fault, hostExec, manifest } from "../support/fleet";
 import { destroyContainers, failpoint, hostSh, makeBusybox, rejectionOf, waitFor } from "../support/host";
+import {
+  args,
+  connTo,
+  exists,
+  host,
+  L,
+  providerCall,
+  providerChild,
+  sentDir,
+  subvol,
+  sum,
+} from "../support/xhost";
 
-const inv = loadInventory();
-const host = (n: string) => inv.hosts.find((h) => h.name === n) as FleetHost;
 const h1 = host("h1");
 const h2 = host("h2");
 const h3 = host("h3");
-const key = readFileSync(inv.users.root.privateKeyPath!, "utf8");
-const connTo = (h: FleetHost) => ({ host: h.address, privateKey: key, knownHostsPath: inv.knownHostsPath });
-const L = "/var/lib/lxc";
-
-function args(source: string, name: string, extra: Partial<CloneInputs> = {}, to = h2): CloneInputs {
-  return cloneArgsSchema.parse({
-    connection: connTo(to),
-    sourceConnection: connTo(h1),
-    source,
-    name,
-    ...extra,
-  });
-}
-
-const tagOf = (h: FleetHost) => targetTag(connectionSchema.parse(connTo(h)), L);
-const sentDir = (src: string, name: string, to = h2) => `${L}/${src}/snaps/${sentName(tagOf(to), name)}`;
 
 /** Runs `work`, collecting the provider's log lines (console.log) meanwhile. */
 async function withLog<T>(work: () => Promise<T>): Promise<{ value: T; lines: string[] }> {
@@ -56,35 +47,6 @@ async function withLog<T>(work: () => Promise<T>): Promise<{ value: T; lines: st
   } finally {
     console.log = orig;
   }
-}
-
-/** `btrfs subvolume show` fields of a path on a host. */
-async function subvol(h: FleetHost, path: string): Promise<Record<string, string>> {
-  const out = await hostSh(h, 'btrfs subvolume show "$1"', path);
-  const f: Record<string, string> = {};
-  for (const line of out.split("\n")) {
-    const m = /^\s*([A-Za-z ]+):\s*(.*)$/.exec(line);
-    if (m) f[m[1]] = m[2].trim();
-  }
-  f.ro = (await hostSh(h, 'btrfs property get -ts "$1" ro', path)).trim();
-  return f;
-}
-
-const exists = async (h: FleetHost, path: string) =>
-  (await hostSh(h, '[ -e "$1" ] || [ -L "$1" ] && echo yes || echo no', path)).trim() === "yes";
-
-/** A provider method (create, update) in a node process of its own, so that it can be SIGKILLed. */
-function providerChild(
-  method: "create" | "update",
-  params: unknown[],
-): { kill: () => void; done: Promise<string> } {
-  const mod = path.resolve(__dirname, "../../provider/clone/provider.js");
-  const code = `require(${JSON.stringify(mod)}).${method}(...JSON.parse(process.argv[1])).then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); })`;
-  const child = spawn(process.execPath, ["-e", code, JSON.stringify(params)], { stdio: "ignore" });
-  const done = new Promise<string>((resolve) =>
-    child.on("exit", (c, sig) => resolve(c === 0 ? "succeeded" : `failed (${c ?? sig})`)),
-  );
-  return { kill: () => child.kill("SIGKILL"), done };
 }
 
 /** The hostile tree, the flags and the odd files of the source's rootfs (run in it). */
@@ -340,7 +302,7 @@ head -c 65536 /dev/urandom >>new.nocow && echo changed >etc/motd && rm -- "odd d
         const fp = failpoint(h2, CL, point);
         await fp.set();
         const next = args(SRC, CL, { start: true, revision: `cut-${point}`, ifRunning: "restart" });
-        const run = providerChild("update", ["", outs, next]);
+        const run = providerCall("update", ["", outs, next]);
         try {
           await fp.reached();
           // The host's side dies there (as in a crash of h2), and the provider with it.
@@ -583,8 +545,6 @@ head -c 65536 /dev/urandom >>new.nocow && echo changed >etc/motd && rm -- "odd d
       await clone.del("", res.outs);
     });
 
-    const sum = (h: FleetHost, f: string) => hostSh(h, 'sha256sum <"$1"', f);
-
     it("a receive an earlier create left waiting (its close lost with a cut link) is ended by the next create", async () => {
       const name = "it-xstale";
       const rd = `${L}/.plb-receiving-${name}`;
@@ -618,7 +578,7 @@ sleep 1; cat "$f.pid" | tee "$2"; rm -f "$f" "$f.pid"`,
         const inputs = args(SRC, name, { connection: { ...connTo(h2), commandTimeout: 20 } as never });
         const partial = `${L}/.plb-receiving-${name}/rootfs/big`;
         let run: { kill: () => void; done: Promise<string> };
-        if (f === "provider SIGKILL") run = providerChild("create", [inputs]);
+        if (f === "provider SIGKILL") run = providerChild(inputs);
         else {
           const p = clone.create(inputs).then(
             () => "succeeded",

@@ -275,6 +275,28 @@ describe("clone/xhost: the relay's outcome and progress", () => {
       { receiveCode: 1, receiveStderr: "ERROR: short read\n" },
       "btrfs receive on the target exited with code 1: ERROR: short read",
     ],
+    [
+      "receive failed, the target's disk full",
+      {
+        receiveCode: 1,
+        receiveStderr: "At subvol rootfs\nERROR: writing to big failed: No space left on device\n",
+      },
+      "btrfs receive on the target exited with code 1: At subvol rootfs | ERROR: writing to big failed: No space left on device; the target's filesystem is full: free space on the target and run again",
+    ],
+    [
+      "the source's channel closed under send (no exit status): receive's short read follows from it",
+      {
+        sendCode: null,
+        receiveCode: 1,
+        receiveStderr: "At subvol rootfs\nERROR: short read from stream: expected 49175 read 1540\n",
+      },
+      "btrfs send on the source was cut off (its connection was lost, or it was killed), and btrfs receive on the target then failed: At subvol rootfs | ERROR: short read from stream: expected 49175 read 1540",
+    ],
+    [
+      "the source's channel closed before the first byte",
+      { sendCode: null, receiveCode: 1, receiveStderr: "ERROR: empty stream is not considered valid\n" },
+      "btrfs send on the source was cut off (its connection was lost, or it was killed), and btrfs receive on the target then failed: ERROR: empty stream is not considered valid",
+    ],
     ["the pipe broke", { error: "write EPIPE" }, "the relay failed: write EPIPE"],
     [
       "the pipe broke, and we closed both ends",
