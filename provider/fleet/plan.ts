@@ -181,6 +181,25 @@ export interface PlannedCopy {
   after: string[];
 }
 
+/**
+ * The names the rollout makes itself on each host, which that host's discovery must leave out: its clones
+ * (on their host) and its copies (on every host they may go to: the listed ones, or with "all" every host
+ * but the source's). Without this, a copy made by the last `up` is found again as a container of its host,
+ * and declared twice.
+ */
+export function ownNames(
+  hosts: readonly string[],
+  clones: readonly { host: string; name: string }[],
+  copies: readonly { from: { host: string; container: string }; to: string[] | "all"; name?: string }[],
+): Map<string, Set<string>> {
+  const out = new Map(hosts.map((h) => [h, new Set<string>()]));
+  for (const c of clones) out.get(c.host)?.add(c.name);
+  for (const c of copies)
+    for (const t of c.to === "all" ? hosts.filter((h) => h !== c.from.host) : c.to)
+      out.get(t)?.add(c.name ?? c.from.container);
+  return out;
+}
+
 export function copyKey(host: string, name: string): string {
   return `copy:${host}/${name}`;
 }

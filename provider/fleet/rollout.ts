@@ -13,6 +13,7 @@ import {
   conversionKey,
   copyKey,
   type DiscoveredContainer,
+  ownNames,
   parseDiscovery,
   planCopies,
   planRollout,
@@ -167,10 +168,16 @@ export class LxcFleetRollout extends pulumi.ComponentResource {
     opts?: pulumi.ComponentResourceOptions,
   ): Promise<LxcFleetRollout> {
     const failedHosts: Record<string, string> = {};
+    const own = ownNames(
+      args.hosts.map((h) => h.name),
+      args.clones ?? [],
+      args.copies ?? [],
+    );
     const hosts = await Promise.all(
       args.hosts.map(async (h): Promise<FleetHostArgs> => {
         try {
-          const found = await discoverContainers(h.connection, h);
+          const mine = own.get(h.name) ?? new Set<string>();
+          const found = (await discoverContainers(h.connection, h)).filter((c) => !mine.has(c.name));
           const usable = found.filter((c) => !c.problem && c.fstype === "btrfs" && c.rootfs === "dir");
           const skipped = found
             .filter((c) => !usable.includes(c))

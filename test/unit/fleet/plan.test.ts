@@ -8,6 +8,7 @@ import {
   type CopyPlanInput,
   type DiscoveredContainer,
   ODD_NAME_PROBLEM,
+  ownNames,
   type PlannedCopy,
   parseDiscovery,
   planCopies,
@@ -287,4 +288,35 @@ describe("fleet-plan: planCopies", () => {
       );
     expect(twice).to.throw(UserError, "two copies are named x on c; give each copy on a host its own name");
   });
+});
+
+describe("fleet-plan: ownNames (what discovery leaves out on each host)", () => {
+  const hosts = ["h1", "h2", "h4"];
+  for (const [what, clones, copies, want] of [
+    ["nothing declared", [], [], { h1: [], h2: [], h4: [] }],
+    ["a clone, on its host", [{ host: "h1", name: "web-c" }], [], { h1: ["web-c"], h2: [], h4: [] }],
+    [
+      "a copy to \"all\": every host but the source's, by the copy's name",
+      [],
+      [{ from: { host: "h1", container: "web1" }, to: "all", name: "golden" }],
+      { h1: [], h2: ["golden"], h4: ["golden"] },
+    ],
+    [
+      "a copy to listed hosts, named like its source",
+      [],
+      [{ from: { host: "h1", container: "web1" }, to: ["h4"] }],
+      { h1: [], h2: [], h4: ["web1"] },
+    ],
+    [
+      "a host that is not listed is ignored (planCopies refuses it)",
+      [{ host: "h9", name: "x" }],
+      [{ from: { host: "h1", container: "web1" }, to: ["h9"] }],
+      { h1: [], h2: [], h4: [] },
+    ],
+  ] as const) {
+    it(what, () => {
+      const got = ownNames(hosts, clones as never, copies as never);
+      expect(Object.fromEntries([...got].map(([h, s]) => [h, [...s]]))).to.deep.equal(want);
+    });
+  }
 });
