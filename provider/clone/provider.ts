@@ -100,7 +100,7 @@ export function diff(
   const d = diffClone(olds, news);
   if (refreshPlanned(olds, news, d.replaces))
     console.log(
-      `[lxc-btrfs] clone ${news.name}: will be refreshed from ${news.source} on ${describeTarget(sourceConnectionOf(news))} (revision ${JSON.stringify(olds.revision ?? null)} -> ${JSON.stringify(news.revision ?? null)}): only what changed is sent; the clone's own changes are replaced`,
+      `[lxc-btrfs] clone ${news.name} on ${describeTarget(news.connection)}: will be refreshed from ${news.source} on ${describeTarget(sourceConnectionOf(news))} (revision ${JSON.stringify(olds.revision ?? null)} -> ${JSON.stringify(news.revision ?? null)}): only what changed is sent; the clone's own changes are replaced`,
     );
   return d;
 }

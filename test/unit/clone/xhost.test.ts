@@ -442,7 +442,7 @@ describe("clone/xhost: the preview says which copy a new revision refreshes", ()
   };
   it("a cross-host clone with a new revision: one line, no network", () => {
     expect(logged({ ...cross, revision: "1" }, { ...cross, revision: "2" })).to.deep.equal([
-      `[lxc-btrfs] clone web-c: will be refreshed from web on root@h1:22 (revision "1" -> "2"): only what changed is sent; the clone's own changes are replaced`,
+      `[lxc-btrfs] clone web-c on root@h2:22: will be refreshed from web on root@h1:22 (revision "1" -> "2"): only what changed is sent; the clone's own changes are replaced`,
     ]);
   });
   it("the same revision, a local clone (replaced), another source host (replaced): nothing", () => {
