@@ -215,7 +215,8 @@ export function relayProblem(r: {
   // An end's own failure first, then a broken pipe (after which we closed the ends: cut off), then the rest.
   if (r.sendCode !== 0 && r.sendCode !== null)
     return end("btrfs send on the source", r.sendCode, r.sendStderr);
-  // The stream ended early (receive: a short read, or no stream at all), send gave no exit status and the
+  // The stream ended early (receive: a short read or an EOF within a command, or no stream at all; which
+  // one depends on where the stream was cut), send gave no exit status and the
   // relay had no error of its own: the source's channel closed under it (its connection lost, its sshd or
   // btrfs send killed). The source is where to look; the receive's failure only follows from it.
   if (
@@ -223,7 +224,9 @@ export function relayProblem(r: {
     !r.error &&
     r.receiveCode !== 0 &&
     r.receiveCode !== null &&
-    /short read from stream|empty stream is not considered valid/.test(r.receiveStderr)
+    /short read from stream|unexpected EOF in stream|empty stream is not considered valid/.test(
+      r.receiveStderr,
+    )
   )
     return `${end("btrfs send on the source", null, r.sendStderr)} (its connection was lost, or it was killed), and btrfs receive on the target then failed: ${tail(r.receiveStderr)}`;
   if (r.receiveCode !== 0 && r.receiveCode !== null) {

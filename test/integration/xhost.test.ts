@@ -23,6 +23,7 @@ import {
   connTo,
   exists,
   host,
+  inv,
   L,
   providerCall,
   providerChild,
@@ -342,6 +343,116 @@ head -c 65536 /dev/urandom >>new.nocow && echo changed >etc/motd && rm -- "odd d
       expect(await manifest(h1, `${L}/${SRC}/rootfs`)).to.equal(srcManifest);
       // Deleting again is a no-op.
       await clone.del("", outs);
+    });
+  });
+
+  describe("a booted Debian container with systemd (NOCOW journal, immutable and append-only files)", () => {
+    const SRC = "it-xdeb";
+    const CL = "it-xdebc";
+    const image = `${inv.cacheDir}/debian-bookworm-systemd.lxc`;
+    let outs: clone.CloneOutputs;
+    let srcManifest: string;
+    /** Starts the container and waits for systemd: "running" or "degraded" (what is-system-running says). */
+    const boot = async (h: FleetHost, name: string) => {
+      await hostExec(h, ["lxc-start", "-n", name], { check: true });
+      let st = "";
+      await waitFor(
+        `systemd in ${name} on ${h.name}`,
+        async () => {
+          st = (
+            await hostSh(
+              h,
+              'timeout 60 lxc-attach -n "$1" -- systemctl is-system-running --wait 2>/dev/null || true',
+              name,
+            )
+          ).trim();
+          return st !== "";
+        },
+        120_000,
+      );
+      return st;
+    };
+    before(async () => {
+      await destroyContainers(h2, CL);
+      await destroyContainers(h1, SRC);
+      await hostExec(
+        h1,
+        [
+          "lxc-create",
+          "-n",
+          SRC,
+          "-t",
+          "local",
+          "--",
+          "--metadata",
+          `${image}/meta.tar.xz`,
+          "--fstree",
+          `${image}/rootfs.tar.xz`,
+        ],
+        { check: true },
+      );
+      // Booted once, as users' containers are: journald writes its NOCOW journal, rotated, then stopped.
+      expect(await boot(h1, SRC)).to.match(/^(running|degraded)$/);
+      await hostExec(
+        h1,
+        ["lxc-attach", "-n", SRC, "--", "sh", "-c", "journalctl --flush && journalctl --rotate"],
+        {
+          check: true,
+        },
+      );
+      await hostExec(h1, ["lxc-stop", "-n", SRC, "-t", "60"], { check: true });
+      await hostSh(
+        h1,
+        `cd "$1" && echo locked >etc/locked && chattr +i etc/locked && echo log >var/log/app.log && chattr +a var/log/app.log`,
+        `${L}/${SRC}/rootfs`,
+      );
+      await rootfs.create(rootfsArgsSchema.parse({ connection: connTo(h1), container: SRC }));
+      srcManifest = await manifest(h1, `${L}/${SRC}/rootfs`);
+      expect(srcManifest).to.match(
+        /\nvar\/log\/journal\/[0-9a-f]{32}\/system@[^\t]*\.journal\tf\t.*flags=[^\t]*C/,
+      );
+    });
+    after(async () => {
+      await destroyContainers(h2, CL);
+      await destroyContainers(h1, SRC);
+    });
+
+    it("copies it to h2 with its flags, and it boots there with systemd as itself", async () => {
+      ({ outs } = await clone.create(args(SRC, CL, { start: false })));
+      const rewritten = (l: string) => /^(etc|etc\/hostname|etc\/hosts)\t/.test(l);
+      const got = await manifest(h2, `${L}/${CL}/rootfs`);
+      expect(got.split("\n").filter((l) => !rewritten(l))).to.deep.equal(
+        srcManifest.split("\n").filter((l) => !rewritten(l)),
+      );
+      expect(await boot(h2, CL)).to.match(/^(running|degraded)$/);
+      expect((await hostExec(h2, ["lxc-attach", "-n", CL, "--", "hostname"])).stdout).to.equal(`${CL}\n`);
+      const journals = await hostSh(
+        h2,
+        'find "$1/var/log/journal" -name "*.journal" -exec lsattr {} + | grep -c "^[^ ]*C" || true',
+        `${L}/${CL}/rootfs`,
+      );
+      expect(Number(journals)).to.be.greaterThan(0);
+      outs = (await clone.read("", outs)).props as clone.CloneOutputs;
+      expect(outs.state).to.equal("RUNNING");
+    });
+
+    it("refreshes it while it runs (ifRunning: restart): only the change is sent, and it boots again", async () => {
+      await hostSh(h1, 'echo v2 >"$1/etc/refresh-marker"', `${L}/${SRC}/rootfs`);
+      const prev = outs;
+      outs = (await clone.update("", prev, args(SRC, CL, { revision: "2", ifRunning: "restart" }))).outs;
+      expect(outs.sentParentUuid).to.equal(prev.sentUuid);
+      expect(outs.transferredBytes).to.be.lessThan(100_000);
+      expect(outs.state).to.equal("RUNNING");
+      expect(await hostSh(h2, 'cat "$1/etc/refresh-marker"', `${L}/${CL}/rootfs`)).to.equal("v2\n");
+      expect(
+        (
+          await hostSh(h2, 'timeout 60 lxc-attach -n "$1" -- systemctl is-system-running --wait || true', CL)
+        ).trim(),
+      ).to.match(/^(running|degraded)$/);
+      expect((await hostExec(h2, ["lxc-attach", "-n", CL, "--", "hostname"])).stdout).to.equal(`${CL}\n`);
+      await clone.del("", outs);
+      expect(await exists(h2, `${L}/${CL}`)).to.equal(false);
+      expect(await hostSh(h1, 'ls -A "$1/snaps"', `${L}/${SRC}`)).to.equal("");
     });
   });
 

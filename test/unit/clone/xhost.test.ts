@@ -293,6 +293,16 @@ describe("clone/xhost: the relay's outcome and progress", () => {
       "btrfs send on the source was cut off (its connection was lost, or it was killed), and btrfs receive on the target then failed: At subvol rootfs | ERROR: short read from stream: expected 49175 read 1540",
     ],
     [
+      "the source's channel closed under send within a command: receive's EOF follows from it",
+      {
+        sendCode: null,
+        receiveCode: 1,
+        receiveStderr:
+          "Chroot to /var/lib/lxc/.plb-receiving-c\nAt subvol rootfs\nERROR: unexpected EOF in stream\n",
+      },
+      "btrfs send on the source was cut off (its connection was lost, or it was killed), and btrfs receive on the target then failed: Chroot to /var/lib/lxc/.plb-receiving-c | At subvol rootfs | ERROR: unexpected EOF in stream",
+    ],
+    [
       "the source's channel closed before the first byte",
       { sendCode: null, receiveCode: 1, receiveStderr: "ERROR: empty stream is not considered valid\n" },
       "btrfs send on the source was cut off (its connection was lost, or it was killed), and btrfs receive on the target then failed: ERROR: empty stream is not considered valid",
