@@ -352,10 +352,10 @@ head -c 65536 /dev/urandom >>new.nocow && echo changed >etc/motd && rm -- "odd d
     const image = `${inv.cacheDir}/debian-bookworm-systemd.lxc`;
     let outs: clone.CloneOutputs;
     let srcManifest: string;
-    /** Starts the container and waits for systemd: "running" or "degraded" (what is-system-running says). */
-    const boot = async (h: FleetHost, name: string) => {
-      await hostExec(h, ["lxc-start", "-n", name], { check: true });
+    /** What systemd in the running container says once its bus is up: "running", "degraded", ... */
+    const systemdState = async (h: FleetHost, name: string) => {
       let st = "";
+      // Until systemd has its bus up, systemctl says "Failed to connect to bus" and nothing on stdout.
       await waitFor(
         `systemd in ${name} on ${h.name}`,
         async () => {
@@ -371,6 +371,11 @@ head -c 65536 /dev/urandom >>new.nocow && echo changed >etc/motd && rm -- "odd d
         120_000,
       );
       return st;
+    };
+    /** Starts the container and waits for systemd (systemdState). */
+    const boot = async (h: FleetHost, name: string) => {
+      await hostExec(h, ["lxc-start", "-n", name], { check: true });
+      return systemdState(h, name);
     };
     before(async () => {
       await destroyContainers(h2, CL);
@@ -408,8 +413,9 @@ head -c 65536 /dev/urandom >>new.nocow && echo changed >etc/motd && rm -- "odd d
       );
       await rootfs.create(rootfsArgsSchema.parse({ connection: connTo(h1), container: SRC }));
       srcManifest = await manifest(h1, `${L}/${SRC}/rootfs`);
+      // The active journal is NOCOW (journald makes archived ones COW again when it rotates).
       expect(srcManifest).to.match(
-        /\nvar\/log\/journal\/[0-9a-f]{32}\/system@[^\t]*\.journal\tf\t.*flags=[^\t]*C/,
+        /\nvar\/log\/journal\/[0-9a-f]{32}\/system\.journal\tf\t[^\n]*flags=[^\t]*C/,
       );
     });
     after(async () => {
@@ -442,13 +448,12 @@ head -c 65536 /dev/urandom >>new.nocow && echo changed >etc/motd && rm -- "odd d
       outs = (await clone.update("", prev, args(SRC, CL, { revision: "2", ifRunning: "restart" }))).outs;
       expect(outs.sentParentUuid).to.equal(prev.sentUuid);
       expect(outs.transferredBytes).to.be.lessThan(100_000);
+      console.log(
+        `      Debian copy: ${prev.transferredBytes} bytes sent in full, ${outs.transferredBytes} to refresh`,
+      );
       expect(outs.state).to.equal("RUNNING");
       expect(await hostSh(h2, 'cat "$1/etc/refresh-marker"', `${L}/${CL}/rootfs`)).to.equal("v2\n");
-      expect(
-        (
-          await hostSh(h2, 'timeout 60 lxc-attach -n "$1" -- systemctl is-system-running --wait || true', CL)
-        ).trim(),
-      ).to.match(/^(running|degraded)$/);
+      expect(await systemdState(h2, CL)).to.match(/^(running|degraded)$/);
       expect((await hostExec(h2, ["lxc-attach", "-n", CL, "--", "hostname"])).stdout).to.equal(`${CL}\n`);
       await clone.del("", outs);
       expect(await exists(h2, `${L}/${CL}`)).to.equal(false);
