@@ -50,7 +50,8 @@ export class LxcSnapshotClone extends pulumi.CustomResource {
       dynamicType("LxcSnapshotClone"),
       name,
       resourceProps("clone", args, CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS),
-      secretConnection(opts, "sourceConnection"),
+      // sourceConnection's output is secret too, when there is one: a clone on its source's host has none.
+      secretConnection(opts, ...(args.sourceConnection === undefined ? [] : ["sourceConnection"])),
     );
   }
 }

@@ -4,9 +4,10 @@
  * - Each of ours stores at most 1.5 times the trivial resource's bytes (issue #25): the stored provider is one
  *   line (core/resource.ts, storedProvider), where 0.2.0 stored the closure serializer's 2.2 KB twice.
  * - A stack written by 0.2.0 keeps working with no diff: the same state with each stored provider as 0.2.0
- *   wrote it (test/fixtures/state-0.2.0.json is real 0.2.0 state of this program; the unit test
- *   state-0.2.0.test.ts checks it stores nothing else differently) previews no change, refreshes unchanged,
- *   and `pulumi up` changes nothing and opens no SSH connection; so does every run after.
+ *   wrote it, and the clone's secret outputs as 0.2.0 listed them (test/fixtures/state-0.2.0.json is real
+ *   0.2.0 state of this program; the unit test state-0.2.0.test.ts checks it stores nothing else
+ *   differently) previews no change, refreshes unchanged, and `pulumi up` changes nothing and opens no SSH
+ *   connection; so does every run after.
  */
 import * as fs from "node:fs";
 import { expect } from "chai";
@@ -112,6 +113,15 @@ describe("state per resource, and a stack written by 0.2.0 (real CLI, h4)", func
     for (const [type, n] of Object.entries(sizes)) expect(n, type).to.be.at.most(1.5 * bytes(trivial));
   });
 
+  it("the connection's output copy is still one secret; a clone on its source's host lists no sourceConnection", async () => {
+    const resources = (await exportStack({ cwd: dir, env, stack: STACK })).deployment.resources ?? [];
+    for (const r of resources.filter((x) => OURS.includes(typeOf(x)))) {
+      expect(r.outputs?.connection, typeOf(r)).to.have.property("ciphertext");
+      expect(r.additionalSecretOutputs, typeOf(r)).to.deep.equal(["connection"]);
+      expect(r.outputs, typeOf(r)).to.not.have.property("sourceConnection");
+    }
+  });
+
   describe("the same state with each stored provider as 0.2.0 wrote it", () => {
     before(async () => {
       const old = providers020();
@@ -120,6 +130,8 @@ describe("state per resource, and a stack written by 0.2.0 (real CLI, h4)", func
         if (!OURS.includes(typeOf(r))) continue;
         (r.inputs as Record<string, unknown>).__provider = old[typeOf(r)];
         (r.outputs as Record<string, unknown>).__provider = old[typeOf(r)];
+        // 0.2.0 listed sourceConnection as a secret output of every clone.
+        if (typeOf(r) === "LxcSnapshotClone") r.additionalSecretOutputs = ["connection", "sourceConnection"];
       }
       const file = `${dir}/state-0.2.0.json`;
       fs.writeFileSync(file, JSON.stringify(state));
