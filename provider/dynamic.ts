@@ -1,8 +1,10 @@
 /**
- * The implementation behind the serialized providers: what `__provider` in state loads, by package name
- * (`require("pulumi-lxc-btrfs/dynamic")`), in the provider process. That process runs in the program's
- * directory, so the name resolves to the copy of this package the program has installed, wherever that is:
- * the state names no path of the machine that wrote it.
+ * The implementation behind the stored providers: what `__provider` in state loads, by package name
+ * (`require("pulumi-lxc-btrfs/dynamic")`), in the provider process: the one line this version stores
+ * (`exports.handler = () => require("pulumi-lxc-btrfs/dynamic").rootfs;`, core/resource.ts) returns one of the
+ * objects below, and 0.2.0's serialized closure calls their methods one by one. That process runs in the
+ * program's directory, so the name resolves to the copy of this package the program has installed, wherever
+ * that is: the state names no path of the machine that wrote it.
  *
  * Besides forwarding to rootfs/provider.ts, clone/provider.ts and snapshot/provider.ts, it
  * - takes connection secrets from the stack config in `configure` (transport/credentials.ts), and

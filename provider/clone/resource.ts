@@ -1,7 +1,8 @@
-/** LxcSnapshotClone, the class users declare, and the serialized provider behind it. */
+/** LxcSnapshotClone, the class users declare, and its provider as an object (for pulumi.dynamic.Resource). */
 import * as pulumi from "@pulumi/pulumi";
 import {
   type ConnectionInput,
+  dynamicType,
   type Inputs,
   type LxcConnectionArgs,
   type Outputs,
@@ -11,8 +12,9 @@ import {
 import type { CloneArgsInput } from "./inputs";
 import { CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS, type CloneOutputs } from "./outputs";
 
-// Each method names the package and the method in full, capturing nothing: the serialized text is these
-// lines and nothing else (test/unit/serialization.test.ts).
+// Each method names the package and the method in full, capturing nothing (test/unit/serialization.test.ts).
+// The class does not store this object serialized: it stores storedProvider("clone") (core/resource.ts),
+// one line whose handler() returns the same methods.
 
 /** The provider behind LxcSnapshotClone; usable directly with plain inputs. */
 export const cloneProvider: pulumi.dynamic.ResourceProvider = {
@@ -42,15 +44,14 @@ export interface LxcSnapshotClone extends Outputs<CloneOutputs> {}
 
 /** A container cloned as a BTRFS snapshot of another: O(1) in time and space, with its own identity. */
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the SDK creates each property (resourceProps)
-export class LxcSnapshotClone extends pulumi.dynamic.Resource {
+export class LxcSnapshotClone extends pulumi.CustomResource {
   constructor(name: string, args: LxcSnapshotCloneArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      cloneProvider,
+      dynamicType("LxcSnapshotClone"),
       name,
-      resourceProps(args, CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS),
-      secretConnection(opts, "sourceConnection"),
-      "lxc-btrfs",
-      "LxcSnapshotClone",
+      resourceProps("clone", args, CLONE_INPUT_KEYS, CLONE_OUTPUT_KEYS),
+      // sourceConnection's output is secret too, when there is one: a clone on its source's host has none.
+      secretConnection(opts, ...(args.sourceConnection === undefined ? [] : ["sourceConnection"])),
     );
   }
 }

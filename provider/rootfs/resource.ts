@@ -1,7 +1,8 @@
-/** LxcSubvolumeRootfs, the class users declare, and the serialized provider behind it. */
+/** LxcSubvolumeRootfs, the class users declare, and its provider as an object (for pulumi.dynamic.Resource). */
 import * as pulumi from "@pulumi/pulumi";
 import {
   type ConnectionInput,
+  dynamicType,
   type Inputs,
   type Outputs,
   resourceProps,
@@ -10,8 +11,9 @@ import {
 import type { RootfsArgsInput } from "./inputs";
 import { ROOTFS_INPUT_KEYS, ROOTFS_OUTPUT_KEYS, type RootfsOutputs } from "./outputs";
 
-// Each method names the package and the method in full, capturing nothing: the serialized text is these
-// lines and nothing else (test/unit/serialization.test.ts).
+// Each method names the package and the method in full, capturing nothing (test/unit/serialization.test.ts).
+// The class does not store this object serialized: it stores storedProvider("rootfs") (core/resource.ts),
+// one line whose handler() returns the same methods.
 
 /** The provider behind LxcSubvolumeRootfs; usable directly with plain inputs. */
 export const rootfsProvider: pulumi.dynamic.ResourceProvider = {
@@ -35,15 +37,13 @@ export interface LxcSubvolumeRootfs extends Outputs<RootfsOutputs> {}
 
 /** Makes an existing container's rootfs a BTRFS subvolume, in place, with a btrfs: config. */
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the SDK creates each property (resourceProps)
-export class LxcSubvolumeRootfs extends pulumi.dynamic.Resource {
+export class LxcSubvolumeRootfs extends pulumi.CustomResource {
   constructor(name: string, args: LxcSubvolumeRootfsArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      rootfsProvider,
+      dynamicType("LxcSubvolumeRootfs"),
       name,
-      resourceProps(args, ROOTFS_INPUT_KEYS, ROOTFS_OUTPUT_KEYS),
+      resourceProps("rootfs", args, ROOTFS_INPUT_KEYS, ROOTFS_OUTPUT_KEYS),
       secretConnection(opts),
-      "lxc-btrfs",
-      "LxcSubvolumeRootfs",
     );
   }
 }

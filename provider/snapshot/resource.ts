@@ -1,7 +1,8 @@
-/** LxcSnapshot, the class users declare, and the serialized provider behind it. */
+/** LxcSnapshot, the class users declare, and its provider as an object (for pulumi.dynamic.Resource). */
 import * as pulumi from "@pulumi/pulumi";
 import {
   type ConnectionInput,
+  dynamicType,
   type Inputs,
   type Outputs,
   resourceProps,
@@ -10,8 +11,9 @@ import {
 import type { SnapshotArgsInput } from "./inputs";
 import { SNAPSHOT_INPUT_KEYS, SNAPSHOT_OUTPUT_KEYS, type SnapshotOutputs } from "./outputs";
 
-// Each method names the package and the method in full, capturing nothing: the serialized text is these
-// lines and nothing else (test/unit/serialization.test.ts).
+// Each method names the package and the method in full, capturing nothing (test/unit/serialization.test.ts).
+// The class does not store this object serialized: it stores storedProvider("snapshot") (core/resource.ts),
+// one line whose handler() returns the same methods.
 
 /** The provider behind LxcSnapshot; usable directly with plain inputs. */
 export const snapshotProvider: pulumi.dynamic.ResourceProvider = {
@@ -36,15 +38,13 @@ export interface LxcSnapshot extends Outputs<SnapshotOutputs> {}
  * its own snapshots (`<lxcPath>/<container>/snaps/<name>`): a restore point.
  */
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the SDK creates each property (resourceProps)
-export class LxcSnapshot extends pulumi.dynamic.Resource {
+export class LxcSnapshot extends pulumi.CustomResource {
   constructor(name: string, args: LxcSnapshotArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      snapshotProvider,
+      dynamicType("LxcSnapshot"),
       name,
-      resourceProps(args, SNAPSHOT_INPUT_KEYS, SNAPSHOT_OUTPUT_KEYS),
+      resourceProps("snapshot", args, SNAPSHOT_INPUT_KEYS, SNAPSHOT_OUTPUT_KEYS),
       secretConnection(opts),
-      "lxc-btrfs",
-      "LxcSnapshot",
     );
   }
 }

@@ -6,8 +6,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { expect } from "chai";
 import { LxcSnapshotClone } from "../../../provider/clone/resource";
-import { secretConnection } from "../../../provider/core/resource";
+import { secretConnection, storedProvider } from "../../../provider/core/resource";
 import { LxcSubvolumeRootfs } from "../../../provider/rootfs/resource";
+import { LxcSnapshot } from "../../../provider/snapshot/resource";
 
 type Registered = { type: string; name: string; inputs: Record<string, unknown> };
 
@@ -99,6 +100,38 @@ describe("resource classes: what they register", () => {
       "name",
       "source",
     ]);
+  });
+
+  it("each class registers the type pulumi.dynamic.Resource gave it (URNs unchanged) and a one-line provider", async () => {
+    const conn = { connection: { host: "h1" } };
+    const made = [
+      [
+        "t-rootfs",
+        new LxcSubvolumeRootfs("t-rootfs", { ...conn, container: "c1" }),
+        "LxcSubvolumeRootfs",
+        "rootfs",
+      ],
+      [
+        "t-clone",
+        new LxcSnapshotClone("t-clone", { ...conn, source: "s1", name: "c2" }),
+        "LxcSnapshotClone",
+        "clone",
+      ],
+      [
+        "t-snap",
+        new LxcSnapshot("t-snap", { ...conn, container: "c1", name: "pre" }),
+        "LxcSnapshot",
+        "snapshot",
+      ],
+    ] as const;
+    for (const [name, r, type, kind] of made) {
+      expect(await resolved(r.urn)).to.match(
+        new RegExp(`::pulumi-nodejs:dynamic/lxc-btrfs:${type}::${name}$`),
+      );
+      const sent = registered.find((x) => x.name === name);
+      expect(sent?.type).to.equal(`pulumi-nodejs:dynamic/lxc-btrfs:${type}`);
+      expect(sent?.inputs.__provider).to.equal(storedProvider(kind));
+    }
   });
 });
 
