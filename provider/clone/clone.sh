@@ -387,6 +387,27 @@ op_xreceive() { # [refresh]: btrfs receive of stdin into $rd, after the marker (
   # first error ends it; -e: it ends at the stream's end marker.
   exec btrfs receive -C -E 1 -e -- "$rd" >&2
 }
+# UUID: $rd/rootfs ($r) is a complete receive of the snapshot UUID: a subvolume reached through no symlink,
+# with that Received UUID, read-only (receive sets that last), and alone in $rd.
+check_received() {
+  r=$rd/rootfs
+  { [ ! -L "$rd" ] && is_subvol "$r"; } || fail "$r is not a received subvolume"
+  subvol_fields "$r" r
+  case $fields in *"r Received UUID=$1$nl"*) ;; *) fail "$r is not the receive of the snapshot sent (Received UUID $1)" ;; esac
+  [ "$(btrfs property get -ts "$r" ro)" = ro=true ] || fail "$r is not read-only: its receive did not finish"
+  [ "$(ls -A -- "$rd")" = rootfs ] || fail "$rd holds more than the received rootfs; not using it"
+}
+# FROM NEW WORK: NEW, a writable snapshot of FROM given the source's inode flags (WORK/flags), checked equal
+# to them, and on disk.
+flagged_snapshot() {
+  btrfs subvolume snapshot -- "$1" "$2" >/dev/null
+  set_nocow "$3/flags" "$2" || fail "could not make the NOCOW files of $2 NOCOW again"
+  apply_flags "$3/flags" "$2" || fail "could not set the inode flags of $2"
+  flags_of "$2" "$3/got" || fail "could not read the inode flags of $2"
+  cmp -s -- "$3/flags" "$3/got" ||
+    fail "the inode flags of $2 differ from the source's after setting them: $(LC_ALL=C comm -z -3 "$3/flags" "$3/got" | tr '\0' ' ' | head -c 300)"
+  sync -f -- "$2"
+}
 # Places a complete receive: the received subvolume (read-only, with the Received UUID of the snapshot that
 # was sent) is kept as $kept/rootfs (its directory $rd renamed), the clone's rootfs is a writable snapshot of it, made as rootfs.plb-new,
 # given the source's inode flags (stdin after the config) and checked, then renamed into place; the config
@@ -395,12 +416,7 @@ op_xplace() { # UUID CONFIG_BYTES
   hold "$name" place
   [ -e "$lxcpath/.plb-making-$name" ] || fail "no receive of $name is under way here (no $lxcpath/.plb-making-$name)"
   if [ -e "$cd" ] || [ -L "$cd" ]; then printf '%s\n' "$cd already exists" >&2; exit "$EXIT_NAME_TAKEN"; fi
-  r=$rd/rootfs
-  { [ ! -L "$rd" ] && is_subvol "$r"; } || fail "$r is not a received subvolume"
-  subvol_fields "$r" r
-  case $fields in *"r Received UUID=$1$nl"*) ;; *) fail "$r is not the receive of the snapshot sent (Received UUID $1)" ;; esac
-  [ "$(btrfs property get -ts "$r" ro)" = ro=true ] || fail "$r is not read-only: its receive did not finish"
-  [ "$(ls -A -- "$rd")" = rootfs ] || fail "$rd holds more than the received rootfs; not using it"
+  check_received "$1"
   w=$(mktemp -d)
   trap 'rm -rf -- "$w"' EXIT
   head -c "$2" >"$w/config"
@@ -412,13 +428,7 @@ op_xplace() { # UUID CONFIG_BYTES
   mkdir -- "$cd" "$cd/snaps"
   mv -T -- "$rd" "$kept"
   new=$cd/rootfs.plb-new
-  btrfs subvolume snapshot -- "$kept/rootfs" "$new" >/dev/null
-  set_nocow "$w/flags" "$new" || fail "could not make the NOCOW files of $new NOCOW again"
-  apply_flags "$w/flags" "$new" || fail "could not set the inode flags of $new"
-  flags_of "$new" "$w/got" || fail "could not read the inode flags of $new"
-  cmp -s -- "$w/flags" "$w/got" ||
-    fail "the inode flags of $new differ from the source's after setting them: $(LC_ALL=C comm -z -3 "$w/flags" "$w/got" | tr '\0' ' ' | head -c 300)"
-  sync -f -- "$new"
+  flagged_snapshot "$kept/rootfs" "$new" "$w"
   mv -T -- "$new" "$cd/rootfs"
   dd of="$cd/config" conv=excl,fsync status=none <"$w/config"
   sync -- "$cd"
@@ -462,25 +472,14 @@ op_xrefresh() { # UUID MODE(fail|restart): the complete receive (of UUID) become
   [ -e "$mk" ] || fail "no refresh of $name is under way here (no $mk)"
   { [ ! -L "$cd" ] && [ -d "$cd" ] && [ ! -L "$cd/snaps" ] && [ ! -L "$kept" ] && is_subvol "$cd/rootfs"; } ||
     fail "$cd is not a finished clone (a symlink on the way, or no rootfs subvolume); not refreshing it"
-  r=$rd/rootfs
-  { [ ! -L "$rd" ] && is_subvol "$r"; } || fail "$r is not a received subvolume"
-  subvol_fields "$r" r
-  case $fields in *"r Received UUID=$1$nl"*) ;; *) fail "$r is not the receive of the snapshot sent (Received UUID $1)" ;; esac
-  [ "$(btrfs property get -ts "$r" ro)" = ro=true ] || fail "$r is not read-only: its receive did not finish"
-  [ "$(ls -A -- "$rd")" = rootfs ] || fail "$rd holds more than the received rootfs; not using it"
+  check_received "$1"
   w=$(mktemp -d)
   trap 'rm -rf -- "$w"' EXIT
   cat >"$w/flags"
   need_chattr
   new=$cd/rootfs.plb-new
   if is_subvol "$new"; then drop_subvol_tree "$new"; fi
-  btrfs subvolume snapshot -- "$r" "$new" >/dev/null
-  set_nocow "$w/flags" "$new" || fail "could not make the NOCOW files of $new NOCOW again"
-  apply_flags "$w/flags" "$new" || fail "could not set the inode flags of $new"
-  flags_of "$new" "$w/got" || fail "could not read the inode flags of $new"
-  cmp -s -- "$w/flags" "$w/got" ||
-    fail "the inode flags of $new differ from the source's after setting them: $(LC_ALL=C comm -z -3 "$w/flags" "$w/got" | tr '\0' ' ' | head -c 300)"
-  sync -f -- "$new"
+  flagged_snapshot "$r" "$new" "$w"
   state_of "$name"
   case $state in RUNNING|FROZEN)
     [ "$2" = restart ] || fail "$name is $state; stop it, or set ifRunning: \"restart\" (nothing was changed in the clone)"
