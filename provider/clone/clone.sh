@@ -346,6 +346,7 @@ op_xdropnext() { # TAG: removes a refresh's new snapshot $np (the refresh failed
   drop_sent "$np"
 }
 op_xrotate() { # TAG UUID: once the target took $np (UUID), it becomes the kept $sp, the old parent goes
+  hold "$name" rotate
   sent_path "$1"
   uuid_of "$np/rootfs"
   if [ "$uuid" = "$2" ]; then drop_sent "$sp"; mv -T -- "$np" "$sp"; fi

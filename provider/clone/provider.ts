@@ -407,9 +407,11 @@ export async function refreshCrossHostWith(
       const out = (await dst.check(argv, { stdin: Buffer.from(sent.flags, "latin1") })).stdout;
       swapped = true;
       const made = readInspection(inputs, dst, out, [REFRESHED]);
-      await src.check(sourceArgv(inputs, "xrotate", tag, sent.sent.uuid));
       const startAgain = parseCrossHostFacts(out).wasRunning === true;
       const insp = await converge(dst, inputs, withSource(made, s), [REFRESHED], [], startAgain);
+      // The clone is done; only then does the source keep the new snapshot as the parent. A run cut before
+      // this leaves the source both snapshots, and the next refresh finds the target's parent by its UUID.
+      await src.check(sourceArgv(inputs, "xrotate", tag, sent.sent.uuid));
       return toOutputs(inputs, insp, olds.adopted ?? false, [], {
         sourceGeneration: s.source.subvolume?.generation ?? null,
         sentUuid: sent.sent.uuid,
@@ -429,9 +431,12 @@ export async function refreshCrossHostWith(
   });
 }
 
-/** What `done` says of a refresh that failed before its swap, and after it. */
+/**
+ * What `done` says of a refresh that failed before its swap (the temporary directory is removed at once if
+ * the target can still be reached, else by the next run), and after it.
+ */
 const REFRESH_NOTHING =
-  "received into a temporary directory on the target, removed again; the clone is as it was";
+  "received into a temporary directory on the target, which this run or the next removes; the clone is as it was";
 const REFRESHED = "replaced the clone's rootfs by the refreshed one";
 
 /** The source host's side: its inspection and cross-host facts, refused if it cannot be sent. */

@@ -16,7 +16,7 @@ import { closeAllConnections } from "../../provider/transport/ssh";
 import { type FleetHost, fault, fleetScript, manifest, run } from "../support/fleet";
 import { destroyContainers, failpoint, hostSh, makeBusybox, rejectionOf, waitFor } from "../support/host";
 import { logged } from "../support/log";
-import { args, connTo, host, L, providerChild, sentDir, subvol, sum } from "../support/xhost";
+import { args, connTo, host, L, providerCall, providerChild, sentDir, subvol, sum } from "../support/xhost";
 
 const h1 = host("h1");
 const h2 = host("h2");
@@ -57,7 +57,7 @@ function targetState(h: FleetHost, name: string): Promise<string> {
   return hostSh(
     h,
     `cd "$1" || exit 1
-for e in "$2" ".plb-making-$2" ".plb-receiving-$2"; do if [ -e "$e" ] || [ -L "$e" ]; then echo "entry $e"; fi; done
+for e in "$2" ".plb-making-$2" ".plb-refreshing-$2" ".plb-receiving-$2" "$2/rootfs.plb-new" "$2/rootfs.plb-old"; do if [ -e "$e" ] || [ -L "$e" ]; then echo "entry $e"; fi; done
 btrfs subvolume list . | sed 's/^.* path //' | awk -v a="$2/" -v b=".plb-receiving-$2/" 'index($0, a) == 1 || index($0, b) == 1' | sort |
   while read -r p; do echo "subvol $p $(btrfs property get -ts "$p" ro)"; done`,
     L,
@@ -482,6 +482,291 @@ describe("cross-host clone faults (h1 -> h2)", function () {
         });
       }
     }
+  });
+
+  describe("during a refresh (a copy of a 20 MiB source, then 300 MiB changed on h1)", () => {
+    const SRC = "it-xfr";
+    const names: string[] = [];
+    let srcManifest: string;
+    before(async () => {
+      srcManifest = await makeSource(h1, SRC, 20);
+    });
+    after(async () => {
+      for (const h of [h1, h2]) {
+        await fault(h, "sshd-start");
+        await fault(h, "restore");
+        await hostSh(h, "rm -f /run/plb-hold/it-xfr-*");
+      }
+      await fault(h2, "unfill");
+      await destroyContainers(h2, ...names);
+      await hostSh(
+        h2,
+        'cd "$1" && shift && for n; do rm -f ".plb-refreshing-$n"; if [ -d ".plb-receiving-$n" ]; then btrfs subvolume delete ".plb-receiving-$n"/* >/dev/null 2>&1; rm -rf ".plb-receiving-$n"; fi; done',
+        L,
+        ...names,
+      );
+      await destroyContainers(h1, SRC);
+      console.log(
+        `\n      refresh × fault -> left on the hosts\n${matrix.map((l) => `      ${l}`).join("\n")}\n`,
+      );
+    });
+    const matrix: string[] = [];
+    const rootfsOf = (n: string) => `${L}/${n}/rootfs`;
+    /** The finished clone and its kept parent, and what a cut refresh may have left beside them. */
+    const finished = (n: string) =>
+      `entry ${n}\nsubvol ${n}/rootfs ro=false\nsubvol ${n}/snaps/.plb-received/rootfs ro=true\n`;
+    const partial = (n: string) =>
+      `entry ${n}\nentry .plb-refreshing-${n}\nentry .plb-receiving-${n}\nsubvol .plb-receiving-${n}/rootfs ro=false\nsubvol ${n}/rootfs ro=false\nsubvol ${n}/snaps/.plb-received/rootfs ro=true\n`;
+    const tail = (d: string) => d.split("/snaps/")[1];
+    /** The source with the kept parent only, or also the refresh's new snapshot. */
+    const kept = (n: string, next: boolean) => {
+      const sp = tail(sentDir(SRC, n));
+      const np = sp.replace(".plb-sent-", ".plb-next-");
+      return next
+        ? `snaps ${np}\nsnaps ${sp}\n${pristine(SRC)}subvol ${SRC}/snaps/${np}/rootfs ro=true\nsubvol ${SRC}/snaps/${sp}/rootfs ro=true\n`
+        : `snaps ${sp}\n${pristine(SRC)}subvol ${SRC}/snaps/${sp}/rootfs ro=true\n`;
+    };
+    /** What the source holds: its rootfs, and what it keeps for the clone `n` (sourceState's lines). */
+    const sourceOf = async (n: string) =>
+      (await sourceState(h1, SRC))
+        .split("\n")
+        .filter((l) => l === pristine(SRC).trim() || l.endsWith(`-${n}`) || l.includes(`-${n}/`))
+        .map((l) => `${l}\n`)
+        .join("");
+    /** The clone's manifest but for what its identity rewrite wrote. */
+    const own = (m: string) =>
+      m
+        .split("\n")
+        .filter((l) => !/^(etc|etc\/hostname|etc\/hosts)\t/.test(l))
+        .join("\n");
+    const refreshed = "the refresh's change on h1";
+
+    type Cell = {
+      fault: string;
+      /** Strikes (in the middle of the stream, or at the failpoint), and undoes the fault. */
+      strike: () => Promise<unknown>;
+      heal: () => Promise<unknown>;
+      /** Held at this failpoint (host, point) rather than struck in the middle of the stream. */
+      at?: { on: FleetHost; point: string; kill: "provider" | "sshd" };
+      /** A receive on h2 that a lost close may leave waiting (ended by the next run). */
+      lingers?: boolean;
+      says: (n: string) => RegExp;
+      target: (n: string) => string;
+      /** Whether the source still holds the refresh's new snapshot beside the kept parent. */
+      next: boolean;
+      /** Whether the clone already holds the refreshed tree. */
+      swapped: boolean;
+    };
+    const REFRESH_AFTER =
+      "This run had already changed the host \\(received into a temporary directory on the target, which this run or the next removes; the clone is as it was\\); run again: it starts from what it finds there\\.";
+    const lostOn = (h: FleetHost, n: string, argv: string) =>
+      new RegExp(
+        `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\)[^:]*: on root@${re(h.address)}:22: \`plb-clone ${argv}\` was killed or timed out\nhint: the SSH connection was lost while the command ran`,
+      );
+    const CELLS: Cell[] = [
+      {
+        fault: "link cut on h2 mid-stream",
+        strike: () => fault(h2, "cut"),
+        heal: () => fault(h2, "restore"),
+        lingers: true,
+        says: (n) =>
+          new RegExp(
+            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\) on root@${re(h2.address)}:22: the relay failed: btrfs receive ended before the stream did\\. ${REFRESH_AFTER}$`,
+          ),
+        target: partial,
+        next: false,
+        swapped: false,
+      },
+      {
+        fault: "link cut on h1 mid-stream",
+        strike: () => fault(h1, "cut"),
+        heal: () => fault(h1, "restore"),
+        says: (n) =>
+          new RegExp(
+            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\) on root@${re(h2.address)}:22: ${SEND_CUT} Chroot to ${L}/\\.plb-receiving-${n} \\| ERROR: (short read from stream: expected \\d+ read \\d+|unexpected EOF in stream) \\| At snapshot rootfs\\. ${REFRESH_AFTER}$`,
+          ),
+        target: finished,
+        next: true,
+        swapped: false,
+      },
+      {
+        fault: "sshd killed on h2 mid-stream",
+        strike: () => fault(h2, "sshd-stop"),
+        heal: () => fault(h2, "sshd-start"),
+        says: (n) =>
+          new RegExp(
+            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\) on root@${re(h2.address)}:22: the relay failed: btrfs receive ended before the stream did\\. ${REFRESH_AFTER}$`,
+          ),
+        target: partial,
+        next: false,
+        swapped: false,
+      },
+      {
+        fault: "sshd killed on h1 mid-stream",
+        strike: () => fault(h1, "sshd-stop"),
+        heal: () => fault(h1, "sshd-start"),
+        says: (n) =>
+          new RegExp(
+            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\) on root@${re(h2.address)}:22: ${SEND_CUT} Chroot to ${L}/\\.plb-receiving-${n} \\| ERROR: (short read from stream: expected \\d+ read \\d+|unexpected EOF in stream) \\| At snapshot rootfs\\. ${REFRESH_AFTER}$`,
+          ),
+        target: finished,
+        next: true,
+        swapped: false,
+      },
+      {
+        fault: "h2's disk filled mid-stream",
+        strike: () => fault(h2, "fill"),
+        heal: () => fault(h2, "unfill"),
+        says: (n) =>
+          new RegExp(
+            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\) on root@${re(h2.address)}:22: btrfs receive on the target exited with code 1: Chroot to ${L}/\\.plb-receiving-${n} \\| ERROR: writing to delta failed: No space left on device \\| At snapshot rootfs; the target's filesystem is full: free space on the target and run again\\. ${REFRESH_AFTER}$`,
+          ),
+        target: finished,
+        next: false,
+        swapped: false,
+      },
+      {
+        fault: "provider and h1's script SIGKILLed after h2 swapped, before h1 keeps the new parent",
+        strike: async () => {},
+        heal: async () => {},
+        at: { on: h1, point: "rotate", kill: "provider" },
+        says: () => /^failed \(SIGKILL\)$/,
+        target: finished,
+        next: true,
+        swapped: true,
+      },
+      {
+        fault: "sshd killed on h1 after h2 swapped, before h1 keeps the new parent",
+        strike: () => fault(h1, "sshd-stop"),
+        heal: () => fault(h1, "sshd-start"),
+        at: { on: h1, point: "rotate", kill: "sshd" },
+        says: (n) => lostOn(h1, n, `xrotate ${L} ${SRC} ${n} [0-9a-f]+ [-0-9a-f]{36}`),
+        target: finished,
+        next: true,
+        swapped: true,
+      },
+    ];
+    CELLS.forEach((c, i) => {
+      it(`${c.fault}: the clone stays whole, nothing is left that the next refresh does not use or remove, and it completes`, async () => {
+        const name = `it-xfr-${i}`;
+        names.push(name);
+        await hostSh(h1, 'rm -f "$1/delta" "$1/etc/motd"', rootfsOf(SRC));
+        const first = (await clone.create(args(SRC, name))).outs;
+        const before = await manifest(h2, rootfsOf(name));
+        // The change to send: 300 MiB of new data (mid-stream cells) or a few bytes (cells at a failpoint).
+        const mib = c.at ? 0 : 300;
+        await hostSh(
+          h1,
+          'head -c "$2" /dev/urandom >"$1/delta" && echo "$3" >"$1/etc/motd"',
+          rootfsOf(SRC),
+          String(mib * 2 ** 20),
+          refreshed,
+        );
+        const want = await manifest(h1, rootfsOf(SRC));
+        const quick = faultArgs(SRC, name);
+        const inputs = { ...quick, revision: "2" };
+        const fp = c.at ? failpoint(c.at.on, name, c.at.point) : undefined;
+        await fp?.set();
+        let how: string;
+        try {
+          const run =
+            c.at?.kill === "provider"
+              ? providerCall("update", ["", first, inputs])
+              : {
+                  kill: () => {},
+                  done: clone.update("", first, inputs).then(
+                    () => "succeeded",
+                    (e: Error) => `failed: ${e.message}`,
+                  ),
+                };
+          if (fp) {
+            await fp.reached();
+            if (c.at?.kill === "provider") {
+              // The source host's side dies there (as in a crash of h1), and the provider with it: the shell
+              // waiting at the failpoint (the parent of its `sleep 0.05`) is killed.
+              await hostSh(
+                h1,
+                `for _ in $(seq 1 200); do
+  for s in $(pgrep -x sleep); do
+    [ "$(tr '\\0' ' ' </proc/$s/cmdline 2>/dev/null)" = "sleep 0.05 " ] || continue
+    p=$(cut -d' ' -f4 /proc/$s/stat)
+    case $(tr '\\0' ' ' </proc/$p/cmdline) in *plb-*) kill -KILL "$p" && exit 0 ;; esac
+  done
+  sleep 0.02
+done
+exit 1`,
+              );
+              run.kill();
+            } else await c.strike();
+          } else {
+            const growing = `${L}/.plb-receiving-${name}/rootfs/delta`;
+            await waitFor(
+              `${growing} to grow`,
+              async () =>
+                Number((await hostSh(h2, 'stat -c %s "$1" 2>/dev/null || echo 0', growing)).trim()) >
+                60 * 2 ** 20,
+              120_000,
+            );
+            await c.strike();
+          }
+          how = await run.done;
+        } finally {
+          await fp?.release();
+          await c.heal();
+          await closeAllConnections();
+        }
+        console.log(`      faulted run: ${how.split("\n")[0]}`);
+        expect(how).to.match(c.says(name));
+        await scriptsEnded(h1, name);
+        if (!c.lingers) await scriptsEnded(h2, name);
+        // Whole: the clone's rootfs is the old tree until the swap, the refreshed one after it.
+        expect(await targetState(h2, name)).to.equal(c.target(name));
+        expect(await sourceOf(name)).to.equal(kept(name, c.next));
+        expect(await manifest(h1, rootfsOf(SRC))).to.equal(want);
+        const motd = (await hostSh(h2, 'cat "$1/etc/motd" 2>/dev/null || true', rootfsOf(name))).trim();
+        if (c.swapped) expect(own(await manifest(h2, rootfsOf(name)))).to.equal(own(want));
+        else expect(await manifest(h2, rootfsOf(name))).to.equal(before);
+        // The next run: incremental, from the parent both hosts have (the new snapshot, if h2 took it).
+        const parent = (await subvol(h2, `${L}/${name}/snaps/.plb-received/rootfs`))["Received UUID"];
+        expect(parent).to.equal(
+          c.swapped
+            ? (
+                await subvol(
+                  h1,
+                  `${L}/${SRC}/snaps/${tail(sentDir(SRC, name)).replace(".plb-sent-", ".plb-next-")}/rootfs`,
+                )
+              ).UUID
+            : first.sentUuid,
+        );
+        const { outs } = await clone.update("", first, args(SRC, name, { revision: "2" }));
+        expect(outs.sentParentUuid).to.equal(parent);
+        if (c.swapped) expect(outs.transferredBytes).to.be.lessThan(100_000);
+        else expect(outs.transferredBytes).to.be.within(mib * 2 ** 20, mib * 2 ** 20 + 1_000_000);
+        expect(outs.revision).to.equal("2");
+        expect(own(await manifest(h2, rootfsOf(name)))).to.equal(own(want));
+        expect(await targetState(h2, name)).to.equal(finished(name));
+        expect(await sourceOf(name)).to.equal(kept(name, false));
+        expect((await subvol(h1, `${sentDir(SRC, name)}/rootfs`)).UUID).to.equal(outs.sentUuid);
+        expect(
+          await hostSh(h2, 'pgrep -f "btrfs receiv[e] .*receiving-$1" >/dev/null && echo busy || true', name),
+        ).to.equal("");
+        matrix.push(
+          `${c.fault} -> target: ${c.target(name) === finished(name) ? "the clone, whole" : "the clone, whole, + marker and partial receive"} (${motd === refreshed ? "refreshed" : "old tree"}); source: the kept parent${c.next ? " + the new snapshot" : ""}; next refresh sent ${outs.transferredBytes} bytes against ${c.swapped ? "the new snapshot" : "the kept parent"}`,
+        );
+        await clone.del("", outs);
+        expect(await targetState(h2, name)).to.equal("");
+        expect(await sourceOf(name)).to.equal(pristine(SRC));
+        await hostSh(h1, 'rm -f "$1/delta" "$1/etc/motd"', rootfsOf(SRC));
+      });
+    });
+    it("the source is as it was made (its tree; the mtimes of / and /etc aside)", async () => {
+      const strip = (m: string) =>
+        m
+          .split("\n")
+          .filter((l) => !/^(etc|\.)\t/.test(l))
+          .join("\n");
+      expect(strip(await manifest(h1, rootfsOf(SRC)))).to.equal(strip(srcManifest));
+    });
   });
 
   describe("between btrfs-progs 6.2 (h1) and 6.14 (h4, Debian trixie's: scripts/fleet/btrfs-progs.sh)", () => {

@@ -50,11 +50,14 @@ async function withLog<T>(work: () => Promise<T>): Promise<{ value: T; lines: st
   }
 }
 
-/** The hostile tree, the flags and the odd files of the source's rootfs (run in it). */
-const HOSTILE = `set -e
+/**
+ * The hostile tree, the flags and the odd files of the source's rootfs (run in it), with a symlink to the
+ * config the clone `clone` will have on the target.
+ */
+const hostile = (clone: string) => `set -e
 ln -s /etc/shadow shadow-link
 ln -s ../../../../../etc host-etc
-ln -s /var/lib/lxc/it-xcl/config clone-config-link
+ln -s /var/lib/lxc/${clone}/config clone-config-link
 mkdir -p etc && ln -sf /etc/passwd etc/passwd.link
 mkdir -p "odd dir" && echo x >"odd dir/$(printf 'new\\nline')" && echo y >"odd dir/-rf" && echo z >"odd dir/$(printf '\\351t\\351')"
 mkdir -p var/log/journal && chattr +C var/log/journal && head -c 3000000 /dev/urandom >var/log/journal/system.journal
@@ -87,7 +90,7 @@ describe("LxcSnapshotClone across hosts (h1 -> h2)", function () {
         SRC,
         `lxc.net.1.type = macvlan\nlxc.net.1.link = eth0\nlxc.net.1.macvlan.mode = bridge\nlxc.net.1.hwaddr = ${MAC}\nlxc.uts.name = ${SRC}\n`,
       );
-      await hostSh(h1, `cd "$1" && ${HOSTILE}`, `${L}/${SRC}/rootfs`);
+      await hostSh(h1, `cd "$1" && ${hostile(CL)}`, `${L}/${SRC}/rootfs`);
       await rootfs.create(
         rootfsArgsSchema.parse({ connection: connTo(h1), container: SRC, nestedSubvolumes: "fail" }),
       );
@@ -406,11 +409,9 @@ head -c 65536 /dev/urandom >>new.nocow && echo changed >etc/motd && rm -- "odd d
         },
       );
       await hostExec(h1, ["lxc-stop", "-n", SRC, "-t", "60"], { check: true });
-      await hostSh(
-        h1,
-        `cd "$1" && echo locked >etc/locked && chattr +i etc/locked && echo log >var/log/app.log && chattr +a var/log/app.log`,
-        `${L}/${SRC}/rootfs`,
-      );
+      // The hostile tree (symlinks to host paths, odd names, devices, xattrs and an ACL, the compression
+      // property), an immutable and an append-only file, planted in the booted Debian tree.
+      await hostSh(h1, `cd "$1" && ${hostile(CL)}`, `${L}/${SRC}/rootfs`);
       await rootfs.create(rootfsArgsSchema.parse({ connection: connTo(h1), container: SRC }));
       srcManifest = await manifest(h1, `${L}/${SRC}/rootfs`);
       // The active journal is NOCOW (journald makes archived ones COW again when it rotates).
@@ -423,13 +424,30 @@ head -c 65536 /dev/urandom >>new.nocow && echo changed >etc/motd && rm -- "odd d
       await destroyContainers(h1, SRC);
     });
 
-    it("copies it to h2 with its flags, and it boots there with systemd as itself", async () => {
+    it("copies it to h2 with its flags and its hostile tree, and it boots there with systemd as itself", async () => {
+      const hostFiles = "sha256sum /etc/shadow /etc/passwd && ls -la --time-style=+%s /etc | sha256sum";
+      const h2Before = await hostSh(h2, hostFiles);
       ({ outs } = await clone.create(args(SRC, CL, { start: false })));
       const rewritten = (l: string) => /^(etc|etc\/hostname|etc\/hosts)\t/.test(l);
       const got = await manifest(h2, `${L}/${CL}/rootfs`);
       expect(got.split("\n").filter((l) => !rewritten(l))).to.deep.equal(
         srcManifest.split("\n").filter((l) => !rewritten(l)),
       );
+      // The hostile entries arrived as they are (the manifest above holds their types, modes, xattrs, ACL
+      // and flags); what their symlinks name on h2, and the clone's own config, were not followed.
+      expect(
+        await hostSh(
+          h2,
+          'cd "$1" && readlink shadow-link host-etc clone-config-link etc/passwd.link && stat -c "%F %t:%T" blk chr fifo && lsattr -d etc/locked var/log/app.log srv/frozen nocow.db var/log/journal/system.journal && btrfs property get compressed compression && getfattr --only-values -n user.test xa && echo && getfacl -cp xa | grep "^user:1234"',
+          `${L}/${CL}/rootfs`,
+        ),
+      ).to.match(
+        new RegExp(
+          `^/etc/shadow\n\\.\\./\\.\\./\\.\\./\\.\\./\\.\\./etc\n/var/lib/lxc/${CL}/config\n/etc/passwd\nblock special file 7:c8\ncharacter special file 1:7\nfifo 0:0\n-*i-* etc/locked\n-*a-* var/log/app\\.log\n-*i-* srv/frozen\n-*C-* nocow\\.db\n-*C-* var/log/journal/system\\.journal\ncompression=zstd\nhello\nuser:1234:rwx\n$`,
+        ),
+      );
+      expect(await hostSh(h2, hostFiles)).to.equal(h2Before);
+      expect(await hostSh(h2, 'grep -c "^lxc.uts.name = $2$" "$1"', `${L}/${CL}/config`, CL)).to.equal("1\n");
       expect(await boot(h2, CL)).to.match(/^(running|degraded)$/);
       expect((await hostExec(h2, ["lxc-attach", "-n", CL, "--", "hostname"])).stdout).to.equal(`${CL}\n`);
       const journals = await hostSh(
