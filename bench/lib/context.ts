@@ -8,8 +8,13 @@ export interface BenchContext {
   inv: Inventory;
   h1: FleetHost;
   h2: FleetHost;
-  /** Every btrfs host of the fleet (h1, h2, h4): the fleet rollout runs over all of them. */
+  /**
+   * The fleet's btrfs hosts that the rollout and scale figures run over (h1, h2, h4): three, as their
+   * published figures say. h5, a fourth btrfs host, is only a target of copies between hosts.
+   */
   btrfsHosts: FleetHost[];
+  /** Every btrfs host of the fleet (h1, h2, h4, h5): copies between hosts fan out to all but the source's. */
+  copyHosts: FleetHost[];
   rootKey: string;
   /** Interleaved runs per figure. */
   runs: number;
@@ -42,7 +47,8 @@ export function makeContext(opts: {
     inv,
     h1: host("h1"),
     h2: host("h2"),
-    btrfsHosts: inv.hosts.filter((h) => h.fs === "btrfs"),
+    btrfsHosts: inv.hosts.filter((h) => h.fs === "btrfs" && h.name !== "h5"),
+    copyHosts: inv.hosts.filter((h) => h.fs === "btrfs"),
     rootKey: readFileSync(inv.users.root.privateKeyPath as string, "utf8"),
     runs: opts.runs,
     buildDir: opts.buildDir,

@@ -4,8 +4,8 @@
  * against what a btrbk user runs on the source host: `btrfs subvolume snapshot -r` then
  * `btrfs send | ssh h2 btrfs receive` with OpenSSH (the floor), and against `rsync -aHAX --numeric-ids`
  * over OpenSSH into a new subvolume on h2. Ours is clone.create through warm pooled connections; both
- * baselines are timed on h1 itself. Fan-out: copies to h2 and h4 at once (two resources, one send each: the
- * fleet's other btrfs hosts), against the one copy. Ours, fan-out, the floor and rsync take turns going
+ * baselines are timed on h1 itself. Fan-out: copies to h2, h4 and h5 at once (three resources, one send
+ * each: the fleet's other btrfs hosts), against the one copy. Ours, fan-out, the floor and rsync take turns going
  * first. Then one clone of a
  * 2 GB source with this process's RSS sampled every 50 ms: the relay's memory.
  */
@@ -22,7 +22,7 @@ export interface XhostResult {
   ours: number[];
   floor: number[];
   rsync: number[];
-  /** Copies to h2 and h4 at once, ms per run. */
+  /** Copies to every other btrfs host (h2, h4, h5) at once, ms per run. */
   fanout: number[];
   fanoutHosts: string[];
   /** Bytes the relay carried, per run of ours (from its outputs or log). */
@@ -204,7 +204,7 @@ export async function benchXhost(ctx: BenchContext, runs = ctx.runs): Promise<Xh
     teeOne: [],
     teeTwo: [],
   };
-  const targets = ctx.btrfsHosts.filter((h) => h.name !== h1.name);
+  const targets = ctx.copyHosts.filter((h) => h.name !== h1.name);
   res.fanoutHosts = targets.map((h) => h.name);
   const inputs = (source: string, to: FleetHost = h2) =>
     cloneArgsSchema.parse({

@@ -19,7 +19,7 @@ FALLBACK_METRIC=4242
 LXC_PATH=/var/lib/lxc
 FILL_FILE=.plb-fill
 
-HOSTS=(h1 h2 h3 h4)
+HOSTS=(h1 h2 h3 h4 h5)
 USERS_ADMIN=plbadmin
 USERS_PASSWORD=plbpass
 SUDOERS_FILE=/etc/sudoers.d/plb-fleet
@@ -45,6 +45,7 @@ host_index() {
   h2) echo 12 ;;
   h3) echo 13 ;;
   h4) echo 14 ;;
+  h5) echo 15 ;;
   *) die "unknown host '$1' (expected one of: ${HOSTS[*]})" ;;
   esac
 }
@@ -64,6 +65,7 @@ host_containers() {
   h2) echo "app1:busybox:false app2:busybox:false deb2:debian:false" ;;
   h3) echo "ext1:busybox:false" ;;
   h4) echo "" ;; # a third btrfs host, empty: the fleet benchmark and rollouts fill it
+  h5) echo "" ;; # a fourth btrfs host, empty: a third target for copies between hosts
   esac
 }
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Bring the test fleet up (or repair it): four hosts h1, h2, h4 (btrfs; h4 starts empty) and h3 (ext4) on this
+# Bring the test fleet up (or repair it): five hosts h1, h2, h4, h5 (btrfs; h4 and h5 start empty) and h3 (ext4) on this
 # machine, each a network namespace + private mount namespace with a real sshd and real LXC
 # containers. Idempotent: a healthy fleet is left alone, missing pieces are recreated.
 #

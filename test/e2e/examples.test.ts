@@ -197,10 +197,11 @@ describe("examples/ with the real Pulumi CLI", function () {
     const wall = Date.now() - started;
     const [w1, w2] = await Promise.all(watchers.map((w) => w.stop()));
     const summary = JSON.parse((await ex.run(["stack", "output", "--json"])).stdout).summary;
-    // h4 is the fleet's third btrfs host, with no containers of its own.
-    expect(Object.keys(summary).sort()).to.deep.equal(["h1", "h2", "h4"]);
-    for (const h of ["h1", "h2", "h4"]) expect(summary[h].failed).to.deep.equal([]);
-    expect(summary.h4).to.deep.equal({ converted: [], adopted: [], skipped: [], failed: [] });
+    // h4 and h5 are the fleet's third and fourth btrfs hosts, with no containers of their own.
+    expect(Object.keys(summary).sort()).to.deep.equal(["h1", "h2", "h4", "h5"]);
+    for (const h of ["h1", "h2", "h4", "h5"]) expect(summary[h].failed).to.deep.equal([]);
+    for (const h of ["h4", "h5"])
+      expect(summary[h]).to.deep.equal({ converted: [], adopted: [], skipped: [], failed: [] });
     // web1 may have been left converted by the clone example (retain): it is adopted, not converted.
     expect([...summary.h1.converted, ...summary.h1.adopted].sort()).to.deep.equal([
       "deb1",
@@ -227,7 +228,7 @@ describe("examples/ with the real Pulumi CLI", function () {
     const before = inv.hosts.map((h) => countAccepted(h));
     expect(noChanges((await ex.run(["preview"])).stdout)).to.equal(true);
     const opened = inv.hosts.map((h, i) => countAccepted(h) - (before[i] as number));
-    expect(opened).to.deep.equal(inv.hosts.map((h) => (h.fs === "btrfs" ? 1 : 0))); // h1 h2 h3 h4: 1 1 0 1
+    expect(opened).to.deep.equal(inv.hosts.map((h) => (h.fs === "btrfs" ? 1 : 0))); // h1 h2 h3 h4 h5: 1 1 0 1 1
 
     // A restore point on every container before an upgrade: the preview shows one snapshot per container
     // and nothing else; up takes them read-only where lxc-snapshot lists them; destroy removes them first.
@@ -249,8 +250,8 @@ describe("examples/ with the real Pulumi CLI", function () {
     }
     expect(noChanges((await ex.run(["preview"])).stdout)).to.equal(true);
 
-    // A golden container (web1 on h1) copied to every other btrfs host (h2 and h4, the fleet's others),
-    // then changed on h1 and refreshed: the preview names each copy, and only the change is sent.
+    // A golden container (web1 on h1) copied to every other btrfs host (h2, h4 and h5: three hosts), then
+    // changed on h1 and refreshed: the preview names each copy, and only the change is sent.
     const copy = (k: string, v: string) => ex.run(["config", "set", "--path", `copies[0].${k}`, v]);
     for (const [k, v] of [
       ["from.host", "h1"],
@@ -260,10 +261,11 @@ describe("examples/ with the real Pulumi CLI", function () {
       ["revision", "1"],
     ])
       await copy(k, v);
-    const targets = ["h2", "h4"].map((n) => inv.hosts.find((x) => x.name === n) as FleetHost);
+    const targets = ["h2", "h4", "h5"].map((n) => inv.hosts.find((x) => x.name === n) as FleetHost);
     expect(changes((await ex.run(["preview"])).stdout)).to.deep.equal([
       "fleet-h2-golden create",
       "fleet-h4-golden create",
+      "fleet-h5-golden create",
     ]);
     await ex.run(["up", "--yes", "--skip-preview"]);
     const copyOuts = async () => {
@@ -281,7 +283,11 @@ describe("examples/ with the real Pulumi CLI", function () {
     await hostSh(h1, "head -c 204800 /dev/urandom >/var/lib/lxc/web1/rootfs/golden-v2");
     await copy("revision", "2");
     const pv = (await ex.run(["preview"])).stdout;
-    expect(changes(pv)).to.deep.equal(["fleet-h2-golden update", "fleet-h4-golden update"]);
+    expect(changes(pv)).to.deep.equal([
+      "fleet-h2-golden update",
+      "fleet-h4-golden update",
+      "fleet-h5-golden update",
+    ]);
     // Each line is shown under the stack as it runs and again in the diagnostics.
     const said = [
       ...new Set(

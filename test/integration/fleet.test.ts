@@ -43,12 +43,13 @@ describe("fleet (scripts/fleet)", function () {
     h3 = inv.hosts.find((h) => h.name === "h3")!;
   });
 
-  it("has h1, h2, h4 on btrfs and h3 on ext4", () => {
+  it("has h1, h2, h4, h5 on btrfs and h3 on ext4", () => {
     expect(inv.hosts.map((h) => `${h.name}:${h.fs}:${h.address}`)).to.deep.equal([
       "h1:btrfs:10.213.0.11",
       "h2:btrfs:10.213.0.12",
       "h3:ext4:10.213.0.13",
       "h4:btrfs:10.213.0.14",
+      "h5:btrfs:10.213.0.15",
     ]);
     for (const h of inv.hosts)
       expect(h.hostKeys.map((k) => k.split(" ")[0])).to.deep.equal(["ssh-ed25519", "ssh-rsa"]);
