@@ -121,7 +121,7 @@ export function computeFigures(res: BenchResults): Figure[] {
     if (xh.teeOne?.length) {
       figs.push({
         group,
-        label: `fan-out at the floor: one send teed to ${xh.fanoutHosts.join(" and ")} / one send per host, at once (OpenSSH, from h1)`,
+        label: `fan-out at the floor: one send teed to ${xh.fanoutHosts.slice(0, 2).join(" and ")} / one send per host, at once (OpenSSH, from h1)`,
         ratio: summarize(pairRatios(xh.teeOne, xh.teeTwo)),
         oursMs: med(xh.teeOne),
         baseMs: med(xh.teeTwo),
