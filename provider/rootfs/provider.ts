@@ -4,6 +4,7 @@
  * captured into the serialized provider. What both providers share is in core/provider-base.ts.
  */
 
+import { randomBytes } from "node:crypto";
 import { RemoteCommandError, UserError } from "../core/errors";
 import type { CheckFailure } from "../core/inputs";
 import { guardProviderProcess } from "../core/process-guard";
@@ -19,7 +20,9 @@ import type { RootfsOutputs } from "./outputs";
 import { planConvert, planRestore, planRevert, type RootfsPlan, type RootfsPolicy, type Step } from "./plan";
 import {
   batchArgs,
+  batchThenInspectArgs,
   compareTreeReports,
+  inspectionAfter,
   nextStepMarker,
   stepBatches,
   verifyDiffArgs,
@@ -196,10 +199,12 @@ async function planAndApplyUntilDone(
   const done: string[] = [];
   const downtime = new Downtime();
   let first: RootfsInspection | undefined;
+  // The inspection the last round's final batch ended with, if it could be read.
+  let after: RootfsInspection | undefined;
   for (let round = 0; round < MAX_PLAN_ROUNDS; round++) {
     // Walk (count the tree) only when it will be copied: adopting a converted rootfs costs no walk, and a
     // conversion moves the tree without changing it, so later rounds keep the first count.
-    const insp = await inspect(remote, inputs, "auto", done);
+    const insp = after ?? (await inspect(remote, inputs, "auto", done));
     first ??= insp;
     insp.files ??= first.files;
     insp.bytes ??= first.bytes;
@@ -207,7 +212,7 @@ async function planAndApplyUntilDone(
     if (plan.kind === "refuse") throw base.refuse(inputs, remote, plan.reason, done);
     if (plan.kind === "done") return { insp, adopted: plan.adopted && done.length === 0 };
     base.log(inputs, remote, `${verb}: ${plan.action}`);
-    await applySteps(remote, inputs, plan.steps, insp, downtime, done);
+    after = await applySteps(remote, inputs, plan.steps, insp, downtime, done);
     done.push(plan.action);
     onApplied?.(plan);
   }
@@ -244,8 +249,10 @@ async function inspect(
 
 /**
  * Runs the steps in as few round trips as possible: one batch up to each verification, the verification
- * alone (its report is compared here), then the rest. If anything fails before the swap started, rolls
- * back so the host is as it was; after that, the journal lets the next run finish.
+ * alone (its report is compared here), then the rest, which ends with the inspection of the next round
+ * (returned, unless it could not be read: the next round then inspects on its own). If anything fails
+ * before the swap started, rolls back so the host is as it was; after that, the journal lets the next run
+ * finish.
  */
 async function applySteps(
   remote: Remote,
@@ -254,7 +261,7 @@ async function applySteps(
   insp: RootfsInspection,
   downtime: Downtime,
   done: readonly string[] = [],
-): Promise<void> {
+): Promise<RootfsInspection | undefined> {
   const started: Step["op"][] = [];
   const wasRunning = steps.some((s) => (s.op === "journal" || s.op === "journal-restore") && s.wasRunning);
   const partial = steps.find(
@@ -265,11 +272,15 @@ async function applySteps(
   const batches = stepBatches(steps);
   try {
     for (const batch of batches) {
-      const out = await runBatch(remote, inputs, batch, started, downtime);
       const last = batch[batch.length - 1];
+      // The final batch ends with the next round's inspection (a verification's report must end its own).
+      const nonce = batch === batches.at(-1) && last.op !== "verify" ? randomBytes(8).toString("hex") : "";
+      const out = await runBatch(remote, inputs, batch, started, downtime, nonce);
       if (last.op === "verify")
         await judgeVerification(remote, inputs, last, verifyReport(out, batch.length), insp);
+      if (nonce) return readInspectionAfter(out, nonce);
     }
+    return undefined;
   } catch (e) {
     // A restore's first step refused the snapshot before anything changed: the host's reason, as a refusal.
     if (started.length === 1 && started[0] === "snapshot-check" && e instanceof RemoteCommandError)
@@ -323,12 +334,18 @@ async function runBatch(
   steps: Step[],
   started: Step["op"][],
   downtime: Downtime,
+  inspectNonce = "",
 ): Promise<string> {
   const copy = steps.find((s) => s.op === "copy" || s.op === "precopy");
   const config = steps.find((s) => s.op === "write-config");
   let seen = 0;
+  // Whether the last step has ended (its successor, the inspection, began): said once.
+  let lastEnded = false;
   const say = (line: string | undefined) => line && base.log(inputs, remote, line);
-  const res = await remote.check(scriptArgv("step", batchArgs(inputs.lxcPath, inputs.container, steps)), {
+  const args = inspectNonce
+    ? batchThenInspectArgs(inputs.lxcPath, inputs.container, steps, inspectNonce)
+    : batchArgs(inputs.lxcPath, inputs.container, steps);
+  const res = await remote.check(scriptArgv("step", args), {
     stdin: config?.content,
     onStdoutLine: (l) => {
       const op = nextStepMarker(l, steps, seen);
@@ -339,12 +356,27 @@ async function runBatch(
         say(downtime.started(op));
         if (op === copy?.op) say(`copying ${copy.total} entries (reflink: metadata only, no data blocks)`);
       }
+      if (inspectNonce && !lastEnded && seen === steps.length && l === `@@inspect ${inspectNonce}`) {
+        lastEnded = true;
+        say(downtime.ended(steps[seen - 1].op));
+      }
       const m = /^progress (\d+)$/.exec(l);
       if (m && copy) base.log(inputs, remote, `copied ${m[1]}/${copy.total} entries`);
     },
   });
-  if (seen > 0) say(downtime.ended(steps[seen - 1].op));
+  if (seen > 0 && !lastEnded) say(downtime.ended(steps[seen - 1].op));
   return res.stdout;
+}
+
+/** The inspection a final batch ended with, or undefined if it is missing or cannot be read. */
+function readInspectionAfter(stdout: string, nonce: string): RootfsInspection | undefined {
+  const text = inspectionAfter(stdout, nonce);
+  if (text === undefined) return undefined;
+  try {
+    return parseRootfsInspection(text);
+  } catch {
+    return undefined;
+  }
 }
 
 async function judgeVerification(

@@ -522,6 +522,12 @@ verify)         # A B: compare both trees' metadata; six walks (three per tree) 
   rm -rf "$w"
   trap - EXIT
   ;;
+inspect)        # NONCE: the inspection after the batch (inspect-rootfs.sh, sent as the function inspect_rootfs,
+                # WALK auto), printed after "@@inspect NONCE": one round trip fewer than inspecting on its own.
+                # Read-only; if it fails, the provider inspects again on its own.
+  printf '@@inspect %s\n' "$1"
+  inspect_rootfs "$lxcpath" "$name" auto || :
+  ;;
 verify-diff)    # A B: the first differing manifest entries, for the error message
   ta=$(mktemp) tb=$(mktemp)
   (cd "$1" && find . -printf '%p %y %#m %U %G %s %T@ %n %l\0' | LC_ALL=C sort -z | tr '\0\n' '\n ') >"$ta"

@@ -141,6 +141,30 @@ export function verifyDiffArgs(lxcPath: string, container: string, verify: Verif
 }
 
 /**
+ * Pure: the argv of a batch followed by the inspection (`inspect`, an op no plan makes); its output follows
+ * the line `@@inspect NONCE` (see inspectionAfter).
+ */
+export function batchThenInspectArgs(
+  lxcPath: string,
+  container: string,
+  steps: readonly Step[],
+  nonce: string,
+): string[] {
+  return [...batchArgs(lxcPath, container, steps), ...opArgv("inspect", [nonce])];
+}
+
+/**
+ * Pure: what the inspection at the end of a batch printed (see batchThenInspectArgs), or undefined if it
+ * did not run. The nonce is drawn for each batch, so no file name a step printed, made before the batch
+ * began, can forge the line that starts it.
+ */
+export function inspectionAfter(stdout: string, nonce: string): string | undefined {
+  const marker = `@@inspect ${nonce}\n`;
+  const at = stdout.indexOf(marker);
+  return at < 0 || (at > 0 && stdout[at - 1] !== "\n") ? undefined : stdout.slice(at + marker.length);
+}
+
+/**
  * Pure: the op of `line` if it is the marker step.sh prints before step `seen + 1` of `steps`, else
  * undefined. Only the next step's own marker counts: the verify report that ends a batch prints file
  * names from the trees, and a file named "x\n@@step 9 swap" must not make us believe the swap started

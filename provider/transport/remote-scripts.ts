@@ -30,6 +30,14 @@ export const SCRIPT_LIBS: Partial<Record<ScriptName, readonly string[]>> = {
   clone: ["flags"],
 };
 
+/**
+ * Scripts sent inside others as a shell function of that name, run in a subshell (its `exit` ends only the
+ * function): step.sh ends a batch with the inspection of the next round (its `inspect` op).
+ */
+export const SCRIPT_FUNCTIONS: Partial<Record<ScriptName, readonly [string, ScriptName][]>> = {
+  step: [["inspect_rootfs", "inspect-rootfs"]],
+};
+
 export const SCRIPT_NAMES = Object.keys(SCRIPT_DIRS) as ScriptName[];
 
 /** Where a script's file is (in the source tree, or in dist/ after the build copies it). */
@@ -50,16 +58,23 @@ export function preludeAsSent(text: string): string {
     .join("\n");
 }
 
-/** The text sent for a script: the prelude, its libraries (SCRIPT_LIBS), then the script's file. Read once. */
+/**
+ * The text sent for a script: the prelude, its libraries (SCRIPT_LIBS), the scripts it runs as functions
+ * (SCRIPT_FUNCTIONS), then the script's file. Read once.
+ */
 export function script(name: ScriptName): string {
   let text = cache.get(name);
   if (text === undefined) {
     const libs = (SCRIPT_LIBS[name] ?? []).map((lib) =>
       preludeAsSent(readFileSync(join(__dirname, `${lib}.sh`), "utf8")),
     );
+    const functions = (SCRIPT_FUNCTIONS[name] ?? []).map(
+      ([fn, of]) => `${fn}() (\n${preludeAsSent(readFileSync(scriptPath(of), "utf8"))}\n)\n`,
+    );
     text =
       preludeAsSent(readFileSync(preludePath(), "utf8")) +
       libs.join("") +
+      functions.join("") +
       readFileSync(scriptPath(name), "utf8");
     cache.set(name, text);
   }

@@ -10,8 +10,9 @@ import * as clone from "../../provider/clone/provider";
 import { type RootfsInputs, rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import * as rootfs from "../../provider/rootfs/provider";
 import { batchArgs } from "../../provider/rootfs/steps";
+import type { Remote } from "../../provider/transport/remote";
 import { scriptArgv } from "../../provider/transport/remote-scripts";
-import { closeAllConnections } from "../../provider/transport/ssh";
+import { closeAllConnections, openRemote } from "../../provider/transport/ssh";
 import { type FleetHost, fault, hostExec, loadInventory, manifest } from "../support/fleet";
 import {
   destroyContainers as destroy,
@@ -209,6 +210,54 @@ describe("LxcSubvolumeRootfs on the fleet", function () {
       await destroy(h1, name);
       expect(await rootfs.read("", outs)).to.deep.equal({});
       await makeContainer(h1, name);
+    });
+  });
+
+  describe("round trips", () => {
+    const name = "it-bb3rt";
+    before(() => makeContainer(h1, name));
+    after(() => destroy(h1, name));
+
+    it("a conversion takes three: the inspection that ends the last batch is the next round's (read from the host)", async () => {
+      const real = openRemote(inputs(h1, name).connection);
+      const sent: string[] = [];
+      // Each command as its script's name and, for a step batch, its ops (`OP NARGS ARG...` after its
+      // lxcPath and name).
+      const what = (argv: readonly string[]) => {
+        const [script, ...args] = argv.slice(3);
+        if (script !== "plb-step") return `${script} ${args.join(" ")}`;
+        const ops: string[] = [];
+        for (let at = 2; at < args.length; at += 2 + Number(args[at + 1])) ops.push(args[at]);
+        return `${script} ${ops.join(" ")}`;
+      };
+      const recording: Remote = {
+        target: real.target,
+        key: `${real.key}#it-bb3rt`,
+        run: (argv, o) => {
+          sent.push(what(argv));
+          return real.run(argv, o);
+        },
+        check: (argv, o) => {
+          sent.push(what(argv));
+          return real.check(argv, o);
+        },
+      };
+      const before = await manifest(h1, `${LXC}/${name}/rootfs`);
+      const outs = await rootfs.convergeWith(recording, inputs(h1, name));
+      // The inspection, the batch up to the verification, the swap's batch ending with the inspection
+      // (`inspect 1 NONCE`) that found the container converted: no fourth command.
+      expect(sent).to.deep.equal([
+        `plb-inspect-rootfs ${LXC} ${name} auto`,
+        "plb-step journal subvol-create copy verify",
+        "plb-step journal swap journal write-config move-nested remove journal-clear inspect",
+      ]);
+      expect(outs).to.include({ rootfsIsSubvolume: true, configBackingStore: "btrfs", adopted: false });
+      expect(outs.entries).to.be.greaterThan(100);
+      expect(await manifest(h1, `${LXC}/${name}/rootfs`)).to.equal(before);
+      // And the next run adopts it with one inspection.
+      sent.length = 0;
+      expect(await rootfs.convergeWith(recording, inputs(h1, name), "update")).to.include({ adopted: true });
+      expect(sent).to.deep.equal([`plb-inspect-rootfs ${LXC} ${name} auto`]);
     });
   });
 

@@ -37,9 +37,15 @@ export class FakeRemote implements Remote {
     return this.replies.length;
   }
 
-  /** Each command as `[script name, ...args]` (`sh -c SCRIPT NAME ARG...` without the script text). */
+  /**
+   * Each command as `[script name, ...args]` (`sh -c SCRIPT NAME ARG...` without the script text), a step
+   * batch's closing inspection as `inspect 1 <nonce>` (its nonce is random).
+   */
   get commands(): string[][] {
-    return this.calls.map((c) => (c.argv[0] === "sh" && c.argv[1] === "-c" ? c.argv.slice(3) : [...c.argv]));
+    return this.calls.map((c) => {
+      const argv = c.argv[0] === "sh" && c.argv[1] === "-c" ? c.argv.slice(3) : [...c.argv];
+      return nonceOf(argv) === undefined ? argv : [...argv.slice(0, -1), NONCE];
+    });
   }
 
   async run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
@@ -68,6 +74,36 @@ export class FakeRemote implements Remote {
   async check(argv: readonly string[], opts: RunOptions & { hint?: string } = {}): Promise<RunResult> {
     return checked(this.target, argv, await this.run(argv, opts), opts.hint);
   }
+}
+
+/** How `commands` shows the nonce of a step batch's closing inspection. */
+export const NONCE = "<nonce>";
+
+/** The nonce of a step batch's closing inspection (`plb-step ... inspect 1 NONCE`), if it has one. */
+function nonceOf(argv: readonly string[]): string | undefined {
+  const at = argv.length - 3;
+  const step = argv.indexOf("plb-step");
+  return step >= 0 && at > step && argv[at] === "inspect" && argv[at + 1] === "1" ? argv[at + 2] : undefined;
+}
+
+/** A message naming a step batch with its closing inspection, its random nonce shown as `commands` does. */
+export const withNonce = (message: string | undefined) =>
+  message?.replace(/ inspect 1 [0-9a-f]{16}`/, ` inspect 1 ${NONCE}\``);
+
+/**
+ * step.sh's reply to a batch that ends with the inspection: `reply` (its steps' output, up to the
+ * inspection's own step marker, which it adds if missing), then the inspection's line and `inspection`.
+ */
+export function thenInspection(reply: Reply | ReplyTo, inspection: string): ReplyTo {
+  return (argv) => {
+    const r = typeof reply === "function" ? reply(argv) : reply;
+    const nonce = nonceOf(argv);
+    if (!nonce) throw new Error("FakeRemote: this batch does not end with the inspection");
+    const n = batchOps(argv).length;
+    const stdout = r.stdout ?? "";
+    const marker = stdout.endsWith(`@@step ${n} inspect\n`) ? "" : `@@step ${n} inspect\n`;
+    return { ...r, stdout: `${stdout}${marker}@@inspect ${nonce}\n${inspection}` };
+  };
 }
 
 /** A captured output as a reply (exit 0). */

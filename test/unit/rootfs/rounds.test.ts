@@ -8,7 +8,17 @@ import { describeArgv, UserError } from "../../../provider/core/errors";
 import { validate } from "../../../provider/core/inputs";
 import { type RootfsInputs, rootfsArgsSchema } from "../../../provider/rootfs/inputs";
 import { convergeWith, type RootfsOutputs } from "../../../provider/rootfs/provider";
-import { batchOps, FakeRemote, out, type Reply, stepMarkers, withLog } from "../fake-remote";
+import {
+  batchOps,
+  FakeRemote,
+  NONCE,
+  out,
+  type Reply,
+  stepMarkers,
+  thenInspection,
+  withLog,
+  withNonce,
+} from "../fake-remote";
 import { fixture, ROUNDS_LXC } from "../fixtures";
 
 const L = ROUNDS_LXC;
@@ -44,6 +54,8 @@ const BATCH_SWAP = [
   ...["move-nested", "2", `${C}/rootfs.pre-btrfs`, `${C}/rootfs`],
   ...["remove", "1", `${C}/rootfs.pre-btrfs`],
   ...["journal-clear", "0"],
+  // The next round's inspection, in the same round trip.
+  ...["inspect", "1", NONCE],
 ];
 const ROLLBACK = [
   "plb-step",
@@ -57,6 +69,9 @@ const VERIFY_DIFF = ["plb-step", L, "cv", "verify-diff", "2", `${C}/rootfs`, `${
 
 const dir = () => out(fixture("rounds-inspect-dir.bin"));
 const subvol = () => out(fixture("rounds-inspect-subvol.bin"));
+/** The swap batch's captured output, then the converted container's captured inspection. */
+const swapThenSubvol = () =>
+  thenInspection(out(fixture("rounds-step-swap.bin")), fixture("rounds-inspect-subvol.bin"));
 
 /** The config the swap batch writes: the captured one with its rootfs line pointing at btrfs:. */
 function convertedConfig(): string {
@@ -112,22 +127,12 @@ function batchFailure(argv: string[], stderr: string): string {
 }
 
 describe("rootfs orchestration: conversion rounds (FakeRemote, captured outputs)", () => {
-  it("converts in two rounds: inspect, copy+verify, swap+config+cleanup, inspect again (done)", async () => {
-    const remote = new FakeRemote([
-      dir(),
-      out(fixture("rounds-step-copy.bin")),
-      out(fixture("rounds-step-swap.bin")),
-      subvol(),
-    ]);
+  it("converts in two rounds, three round trips: inspect, copy+verify, swap+config+cleanup+inspect (done)", async () => {
+    const remote = new FakeRemote([dir(), out(fixture("rounds-step-copy.bin")), swapThenSubvol()]);
     const { log, value, error } = await withLog(() => convergeWith(remote, inputs()));
     expect(error).to.equal(undefined);
-    expect(remote.commands).to.deep.equal([INSPECT(), BATCH_COPY, BATCH_SWAP, INSPECT()]);
-    expect(remote.calls.map((c) => c.stdin)).to.deep.equal([
-      undefined,
-      undefined,
-      convertedConfig(),
-      undefined,
-    ]);
+    expect(remote.commands).to.deep.equal([INSPECT(), BATCH_COPY, BATCH_SWAP]);
+    expect(remote.calls.map((c) => c.stdin)).to.deep.equal([undefined, undefined, convertedConfig()]);
     expect(remote.unused).to.equal(0);
     // entries (files) and bytes come from the first round's walk: the later inspection does not walk.
     expect(value).to.deep.equal(converted());
@@ -137,6 +142,19 @@ describe("rootfs orchestration: conversion rounds (FakeRemote, captured outputs)
       VERIFIED,
     ]);
   });
+
+  for (const [what, reply] of [
+    ["did not run (no line of its own)", out(fixture("rounds-step-swap.bin"))],
+    ["printed what cannot be read", thenInspection(out(fixture("rounds-step-swap.bin")), "garbage")],
+  ] as const)
+    it(`the swap batch's inspection ${what}: the next round inspects on its own`, async () => {
+      const remote = new FakeRemote([dir(), out(fixture("rounds-step-copy.bin")), reply, subvol()]);
+      const { value, error } = await withLog(() => convergeWith(remote, inputs()));
+      expect(error).to.equal(undefined);
+      expect(remote.commands).to.deep.equal([INSPECT(), BATCH_COPY, BATCH_SWAP, INSPECT()]);
+      expect(remote.unused).to.equal(0);
+      expect(value).to.deep.equal(converted());
+    });
 
   it("adopts an already converted container: one inspection, no step runs", async () => {
     const remote = new FakeRemote([subvol()]);
@@ -224,7 +242,7 @@ describe("rootfs orchestration: rollback of a failed batch (FakeRemote)", () => 
     const { error } = await withLog(() => convergeWith(remote, inputs()));
     expect(remote.commands).to.deep.equal([INSPECT(), BATCH_COPY, BATCH_SWAP]);
     expect(remote.unused).to.equal(0);
-    expect(error?.message).to.equal(batchFailure(BATCH_SWAP, stderr));
+    expect(withNonce(error?.message)).to.equal(batchFailure(BATCH_SWAP, stderr));
   });
 
   it("a batch failing before its swap marker still rolls back (the swap had not started)", async () => {
@@ -236,7 +254,7 @@ describe("rootfs orchestration: rollback of a failed batch (FakeRemote)", () => 
     ]);
     const { error } = await withLog(() => convergeWith(remote, inputs()));
     expect(remote.commands).to.deep.equal([INSPECT(), BATCH_COPY, BATCH_SWAP, ROLLBACK]);
-    expect(error?.message).to.equal(batchFailure(BATCH_SWAP, "mv: cannot move"));
+    expect(withNonce(error?.message)).to.equal(batchFailure(BATCH_SWAP, "mv: cannot move"));
   });
 
   it("the swap step itself failing rolls back too (the host's guard refuses the rollback once it renamed)", async () => {
@@ -251,7 +269,7 @@ describe("rootfs orchestration: rollback of a failed batch (FakeRemote)", () => 
     const { error } = await withLog(() => convergeWith(remote, inputs()));
     expect(remote.commands).to.deep.equal([INSPECT(), BATCH_COPY, BATCH_SWAP, ROLLBACK]);
     expect(remote.unused).to.equal(0);
-    expect(error?.message).to.equal(batchFailure(BATCH_SWAP, stderr));
+    expect(withNonce(error?.message)).to.equal(batchFailure(BATCH_SWAP, stderr));
   });
 
   const DIFFERS =
@@ -344,9 +362,8 @@ describe("rootfs orchestration: the container's downtime in the log (FakeRemote)
       const remote = new FakeRemote([
         out(fixture("rounds-inspect-running.bin")),
         stepMarkers(fixture("verify-ok.bin")),
-        stepMarkers(),
-        // cv's converted inspection, as cvr's: what the next round finds.
-        out(fixture("rounds-inspect-subvol.bin").split(`${C}/`).join(`${L}/cvr/`)),
+        // cv's converted inspection, as cvr's: what the next round finds, at the end of the last batch.
+        thenInspection(stepMarkers(), fixture("rounds-inspect-subvol.bin").split(`${C}/`).join(`${L}/cvr/`)),
       ]);
       const { log, error } = await withLog(() => convergeWith(remote, inputs("cvr", { ifRunning })));
       expect(error?.message).to.equal(undefined);
@@ -360,6 +377,7 @@ describe("rootfs orchestration: the container's downtime in the log (FakeRemote)
         "start",
         "remove",
         "journal-clear",
+        "inspect",
       ];
       expect(ops.slice(1, 3)).to.deep.equal(
         ifRunning === "restart"

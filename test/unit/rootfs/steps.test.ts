@@ -6,9 +6,11 @@ import { expect } from "chai";
 import type { Step } from "../../../provider/rootfs/plan";
 import {
   batchArgs,
+  batchThenInspectArgs,
   compareTreeReports,
   handOffProblem,
   hardlinkGroups,
+  inspectionAfter,
   nextStepMarker,
   STEP_OPS,
   stepBatches,
@@ -57,13 +59,32 @@ const COPY_FIRST: Step[] = [
 ];
 
 describe("rootfs steps: step.sh's ops are the Step union's (the contract between the two)", () => {
-  it("step.sh's `step` dispatch, as sent, has an arm for every op of Step, plus verify-diff, and refuses others", () => {
+  it("step.sh's `step` dispatch, as sent, has an arm for every op of Step, plus inspect and verify-diff, and refuses others", () => {
     const arms = caseArms(script("step"), "step");
-    // verify-diff: the provider's own op (verifyDiffArgs), never in a plan.
-    expect([...arms].sort()).to.deep.equal([...STEP_OPS, "verify-diff", "*"].sort());
+    // inspect and verify-diff: the provider's own ops (batchThenInspectArgs, verifyDiffArgs), never in a plan.
+    expect([...arms].sort()).to.deep.equal([...STEP_OPS, "inspect", "verify-diff", "*"].sort());
     expect(arms.at(-1)).to.equal("*");
     expect(new Set(arms).size).to.equal(arms.length);
     expect(STEP_OPS).to.have.length(20); // 16 of a conversion, 4 of a restore;
+  });
+
+  it("inspect takes its nonce, after the batch's steps: OP NARGS ARG...", () => {
+    const steps: Step[] = [{ op: "journal-clear" }, { op: "start" }];
+    expect(batchThenInspectArgs("/var/lib/lxc", "c1", steps, "0a1b")).to.deep.equal([
+      "/var/lib/lxc",
+      "c1",
+      ...["journal-clear", "0", "start", "0"],
+      ...["inspect", "1", "0a1b"],
+    ]);
+  });
+
+  it("step.sh as sent holds inspect-rootfs.sh as the function inspect_rootfs, run in a subshell", () => {
+    const text = script("step");
+    const fn = text.slice(text.indexOf("\ninspect_rootfs() (\n"));
+    expect(fn.startsWith("\ninspect_rootfs() (\nset -u\nlxcpath=$1 name=$2 walk=$3 mode=$3\n")).to.equal(
+      true,
+    );
+    expect(fn).to.include("\n)\n");
   });
 
   it("verify-diff takes the verification's two trees as step.sh takes any op: OP NARGS ARG...", () => {
@@ -141,6 +162,34 @@ describe("rootfs steps: the argv of a live conversion's first batch", () => {
       ...["verify", "2", R, NEW],
     ]);
   });
+});
+
+describe("rootfs steps: inspectionAfter (the inspection that ends a batch)", () => {
+  const N = "9f3c2a7e1b0d4c56";
+  const table: [string, string, string | undefined][] = [
+    [
+      "after the steps' markers",
+      `@@step 1 journal-clear\n@@step 2 inspect\n@@inspect ${N}\nk=v\n@@x\0`,
+      "k=v\n@@x\0",
+    ],
+    ["the whole output (nothing before it)", `@@inspect ${N}\nk=v\n`, "k=v\n"],
+    ["missing: the batch ran no inspection", "@@step 1 journal-clear\n", undefined],
+    [
+      "a line with another nonce (a file name made before the batch) is not it",
+      `x\n@@inspect 0000\nk=v\n`,
+      undefined,
+    ],
+    ["not at the start of a line", `x@@inspect ${N}\nk=v\n`, undefined],
+    [
+      "the first line with the nonce counts: what the inspection printed may hold anything after it",
+      `@@inspect ${N}\nconfig=@@inspect ${N}\n`,
+      `config=@@inspect ${N}\n`,
+    ],
+  ];
+  for (const [what, stdout, want] of table)
+    it(what, () => {
+      expect(inspectionAfter(stdout, N)).to.equal(want);
+    });
 });
 
 describe("rootfs steps: hardlinkGroups", () => {

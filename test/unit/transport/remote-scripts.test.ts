@@ -11,6 +11,7 @@ import { ExitCode, exitCodeAssignments } from "../../../provider/transport/exit-
 import {
   preludeAsSent,
   preludePath,
+  SCRIPT_FUNCTIONS,
   SCRIPT_LIBS,
   SCRIPT_NAMES,
   script,
@@ -40,9 +41,13 @@ describe("remote-scripts: every script goes out after the prelude", () => {
     expect(SCRIPT_LIBS).to.deep.equal({ step: ["flags"], clone: ["flags"] });
     const flags = preludeAsSent(readFileSync(join(preludePath(), "..", "flags.sh"), "utf8"));
     expect(flags).to.match(/^flags_of\(\) \(/m);
+    // step.sh also carries inspect-rootfs.sh, as a function run in a subshell (its closing inspection).
+    expect(SCRIPT_FUNCTIONS).to.deep.equal({ step: [["inspect_rootfs", "inspect-rootfs"]] });
+    const inspectFn = `inspect_rootfs() (\n${preludeAsSent(readFileSync(scriptPath("inspect-rootfs"), "utf8"))}\n)\n`;
     for (const name of SCRIPT_NAMES) {
       const lib = name === "step" || name === "clone" ? flags : "";
-      expect(script(name)).to.equal(prelude + lib + readFileSync(scriptPath(name), "utf8"));
+      const fns = name === "step" ? inspectFn : "";
+      expect(script(name)).to.equal(prelude + lib + fns + readFileSync(scriptPath(name), "utf8"));
     }
     expect(scriptArgv("discover", ["/var/lib/lxc"])).to.deep.equal([
       "sh",
