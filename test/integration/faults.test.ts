@@ -144,8 +144,18 @@ describe("fault matrix: each step × link cut, sshd killed, provider SIGKILL, di
   describe("LxcSubvolumeRootfs conversion", () => {
     const name = "it-fault";
     const inputs = rootfsArgsSchema.parse({ connection, container: name });
-    // The failpoints are the steps of the batches, in order (see provider/rootfs/plan.ts).
-    const steps = ["subvol-create", "copy", "verify", "swap", "write-config", "remove", "journal-clear"];
+    // The failpoints are the steps of the batches, in order (see provider/rootfs/plan.ts), and the
+    // inspection that ends the last batch (read-only: the conversion is done by then).
+    const steps = [
+      "subvol-create",
+      "copy",
+      "verify",
+      "swap",
+      "write-config",
+      "remove",
+      "journal-clear",
+      "inspect",
+    ];
     for (const step of steps) {
       for (const f of FAULTS) {
         it(`${step} × ${f}: the next run finishes or rolls back; the tree is intact, nothing is left over`, async () => {
@@ -189,7 +199,7 @@ describe("fault matrix: each step × link cut, sshd killed, provider SIGKILL, di
     const inputs = rootfsArgsSchema.parse({ connection, container: name, restoreFrom: "s" });
     const exists = async (p: string) => (await sh('[ -e "$1" ] && echo y || echo n', p)) === "y\n";
     // The failpoints are the restore's steps (see provider/rootfs/plan.ts): journal-restore is its first
-    // journal (copying), the later ones are covered by the steps they precede.
+    // journal (copying), the later ones are covered by the steps they precede; inspect ends the batch.
     const steps = [
       "journal-restore",
       "restore-snapshot",
@@ -197,6 +207,7 @@ describe("fault matrix: each step × link cut, sshd killed, provider SIGKILL, di
       "swap",
       "remove",
       "journal-clear",
+      "inspect",
     ];
     for (const step of steps) {
       for (const f of FAULTS) {
