@@ -13,10 +13,22 @@ import * as clone from "../../provider/clone/provider";
 import { rootfsArgsSchema } from "../../provider/rootfs/inputs";
 import * as rootfs from "../../provider/rootfs/provider";
 import { closeAllConnections } from "../../provider/transport/ssh";
-import { type FleetHost, fault, fleetScript, manifest, run } from "../support/fleet";
+import { type FaultAction, type FleetHost, fault, fleetScript, manifest, run } from "../support/fleet";
 import { destroyContainers, failpoint, hostSh, makeBusybox, rejectionOf, waitFor } from "../support/host";
 import { logged } from "../support/log";
-import { args, connTo, host, L, providerCall, providerChild, sentDir, subvol, sum } from "../support/xhost";
+import {
+  args,
+  connTo,
+  host,
+  L,
+  providerCall,
+  providerChild,
+  receivedPast,
+  rewritten,
+  sentDir,
+  subvol,
+  sum,
+} from "../support/xhost";
 
 const h1 = host("h1");
 const h2 = host("h2");
@@ -179,12 +191,7 @@ describe("cross-host clone faults (h1 -> h2)", function () {
     async function strikeMidStream(name: string, strike: () => Promise<unknown>): Promise<string> {
       const partial = `${L}/.plb-receiving-${name}/rootfs/big`;
       const create = rejectionOf(clone.create(faultArgs(SRC, name)));
-      await waitFor(
-        `${partial} to grow`,
-        async () =>
-          Number((await hostSh(h2, 'stat -c %s "$1" 2>/dev/null || echo 0', partial)).trim()) > 100 * 2 ** 20,
-        120_000,
-      );
+      await receivedPast(h2, partial, 100);
       await strike();
       return create;
     }
@@ -537,19 +544,11 @@ describe("cross-host clone faults (h1 -> h2)", function () {
     const own = (m: string) =>
       m
         .split("\n")
-        .filter((l) => !/^(etc|etc\/hostname|etc\/hosts)\t/.test(l))
+        .filter((l) => !rewritten(l))
         .join("\n");
     const refreshed = "the refresh's change on h1";
 
-    type Cell = {
-      fault: string;
-      /** Strikes (in the middle of the stream, or at the failpoint), and undoes the fault. */
-      strike: () => Promise<unknown>;
-      heal: () => Promise<unknown>;
-      /** Held at this failpoint (host, point) rather than struck in the middle of the stream. */
-      at?: { on: FleetHost; point: string; kill: "provider" | "sshd" };
-      /** A receive on h2 that a lost close may leave waiting (ended by the next run). */
-      lingers?: boolean;
+    type Outcome = {
       says: (n: string) => RegExp;
       target: (n: string) => string;
       /** Whether the source still holds the refresh's new snapshot beside the kept parent. */
@@ -557,69 +556,65 @@ describe("cross-host clone faults (h1 -> h2)", function () {
       /** Whether the clone already holds the refreshed tree. */
       swapped: boolean;
     };
+    type Cell = Outcome & {
+      fault: string;
+      /** Strikes (in the middle of the stream, or at the failpoint), and undoes the fault. */
+      strike?: () => Promise<unknown>;
+      heal?: () => Promise<unknown>;
+      /** Held at this failpoint (host, point) rather than struck in the middle of the stream. */
+      at?: { on: FleetHost; point: string; kill: "provider" | "sshd" };
+      /** A receive on h2 that a lost close may leave waiting (ended by the next run). */
+      lingers?: boolean;
+    };
     const REFRESH_AFTER =
       "This run had already changed the host \\(received into a temporary directory on the target, which this run or the next removes; the clone is as it was\\); run again: it starts from what it finds there\\.";
-    const lostOn = (h: FleetHost, n: string, argv: string) =>
+    /** The message of a refresh that failed before its swap (as a RegExp source: `what`). */
+    const failedBefore = (n: string, what: string) =>
       new RegExp(
-        `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\)[^:]*: on root@${re(h.address)}:22: \`plb-clone ${argv}\` was killed or timed out\nhint: the SSH connection was lost while the command ran`,
+        `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\) on root@${re(h2.address)}:22: ${what} ${REFRESH_AFTER}$`,
       );
+    /** The target's side lost mid-stream: the partial receive stays for the next run; the new snapshot went. */
+    const targetLost: Outcome = {
+      says: (n) => failedBefore(n, "the relay failed: btrfs receive ended before the stream did\\."),
+      target: partial,
+      next: false,
+      swapped: false,
+    };
+    /** The source's side lost mid-stream: the target removed its receive; the new snapshot stays on h1. */
+    const sourceLost: Outcome = {
+      says: (n) =>
+        failedBefore(
+          n,
+          `${SEND_CUT} Chroot to ${L}/\\.plb-receiving-${n} \\| ERROR: (short read from stream: expected \\d+ read \\d+|unexpected EOF in stream) \\| At snapshot rootfs\\.`,
+        ),
+      target: finished,
+      next: true,
+      swapped: false,
+    };
+    /** The source's side lost after the target's swap: the clone is refreshed, h1 holds both snapshots. */
+    const afterSwap = { target: finished, next: true, swapped: true };
+    /** A fault of fault.sh on a host, and the action that undoes it. */
+    const hostFault = (h: FleetHost, on: FaultAction, off: FaultAction) => ({
+      strike: () => fault(h, on),
+      heal: () => fault(h, off),
+    });
     const CELLS: Cell[] = [
       {
         fault: "link cut on h2 mid-stream",
-        strike: () => fault(h2, "cut"),
-        heal: () => fault(h2, "restore"),
+        ...hostFault(h2, "cut", "restore"),
         lingers: true,
-        says: (n) =>
-          new RegExp(
-            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\) on root@${re(h2.address)}:22: the relay failed: btrfs receive ended before the stream did\\. ${REFRESH_AFTER}$`,
-          ),
-        target: partial,
-        next: false,
-        swapped: false,
+        ...targetLost,
       },
-      {
-        fault: "link cut on h1 mid-stream",
-        strike: () => fault(h1, "cut"),
-        heal: () => fault(h1, "restore"),
-        says: (n) =>
-          new RegExp(
-            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\) on root@${re(h2.address)}:22: ${SEND_CUT} Chroot to ${L}/\\.plb-receiving-${n} \\| ERROR: (short read from stream: expected \\d+ read \\d+|unexpected EOF in stream) \\| At snapshot rootfs\\. ${REFRESH_AFTER}$`,
-          ),
-        target: finished,
-        next: true,
-        swapped: false,
-      },
-      {
-        fault: "sshd killed on h2 mid-stream",
-        strike: () => fault(h2, "sshd-stop"),
-        heal: () => fault(h2, "sshd-start"),
-        says: (n) =>
-          new RegExp(
-            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\) on root@${re(h2.address)}:22: the relay failed: btrfs receive ended before the stream did\\. ${REFRESH_AFTER}$`,
-          ),
-        target: partial,
-        next: false,
-        swapped: false,
-      },
-      {
-        fault: "sshd killed on h1 mid-stream",
-        strike: () => fault(h1, "sshd-stop"),
-        heal: () => fault(h1, "sshd-start"),
-        says: (n) =>
-          new RegExp(
-            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\) on root@${re(h2.address)}:22: ${SEND_CUT} Chroot to ${L}/\\.plb-receiving-${n} \\| ERROR: (short read from stream: expected \\d+ read \\d+|unexpected EOF in stream) \\| At snapshot rootfs\\. ${REFRESH_AFTER}$`,
-          ),
-        target: finished,
-        next: true,
-        swapped: false,
-      },
+      { fault: "link cut on h1 mid-stream", ...hostFault(h1, "cut", "restore"), ...sourceLost },
+      { fault: "sshd killed on h2 mid-stream", ...hostFault(h2, "sshd-stop", "sshd-start"), ...targetLost },
+      { fault: "sshd killed on h1 mid-stream", ...hostFault(h1, "sshd-stop", "sshd-start"), ...sourceLost },
       {
         fault: "h2's disk filled mid-stream",
-        strike: () => fault(h2, "fill"),
-        heal: () => fault(h2, "unfill"),
+        ...hostFault(h2, "fill", "unfill"),
         says: (n) =>
-          new RegExp(
-            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\) on root@${re(h2.address)}:22: btrfs receive on the target exited with code 1: Chroot to ${L}/\\.plb-receiving-${n} \\| ERROR: writing to delta failed: No space left on device \\| At snapshot rootfs; the target's filesystem is full: free space on the target and run again\\. ${REFRESH_AFTER}$`,
+          failedBefore(
+            n,
+            `btrfs receive on the target exited with code 1: Chroot to ${L}/\\.plb-receiving-${n} \\| ERROR: writing to delta failed: No space left on device \\| At snapshot rootfs; the target's filesystem is full: free space on the target and run again\\.`,
           ),
         target: finished,
         next: false,
@@ -627,23 +622,19 @@ describe("cross-host clone faults (h1 -> h2)", function () {
       },
       {
         fault: "provider and h1's script SIGKILLed after h2 swapped, before h1 keeps the new parent",
-        strike: async () => {},
-        heal: async () => {},
         at: { on: h1, point: "rotate", kill: "provider" },
         says: () => /^failed \(SIGKILL\)$/,
-        target: finished,
-        next: true,
-        swapped: true,
+        ...afterSwap,
       },
       {
         fault: "sshd killed on h1 after h2 swapped, before h1 keeps the new parent",
-        strike: () => fault(h1, "sshd-stop"),
-        heal: () => fault(h1, "sshd-start"),
+        ...hostFault(h1, "sshd-stop", "sshd-start"),
         at: { on: h1, point: "rotate", kill: "sshd" },
-        says: (n) => lostOn(h1, n, `xrotate ${L} ${SRC} ${n} [0-9a-f]+ [-0-9a-f]{36}`),
-        target: finished,
-        next: true,
-        swapped: true,
+        says: (n) =>
+          new RegExp(
+            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\): on root@${re(h1.address)}:22: \`plb-clone xrotate ${L} ${SRC} ${n} [0-9a-f]+ [-0-9a-f]{36}\` was killed or timed out\nhint: the SSH connection was lost while the command ran`,
+          ),
+        ...afterSwap,
       },
     ];
     CELLS.forEach((c, i) => {
@@ -697,22 +688,15 @@ done
 exit 1`,
               );
               run.kill();
-            } else await c.strike();
+            } else await c.strike?.();
           } else {
-            const growing = `${L}/.plb-receiving-${name}/rootfs/delta`;
-            await waitFor(
-              `${growing} to grow`,
-              async () =>
-                Number((await hostSh(h2, 'stat -c %s "$1" 2>/dev/null || echo 0', growing)).trim()) >
-                60 * 2 ** 20,
-              120_000,
-            );
-            await c.strike();
+            await receivedPast(h2, `${L}/.plb-receiving-${name}/rootfs/delta`, 60);
+            await c.strike?.();
           }
           how = await run.done;
         } finally {
           await fp?.release();
-          await c.heal();
+          await c.heal?.();
           await closeAllConnections();
         }
         console.log(`      faulted run: ${how.split("\n")[0]}`);

@@ -27,6 +27,8 @@ import {
   L,
   providerCall,
   providerChild,
+  receivedPast,
+  rewritten,
   sentDir,
   subvol,
   sum,
@@ -130,7 +132,6 @@ describe("LxcSnapshotClone across hosts (h1 -> h2)", function () {
       const sentManifest = await manifest(h1, `${sentDir(SRC, CL)}/rootfs`);
       expect(sentManifest).to.equal(srcManifest);
       const cloneManifest = await manifest(h2, `${L}/${CL}/rootfs`);
-      const rewritten = (l: string) => /^(etc|etc\/hostname|etc\/hosts)\t/.test(l);
       expect(cloneManifest.split("\n").filter((l) => !rewritten(l))).to.deep.equal(
         sentManifest.split("\n").filter((l) => !rewritten(l)),
       );
@@ -428,7 +429,6 @@ head -c 65536 /dev/urandom >>new.nocow && echo changed >etc/motd && rm -- "odd d
       const hostFiles = "sha256sum /etc/shadow /etc/passwd && ls -la --time-style=+%s /etc | sha256sum";
       const h2Before = await hostSh(h2, hostFiles);
       ({ outs } = await clone.create(args(SRC, CL, { start: false })));
-      const rewritten = (l: string) => /^(etc|etc\/hostname|etc\/hosts)\t/.test(l);
       const got = await manifest(h2, `${L}/${CL}/rootfs`);
       expect(got.split("\n").filter((l) => !rewritten(l))).to.deep.equal(
         srcManifest.split("\n").filter((l) => !rewritten(l)),
@@ -722,13 +722,7 @@ sleep 1; cat "$f.pid" | tee "$2"; rm -f "$f" "$f.pid"`,
         }
         try {
           // Strike once the target has received part of the file (of 1 GiB).
-          await waitFor(
-            `${partial} to grow`,
-            async () =>
-              Number((await hostSh(h2, 'stat -c %s "$1" 2>/dev/null || echo 0', partial)).trim()) >
-              100 * 2 ** 20,
-            120_000,
-          );
+          await receivedPast(h2, partial, 100);
           if (f === "provider SIGKILL") run.kill();
           else await fault(h2, "cut");
           const how = await run.done;

@@ -9,7 +9,7 @@ import { type CloneInputs, cloneArgsSchema } from "../../provider/clone/inputs";
 import { sentName, targetTag } from "../../provider/clone/xhost";
 import { connectionSchema } from "../../provider/core/connection";
 import { type FleetHost, loadInventory } from "./fleet";
-import { hostSh } from "./host";
+import { hostSh, waitFor } from "./host";
 
 export const inv = loadInventory();
 export const host = (n: string) => inv.hosts.find((h) => h.name === n) as FleetHost;
@@ -83,3 +83,15 @@ export function providerCall(
 
 /** A create in a provider process of its own (providerCall). */
 export const providerChild = (inputs: CloneInputs) => providerCall("create", [inputs]);
+
+/** Waits until the file a receive is writing on the host has grown past `mib` MiB (2 minutes at most). */
+export const receivedPast = (h: FleetHost, file: string, mib: number) =>
+  waitFor(
+    `${file} to grow`,
+    async () =>
+      Number((await hostSh(h, 'stat -c %s "$1" 2>/dev/null || echo 0', file)).trim()) > mib * 2 ** 20,
+    120_000,
+  );
+
+/** Whether a manifest line is one the identity rewrite changes: /etc/hostname, /etc/hosts, and /etc itself. */
+export const rewritten = (line: string) => /^(etc|etc\/hostname|etc\/hosts)\t/.test(line);
