@@ -562,7 +562,7 @@ describe("cross-host clone faults (h1 -> h2)", function () {
       strike?: () => Promise<unknown>;
       heal?: () => Promise<unknown>;
       /** Held at this failpoint (host, point) rather than struck in the middle of the stream. */
-      at?: { on: FleetHost; point: string; kill: "provider" | "sshd" };
+      at?: { on: FleetHost; point: string; kill: "provider" | "fault" };
       /** A receive on h2 that a lost close may leave waiting (ended by the next run). */
       lingers?: boolean;
     };
@@ -627,9 +627,30 @@ describe("cross-host clone faults (h1 -> h2)", function () {
         ...afterSwap,
       },
       {
+        // The held script runs on once released (a cut link does not end it): it keeps the new parent.
+        fault: "link cut on h1 after h2 swapped, before h1 keeps the new parent",
+        ...hostFault(h1, "cut", "restore"),
+        at: { on: h1, point: "rotate", kill: "fault" },
+        says: (n) =>
+          new RegExp(
+            `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\): on root@${re(h1.address)}:22: \`plb-clone xrotate ${L} ${SRC} ${n} [0-9a-f]+ [-0-9a-f]{36}\` (was killed or timed out\nhint: the SSH connection was lost while the command ran|was killed or timed out\nhint: no result within 20s \\(connection\\.commandTimeout\\))`,
+          ),
+        ...afterSwap,
+        next: false,
+      },
+      {
+        // Keeping the new parent renames a directory and deletes a subvolume: a full disk does not stop it.
+        fault: "h1's disk filled after h2 swapped, before h1 keeps the new parent",
+        ...hostFault(h1, "fill", "unfill"),
+        at: { on: h1, point: "rotate", kill: "fault" },
+        says: () => /^succeeded$/,
+        ...afterSwap,
+        next: false,
+      },
+      {
         fault: "sshd killed on h1 after h2 swapped, before h1 keeps the new parent",
         ...hostFault(h1, "sshd-stop", "sshd-start"),
-        at: { on: h1, point: "rotate", kill: "sshd" },
+        at: { on: h1, point: "rotate", kill: "fault" },
         says: (n) =>
           new RegExp(
             `^failed: LxcSnapshotClone ${n} \\(from ${SRC}\\): on root@${re(h1.address)}:22: \`plb-clone xrotate ${L} ${SRC} ${n} [0-9a-f]+ [-0-9a-f]{36}\` was killed or timed out\nhint: the SSH connection was lost while the command ran`,
@@ -688,7 +709,11 @@ done
 exit 1`,
               );
               run.kill();
-            } else await c.strike?.();
+            } else {
+              // Struck: the held script goes on (if the fault left it alive) and the run ends as it will.
+              await c.strike?.();
+              await fp.release();
+            }
           } else {
             await receivedPast(h2, `${L}/.plb-receiving-${name}/rootfs/delta`, 60);
             await c.strike?.();
@@ -712,14 +737,12 @@ exit 1`,
         else expect(await manifest(h2, rootfsOf(name))).to.equal(before);
         // The next run: incremental, from the parent both hosts have (the new snapshot, if h2 took it).
         const parent = (await subvol(h2, `${L}/${name}/snaps/.plb-received/rootfs`))["Received UUID"];
+        // After the swap, h2's parent is the refresh's new snapshot: still .plb-next-… on h1, or already
+        // kept as .plb-sent-… if h1's side finished the rotation after the provider lost it.
+        const sentNow = `${L}/${SRC}/snaps/${tail(sentDir(SRC, name))}/rootfs`;
         expect(parent).to.equal(
           c.swapped
-            ? (
-                await subvol(
-                  h1,
-                  `${L}/${SRC}/snaps/${tail(sentDir(SRC, name)).replace(".plb-sent-", ".plb-next-")}/rootfs`,
-                )
-              ).UUID
+            ? (await subvol(h1, c.next ? sentNow.replace("/.plb-sent-", "/.plb-next-") : sentNow)).UUID
             : first.sentUuid,
         );
         const { outs } = await clone.update("", first, args(SRC, name, { revision: "2" }));
